@@ -1,0 +1,151 @@
+"""The ``bmbench`` command line: each command is a thin call into the Python API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from . import __version__
+from .errors import BmbenchError
+from .progress import set_quiet
+
+
+class _Group(click.Group):
+    """Turns every :class:`BmbenchError` into one ``Error:`` line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BmbenchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: nothing was stored for the unfinished run.", err=True)
+            sys.exit(130)
+
+
+def _setup(quiet: bool) -> None:
+    set_quiet(quiet)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("bmbench: %(message)s"))
+    root = logging.getLogger("bmbench")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+results_option = click.option(
+    "--results-dir", type=click.Path(file_okay=False), default=None,
+    help="Results store (default: $BMBENCH_RESULTS or ./results).")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                          help="Override a recipe value, e.g. --set dataset.image_size=32.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="bmbench")
+def main():
+    """Benchmark methods for classifying blood and bone-marrow cell images."""
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@set_option
+@results_option
+@quiet_option
+def run(recipe, overrides, results_dir, quiet):
+    """Train and score RECIPE (a YAML file); store the run under results/runs/."""
+    from .runner import run_recipe
+
+    _setup(quiet)
+    folder = run_recipe(recipe, results_dir, tuple(overrides))
+    from .store import load_record
+
+    m = load_record(folder).metrics
+    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
+               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+
+
+@main.command()
+@results_option
+@click.option("--metric", default="macro_f1", show_default=True, help="Metric to rank by.")
+@click.option("--dataset", default=None, help="Only runs on this data set kind.")
+@click.option("--recipe", default=None, help="Only runs of this recipe name.")
+@click.option("--family", default=None, help="Only runs of this model family.")
+@click.option("--best-per-recipe", is_flag=True, help="Keep the best run of each recipe.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]),
+              default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file.")
+def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out):
+    """Rank stored runs; one table per data set and test split."""
+    from .leaderboard import build_boards, render
+    from .store import list_runs, results_dir as resolve
+
+    _setup(False)
+    boards = build_boards(list_runs(resolve(results_dir)), metric, dataset, recipe, family,
+                          best_per_recipe)
+    _emit(render(boards, fmt), out)
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from pathlib import Path
+    from .store import write_text
+
+    try:
+        write_text(Path(out), text)
+    except OSError as exc:
+        raise BmbenchError(f"{out}: cannot write ({exc.strerror})") from None
+    click.echo(f"wrote {out}", err=True)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table",
+              show_default=True)
+@click.pass_context
+def datasets(ctx, fmt):
+    """List the known data set kinds (or check a folder: `datasets check`)."""
+    if ctx.invoked_subcommand is None:
+        from .datasets.describe import describe_kinds
+
+        click.echo(describe_kinds(fmt))
+
+
+@datasets.command("check")
+@click.argument("root", type=click.Path())
+@click.option("--kind", required=True, help="Data set kind (see `bmbench datasets`).")
+@click.option("--ids", default=None, help="Images ID file (kind matek_bm4).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A kind-specific option, e.g. --option labels=fine.")
+@click.option("--decode/--no-decode", default=True, show_default=True,
+              help="Decode every image to find unreadable files.")
+@quiet_option
+def datasets_check(root, kind, ids, options, decode, quiet):
+    """Count images per class in ROOT and list unreadable files."""
+    from .datasets.check import check_dataset
+
+    _setup(quiet)
+    report = check_dataset(root, kind, ids, options, decode)
+    click.echo(report.text())
+    if report.unreadable:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@set_option
+def validate(recipe, overrides):
+    """Check RECIPE and print it fully resolved (defaults filled in)."""
+    from .recipe import dump_recipe, load_recipe
+
+    r = load_recipe(recipe, tuple(overrides))
+    click.echo(f"# {recipe}: valid")
+    click.echo(dump_recipe(r), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,45 @@
+"""Render the data set description table (for `bmbench datasets` and the README)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .registry import list_kinds
+
+
+def describe_kinds(fmt: str = "table") -> str:
+    kinds = list_kinds()
+    if fmt == "markdown":
+        rows = ["| kind | data set | layout | classes | split / groups | citation |",
+                "|---|---|---|---|---|---|"]
+        rows += [f"| `{k.name}` | {k.title}{_link(k.url)} | `{k.layout}` | {_classes(k)} | "
+                 f"{_split(k)} | {k.citation} |" for k in kinds]
+        return "\n".join(rows) + "\n"
+    out = []
+    for k in kinds:
+        out += [f"{k.name}: {k.title}", f"    layout:  {k.layout}", f"    images:  {k.images}",
+                f"    classes: {_classes(k)}", f"    split:   {_split(k)}"]
+        opts = [f.name for f in dataclasses.fields(k.options)]
+        if opts:
+            out.append(f"    options: {', '.join(opts)}")
+        if k.notes:
+            out.append(f"    note:    {k.notes}")
+        out += [f"    cite:    {k.citation}" + (f" {k.url}" if k.url else ""), ""]
+    return "\n".join(out)
+
+
+def _link(url: str) -> str:
+    return f" ([source]({url}))" if url else ""
+
+
+def _classes(kind) -> str:
+    if not kind.classes:
+        return "discovered from the data"
+    return ", ".join(f"{code} ({name})" if code != name else code for code, name in kind.classes)
+
+
+def _split(kind) -> str:
+    parts = ["predefined" if kind.predefined_split else "none predefined"]
+    if kind.groups:
+        parts.append(f"groups: {kind.groups}")
+    return "; ".join(parts)

@@ -1,0 +1,164 @@
+"""Decode any supported image file to RGB uint8, and resize it the same way everywhere.
+
+Grayscale, RGBA/LA (composited on white, like a pale smear background), palette, CMYK,
+16-bit and float images all become ``(H, W, 3) uint8`` RGB. Images whose pixel count
+exceeds ``max_pixels`` are refused before decoding (decompression-bomb guard).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 50_000_000
+log = logging.getLogger(__name__)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, 3) uint8`` RGB array or raise :class:`DatasetError`."""
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            _check_pixels(path, im.size, max_pixels)
+            if path.suffix.lower() in (".tif", ".tiff") and im.mode not in ("RGB", "L", "P", "RGBA"):
+                return _read_tiff(path, max_pixels)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{path}: cannot decode image ({_reason(exc)}); replace or remove "
+                           "the file, or set dataset.on_bad_image: skip") from None
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise DatasetError(f"{path}: image is {w}x{h} = {w * h:,} pixels, above the limit of "
+                           f"{max_pixels:,}; raise dataset.max_pixels if the file is trusted")
+    if w < 1 or h < 1:
+        raise DatasetError(f"{path}: image has no pixels ({w}x{h})")
+
+
+def _to_rgb(im) -> np.ndarray:
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return np.asarray(im, dtype=np.uint8).copy()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return np.repeat(_scale_to_uint8(np.asarray(im))[..., None], 3, axis=2)
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _scale_to_uint8(a: np.ndarray) -> np.ndarray:
+    """16-bit integer images map their full range 0..65535 to 0..255; float images 0..1."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        top = 1.0 if np.nanmax(a) <= 1.0 else float(np.nanmax(a))
+        return np.clip(np.nan_to_num(a) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if a.dtype.itemsize == 1:
+        return a.astype(np.uint8)
+    top = 65535.0 if a.max(initial=0) > 255 or a.dtype == np.uint16 else 255.0
+    return np.clip(a.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        _check_pixels(path, (page.shape[1], page.shape[0]), max_pixels)
+        a = page.asarray()
+    a = _scale_to_uint8(a)
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] >= 3:
+        return np.ascontiguousarray(a[..., :3])
+    return np.repeat(a[..., :1], 3, axis=2)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace(" '" + str(getattr(exc, "filename", "")) + "'", "")[:200]
+
+
+def resize(image: np.ndarray, size: int, keep_aspect: bool = False) -> np.ndarray:
+    """Resize ``(H, W, 3)`` to ``(size, size, 3)`` with area interpolation.
+
+    With ``keep_aspect`` the longest side becomes ``size`` and the rest is padded with the
+    median colour of the image border (the smear background), centred.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    if not keep_aspect:
+        interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
+        return cv2.resize(image, (size, size), interpolation=interp)
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(image, (nw, nh), interpolation=interp)
+    fill = _border_median(image)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out = np.empty((size, size, 3), np.uint8)
+    out[:] = fill
+    out[top:top + nh, left:left + nw] = small
+    return out
+
+
+def _border_median(image: np.ndarray) -> np.ndarray:
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return np.median(border, axis=0).astype(np.uint8)
+
+
+class ImageReader:
+    """Reads images for one run with the recipe's bad-image policy.
+
+    ``on_bad_image="error"`` raises on the first unreadable file; ``"skip"`` logs it, records
+    it in :attr:`skipped` (path -> reason) and returns ``None``.
+    """
+
+    def __init__(self, size: int | None = None, keep_aspect: bool = False,
+                 on_bad_image: str = "error", max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.size = size
+        self.keep_aspect = keep_aspect
+        self.on_bad_image = on_bad_image
+        self.max_pixels = max_pixels
+        self.skipped: dict[str, str] = {}
+
+    def read(self, path: str | os.PathLike, resized: bool = True) -> np.ndarray | None:
+        try:
+            image = read_rgb(path, self.max_pixels)
+        except DatasetError as exc:
+            if self.on_bad_image == "error":
+                raise
+            if str(path) not in self.skipped:
+                log.warning("skipping unreadable image: %s", exc)
+            self.skipped[str(path)] = str(exc)
+            return None
+        if resized and self.size:
+            image = resize(image, self.size, self.keep_aspect)
+        return image

@@ -1,0 +1,15 @@
+"""Load a data set table from a recipe's ``dataset`` section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .registry import get_kind
+from .table import DatasetTable, make_table
+
+
+def load_dataset(spec) -> DatasetTable:
+    """``spec`` is a :class:`bmbench.recipe.DatasetSpec`; images are not decoded here."""
+    kind = get_kind(spec.kind)
+    root, rows = kind.loader(Path(spec.root) if spec.root else None, spec)
+    return make_table(kind.name, Path(root), rows, kind.class_codes or None, spec.classes)

@@ -1,0 +1,77 @@
+"""One description table of data set kinds: it drives the loaders, the docs and
+``bmbench datasets``. Adding a kind is one :func:`register_kind` call in ``layouts.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..schema import did_you_mean, known_list
+from ..errors import DatasetError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """This kind has no options of its own."""
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """Facts about one published data set layout.
+
+    ``classes`` pairs class codes (as they appear in the layout) with full names; empty
+    means the classes are discovered from the data. ``loader(root, spec)`` returns a
+    DataFrame with columns ``relpath, label[, group][, split]`` and the resolved root.
+    """
+
+    name: str
+    title: str
+    layout: str
+    images: str
+    citation: str
+    url: str
+    loader: Callable
+    classes: tuple[tuple[str, str], ...] = ()
+    options: type = NoOptions
+    predefined_split: bool = False
+    groups: str = ""
+    notes: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def class_codes(self) -> tuple[str, ...]:
+        return tuple(code for code, _ in self.classes)
+
+
+KINDS: dict[str, DatasetKind] = {}
+
+
+def register_kind(**facts) -> Callable:
+    """Decorator: register the decorated loader under ``facts['name']``."""
+
+    def wrap(loader: Callable) -> Callable:
+        kind = DatasetKind(loader=loader, **facts)
+        if kind.name in KINDS:
+            raise ValueError(f"dataset kind {kind.name!r} registered twice")
+        KINDS[kind.name] = kind
+        return loader
+
+    return wrap
+
+
+def get_kind(name: str) -> DatasetKind:
+    _load_builtin()
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset kind '{name}'{did_you_mean(name, KINDS)}; "
+                           f"known kinds: {known_list(KINDS)}") from None
+
+
+def list_kinds() -> list[DatasetKind]:
+    _load_builtin()
+    return list(KINDS.values())
+
+
+def _load_builtin() -> None:
+    from . import layouts  # noqa: F401  (registers the built-in kinds)

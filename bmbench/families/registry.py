@@ -1,0 +1,79 @@
+"""Model families: one registry maps a name to a family class.
+
+A family is a class with ``name``, ``description``, an ``Options`` dataclass (its recipe
+keys under ``model:``), ``fit(train, val, ctx) -> FittedModel`` and
+``load(folder, recipe, ctx) -> FittedModel``. Modules import heavy libraries (TensorFlow,
+XGBoost) inside methods, so reading recipes stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..schema import did_you_mean, known_list
+
+FAMILIES: dict[str, type] = {}
+BUILTIN_MODULES = ("baseline",)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Images of one split part: ``paths`` (n,) str, ``labels`` (n,) int class indices,
+    ``classes`` the ordered class names shared by every part."""
+
+    paths: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class FittedModel(Protocol):
+    classes: tuple[str, ...]
+
+    def predict_proba(self, paths, ctx) -> np.ndarray:
+        """``(n, n_classes)`` float probabilities; rows of unreadable images are NaN."""
+
+    def save(self, folder: Path) -> None:
+        """Write the model in a safe format (never pickle) into ``folder``."""
+
+    def details(self) -> dict:
+        """Facts worth keeping in the run record (e.g. best iteration)."""
+
+
+def register_family(cls: type) -> type:
+    """Class decorator: register a family under ``cls.name``."""
+    if cls.name in FAMILIES:
+        raise ValueError(f"model family {cls.name!r} registered twice")
+    FAMILIES[cls.name] = cls
+    return cls
+
+
+def get_family(name: str) -> type:
+    _load_builtin()
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise RecipeError(f"unknown model family '{name}'{did_you_mean(name, FAMILIES)}; "
+                          f"known families: {known_list(FAMILIES)}") from None
+
+
+def list_families() -> list[type]:
+    _load_builtin()
+    return list(FAMILIES.values())
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+
+
+ProgressFactory = Callable[[int, str], object]

@@ -1,0 +1,85 @@
+"""Every score for every family, from ``(y_true, probabilities, class names)``.
+
+No other module computes a metric. ``y_true`` is ``(n,)`` int class indices, ``proba`` is
+``(n, k)`` probabilities whose rows sum to 1; the prediction is the arg-max.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_precision",
+            "macro_recall", "mcc", "cohen_kappa", "roc_auc_ovr_macro", "log_loss")
+LOWER_IS_BETTER = frozenset({"log_loss"})
+
+
+def compute_metrics(y_true, proba, classes) -> dict:
+    """Headline scores, per-class precision/recall/F1/support and the confusion matrix.
+
+    Returns a JSON-ready dict. ROC-AUC is None when a test class has no images or only one
+    class is present; log loss uses probabilities clipped to [1e-15, 1].
+    """
+    from sklearn import metrics as m
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = _validated(proba, len(classes), len(y_true))
+    y_pred = proba.argmax(axis=1)
+    labels = np.arange(len(classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p, r, f, s = m.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+        present = s > 0
+        out = {
+            "n": int(len(y_true)),
+            "accuracy": float(m.accuracy_score(y_true, y_pred)),
+            "balanced_accuracy": float(r[present].mean()) if present.any() else 0.0,
+            "macro_precision": float(p[present].mean()) if present.any() else 0.0,
+            "macro_recall": float(r[present].mean()) if present.any() else 0.0,
+            "macro_f1": float(f[present].mean()) if present.any() else 0.0,
+            "weighted_precision": _weighted(p, s),
+            "weighted_recall": _weighted(r, s),
+            "weighted_f1": _weighted(f, s),
+            "mcc": float(m.matthews_corrcoef(y_true, y_pred)),
+            "cohen_kappa": _kappa(y_true, y_pred, labels),
+            "roc_auc_ovr_macro": _auc(y_true, proba, present),
+            "log_loss": float(m.log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=labels)),
+        }
+    out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i, c in enumerate(classes)}
+    out["confusion_matrix"] = m.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    out["classes"] = list(classes)
+    return out
+
+
+def _validated(proba, k: int, n: int) -> np.ndarray:
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.shape != (n, k):
+        raise ValueError(f"probabilities have shape {proba.shape}, expected ({n}, {k})")
+    if not np.isfinite(proba).all():
+        raise ValueError("probabilities contain NaN or infinity")
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+def _weighted(values: np.ndarray, support: np.ndarray) -> float:
+    total = support.sum()
+    return float((values * support).sum() / total) if total else 0.0
+
+
+def _kappa(y_true, y_pred, labels) -> float:
+    from sklearn.metrics import cohen_kappa_score
+
+    value = cohen_kappa_score(y_true, y_pred, labels=labels)
+    return 0.0 if np.isnan(value) else float(value)
+
+
+def _auc(y_true, proba, present) -> float | None:
+    """Macro one-vs-rest ROC-AUC over the classes present in ``y_true``."""
+    from sklearn.metrics import roc_auc_score
+
+    idx = np.flatnonzero(present)
+    if len(idx) < 2:
+        return None
+    onehot = (y_true[:, None] == idx[None, :]).astype(int)
+    return float(np.mean([roc_auc_score(onehot[:, j], proba[:, c]) for j, c in enumerate(idx)]))

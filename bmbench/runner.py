@@ -1,0 +1,163 @@
+"""One run: recipe -> data set -> split -> family fit/predict -> shared metrics -> run store."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .context import RunContext
+from .datasets import load_dataset
+from .environment import environment
+from .families.registry import Subset, get_family
+from .metrics.scores import compute_metrics
+from .recipe import Recipe, dump_recipe, load_recipe
+from .splits import Split, make_split
+from .store import RunWriter, results_dir, write_json, write_text
+
+log = logging.getLogger("bmbench.run")
+
+
+@dataclass
+class FoldResult:
+    test_rows: np.ndarray
+    proba: np.ndarray
+    fit_seconds: float
+    predict_seconds: float
+    details: dict
+
+
+def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
+               overrides: tuple[str, ...] = ()) -> Path:
+    """Train and score ``recipe``; return the stored run folder."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        recipe = recipe.with_overrides(list(overrides))
+    store = results_dir(results)
+    started = time.perf_counter()
+    _seed_everything(recipe.seed)
+    family = get_family(recipe.model.family)()
+    table = load_dataset(recipe.dataset)
+    split = make_split(table, recipe.split, store / "splits")
+    log.info("%s: %d images, %d classes, split %s (%s)", recipe.name, len(table),
+             len(table.classes), split.fingerprint, split.strategy)
+    with RunWriter(store, recipe.name) as writer:
+        handler = _log_to(writer.path / "run.log")
+        try:
+            ctx = RunContext.for_recipe(recipe)
+            folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
+            _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started)
+        finally:
+            logging.getLogger("bmbench").removeHandler(handler)
+            handler.close()
+        final = writer.commit()
+    log.info("stored run %s", final)
+    return final
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bmbench")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _subset(table, rows: np.ndarray) -> Subset:
+    return Subset(table.frame["path"].to_numpy()[rows], table.labels[rows], table.classes)
+
+
+def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path) -> FoldResult:
+    fold = split.folds[i]
+    if len(split.folds) > 1:
+        log.info("fold %d/%d", i + 1, len(split.folds))
+    train = _subset(table, fold.train)
+    val = _subset(table, fold.val) if len(fold.val) else None
+    t0 = time.perf_counter()
+    model = family.fit(train, val, ctx)
+    fit_s = time.perf_counter() - t0
+    model.save(folder / "model" if len(split.folds) == 1 else folder / "model" / f"fold-{i}")
+    t1 = time.perf_counter()
+    proba = np.asarray(model.predict_proba(_subset(table, fold.test).paths, ctx), dtype=np.float64)
+    return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details())
+
+
+def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed) -> None:
+    rows = np.concatenate([f.test_rows for f in folds])
+    proba = np.concatenate([f.proba for f in folds])
+    fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
+    ok = np.isfinite(proba).all(axis=1)
+    y = table.labels[rows]
+    metrics = compute_metrics(y[ok], proba[ok], table.classes)
+    if len(folds) > 1:
+        metrics["folds"] = [compute_metrics(y[ok & (fold_of == i)], proba[ok & (fold_of == i)],
+                                            table.classes) for i in range(len(folds))]
+    preds = _predictions(table, rows, proba, fold_of, ok, len(folds) > 1)
+    preds.to_csv(writer.path / "predictions.csv", index=False)
+    write_json(writer.path / "metrics.json", metrics)
+    write_json(writer.path / "run.json", _run_info(writer.id, recipe, table, split, folds, ctx,
+                                                   elapsed, int((~ok).sum())))
+    write_json(writer.path / "environment.json", environment(recipe.seed))
+    write_text(writer.path / "recipe.yaml", dump_recipe(recipe))
+    log.info("macro-F1 %.4f, accuracy %.4f on %d test images", metrics["macro_f1"],
+             metrics["accuracy"], metrics["n"])
+
+
+def _predictions(table, rows, proba, fold_of, ok, kfold: bool) -> pd.DataFrame:
+    classes = np.array(table.classes)
+    out = pd.DataFrame({"path": table.frame["relpath"].to_numpy()[rows],
+                        "true_label": classes[table.labels[rows]]})
+    pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
+    out["predicted_label"] = np.where(ok, classes[np.maximum(pred, 0)], "")
+    if kfold:
+        out["fold"] = fold_of
+    for j, c in enumerate(classes):
+        out[f"p_{c}"] = proba[:, j]
+    return out
+
+
+def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> dict:
+    import bmbench
+
+    fold0 = split.folds[0]
+    fit_s = sum(f.fit_seconds for f in folds)
+    pred_s = sum(f.predict_seconds for f in folds)
+    n_test = sum(len(f.test_rows) for f in folds)
+    return {
+        "id": run_id, "name": recipe.name, "description": recipe.description,
+        "family": recipe.model.family, "settings": settings_summary(recipe),
+        "recipe_fingerprint": recipe.fingerprint(), "seed": recipe.seed,
+        "dataset": {"kind": table.kind, "root": str(table.root), "fingerprint": table.fingerprint,
+                    "n_images": len(table), "classes": list(table.classes),
+                    "class_counts": table.class_counts()},
+        "split_fingerprint": split.fingerprint, "split": split.settings,
+        "n_folds": len(split.folds),
+        "n_train": int(len(fold0.train)), "n_val": int(len(fold0.val)), "n_test": int(n_test),
+        "n_unscored_test_images": n_unscored,
+        "skipped_images": dict(ctx.reader.skipped),
+        "timings": {"fit_seconds": round(fit_s, 3), "predict_seconds": round(pred_s, 3),
+                    "inference_images_per_s": round(n_test / pred_s, 2) if pred_s > 0 else None,
+                    "total_seconds": round(elapsed, 3)},
+        "model": [f.details for f in folds] if len(folds) > 1 else folds[0].details,
+        "notes": ctx.notes, "bmbench_version": bmbench.__version__,
+    }
+
+
+def settings_summary(recipe: Recipe) -> str:
+    """A short human description of the settings that distinguish this recipe."""
+    family = get_family(recipe.model.family)
+    describe = getattr(family, "summary", None)
+    extra = describe(recipe.model.options) if describe else ""
+    return ", ".join(x for x in (f"{recipe.dataset.image_size}px", extra) if x)

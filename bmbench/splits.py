@@ -1,0 +1,204 @@
+"""Comparable splits: the same data and split settings always give the same test images.
+
+A split's fingerprint hashes the data set fingerprint and the settings that matter for the
+chosen strategy; the split itself (relative paths per part and fold) is saved as JSON under
+``results/splits/`` so anyone can see exactly which images were tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets.table import DatasetTable
+from .errors import DatasetError
+from .recipe import SplitSpec
+
+SPLIT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row indices into the data set table: ``(n_part,)`` int arrays, disjoint."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+@dataclass(frozen=True)
+class Split:
+    strategy: str
+    settings: dict
+    fingerprint: str
+    dataset_fingerprint: str
+    folds: tuple[Fold, ...]
+
+
+def resolve_strategy(spec: SplitSpec, table: DatasetTable) -> str:
+    if spec.strategy != "auto":
+        return spec.strategy
+    if table.has_predefined_split and spec.folds is None:
+        return "predefined"
+    return "grouped" if table.has_groups else "stratified"
+
+
+def split_settings(spec: SplitSpec, strategy: str) -> dict:
+    """Only the settings that change the result, so equal splits share a fingerprint."""
+    settings = {"strategy": strategy, "val": spec.val, "seed": spec.seed}
+    if spec.folds:
+        settings["folds"] = spec.folds
+    elif strategy != "predefined":
+        settings["test"] = spec.test
+    return settings
+
+
+def make_split(table: DatasetTable, spec: SplitSpec, store: Path | None = None) -> Split:
+    """Compute (or read back from ``store``) the split of ``table`` under ``spec``."""
+    strategy = resolve_strategy(spec, table)
+    _check_strategy(strategy, spec, table)
+    settings = split_settings(spec, strategy)
+    fp = _fingerprint(table.fingerprint, settings)
+    cached = _read(store, fp, table) if store else None
+    if cached is not None:
+        return Split(strategy, settings, fp, table.fingerprint, cached)
+    folds = _compute(table, spec, strategy)
+    if store:
+        _write(store, fp, table, settings, folds)
+    return Split(strategy, settings, fp, table.fingerprint, folds)
+
+
+def _check_strategy(strategy: str, spec: SplitSpec, table: DatasetTable) -> None:
+    if strategy == "predefined" and not table.has_predefined_split:
+        raise DatasetError(f"split.strategy: predefined, but data set kind '{table.kind}' at "
+                           f"{table.root} has no predefined split; use stratified or grouped")
+    if strategy == "predefined" and spec.folds:
+        raise DatasetError("split.folds cannot be combined with split.strategy: predefined")
+    if strategy == "grouped" and not table.has_groups:
+        raise DatasetError(f"split.strategy: grouped, but data set kind '{table.kind}' has no "
+                           "patient/group ids; use stratified, or give groups (manifest 'patient' "
+                           "column or folder group_pattern)")
+
+
+def _fingerprint(dataset_fp: str, settings: dict) -> str:
+    text = json.dumps({"data": dataset_fp, "split": settings, "format": SPLIT_FORMAT}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _compute(table: DatasetTable, spec: SplitSpec, strategy: str) -> tuple[Fold, ...]:
+    y = table.labels
+    groups = _groups(table) if strategy == "grouped" else None
+    idx = np.arange(len(y))
+    if strategy == "predefined":
+        return (_predefined(table, spec),)
+    if spec.folds:
+        return tuple(_with_val(tr, te, y, groups, spec, table) for tr, te in
+                     _kfold(idx, y, groups, spec.folds, spec.seed, table))
+    rest, test = _holdout(idx, y, groups, spec.test, spec.seed, table)
+    return (_with_val(rest, test, y, groups, spec, table),)
+
+
+def _groups(table: DatasetTable) -> np.ndarray:
+    g = table.frame["group"].astype(object).to_numpy()
+    missing = np.array([v is None or v != v for v in g])
+    g[missing] = ["__image__" + p for p in table.frame["relpath"][missing]]
+    return g.astype(str)
+
+
+def _holdout(idx, y, groups, fraction: float, seed: int, table) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (optionally grouped) division of ``idx`` into (rest, held out)."""
+    if groups is None:
+        from sklearn.model_selection import train_test_split
+        _need_members(y[idx], 2, table, "a stratified split")
+        try:
+            rest, held = train_test_split(idx, test_size=fraction, stratify=y[idx], random_state=seed)
+        except ValueError as exc:
+            raise DatasetError(f"{table.root}: cannot make a stratified split ({exc}); lower "
+                               "split.test/split.val or add images") from None
+        return np.sort(rest), np.sort(held)
+    n_splits = max(2, round(1 / fraction))
+    rest, held = next(_kfold(idx, y, groups, n_splits, seed, table))
+    return rest, held
+
+
+def _kfold(idx, y, groups, k: int, seed: int, table):
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if groups is None:
+        _need_members(y[idx], k, table, f"{k}-fold splitting")
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y[idx])
+    else:
+        if len(np.unique(groups[idx])) < k:
+            raise DatasetError(f"{table.root}: only {len(np.unique(groups[idx]))} patient groups, "
+                               f"fewer than the {k} parts the split needs")
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+            idx, y[idx], groups[idx])
+    for a, b in splitter:
+        yield np.sort(idx[a]), np.sort(idx[b])
+
+
+def _need_members(y, k: int, table, what: str) -> None:
+    counts = np.bincount(y, minlength=len(table.classes))
+    for i, c in enumerate(table.classes):
+        if 0 < counts[i] < k:
+            raise DatasetError(f"{table.root}: class '{c}' has {counts[i]} image(s), too few for "
+                               f"{what} (needs {k}); add images or drop it with dataset.classes")
+
+
+def _with_val(rest, test, y, groups, spec: SplitSpec, table: DatasetTable) -> Fold:
+    if spec.val <= 0:
+        return Fold(rest, np.array([], np.int64), test)
+    share = spec.val / (1.0 - (spec.test if not spec.folds else 1.0 / spec.folds))
+    share = min(max(share, 0.01), 0.5)
+    train, val = _holdout(rest, y, groups, share, spec.seed + 1, table)
+    return Fold(train, val, test)
+
+
+def _predefined(table: DatasetTable, spec: SplitSpec) -> Fold:
+    part = table.frame["split"].to_numpy()
+    if any(v is None or v != v for v in part):
+        raise DatasetError(f"{table.root}: some images have no predefined split; give every "
+                           "manifest row a split or use split.strategy: stratified")
+    y = table.labels
+    test = np.flatnonzero(part == "test")
+    train = np.flatnonzero(part == "train")
+    val = np.flatnonzero(part == "val")
+    if len(test) == 0:
+        raise DatasetError(f"{table.root}: the predefined split has no test images")
+    if len(val) == 0 and spec.val > 0:
+        groups = _groups(table) if table.has_groups else None
+        train, val = _holdout(train, y, groups, min(0.5, spec.val), spec.seed + 1, table)
+    return Fold(train, val, test)
+
+
+def _write(store: Path, fp: str, table: DatasetTable, settings: dict, folds) -> None:
+    rel = table.frame["relpath"].to_numpy()
+    data = {"format": SPLIT_FORMAT, "fingerprint": fp, "dataset_fingerprint": table.fingerprint,
+            "kind": table.kind, "settings": settings, "classes": list(table.classes),
+            "folds": [{part: rel[getattr(f, part)].tolist() for part in ("train", "val", "test")}
+                      for f in folds]}
+    store.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, store / f"{fp}.json")
+
+
+def _read(store: Path, fp: str, table: DatasetTable):
+    """Folds from a saved split, or None when absent, damaged or not matching the table."""
+    path = store / f"{fp}.json"
+    try:
+        data = json.loads(path.read_text())
+        if data["dataset_fingerprint"] != table.fingerprint:
+            return None
+        index = {p: i for i, p in enumerate(table.frame["relpath"])}
+        return tuple(Fold(*(np.array([index[p] for p in f[part]], np.int64)
+                            for part in ("train", "val", "test"))) for f in data["folds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
