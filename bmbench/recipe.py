@@ -281,7 +281,19 @@ def apply_override(raw: dict, text: str, source: str) -> None:
         node = nxt
     if tuple(parts) in PATH_KEYS and isinstance(value, str):
         value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
+    if tuple(parts) in SELECTORS and node.get(parts[-1]) != value:
+        _drop_specific(node, SELECTORS[tuple(parts)])
     node[parts[-1]] = value
+
+
+def _drop_specific(section: dict, common_cls: type) -> None:
+    """Switching kind or family drops the old one's own keys; the common keys stay."""
+    common = {f.name for f in dataclasses.fields(common_cls)}
+    for key in [k for k in section if k not in common]:
+        del section[key]
+
+
+SELECTORS = {("dataset", "kind"): DatasetSpec, ("model", "family"): ModelSpec}
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -105,7 +105,7 @@ def _compute(table: DatasetTable, spec: SplitSpec, strategy: str) -> tuple[Fold,
 
 
 def _groups(table: DatasetTable) -> np.ndarray:
-    g = table.frame["group"].astype(object).to_numpy()
+    g = table.frame["group"].astype(object).to_numpy(copy=True)
     missing = np.array([v is None or v != v for v in g])
     g[missing] = ["__image__" + p for p in table.frame["relpath"][missing]]
     return g.astype(str)
@@ -123,8 +123,20 @@ def _holdout(idx, y, groups, fraction: float, seed: int, table) -> tuple[np.ndar
                                "split.test/split.val or add images") from None
         return np.sort(rest), np.sort(held)
     n_splits = max(2, round(1 / fraction))
-    rest, held = next(_kfold(idx, y, groups, n_splits, seed, table))
-    return rest, held
+    if len(np.unique(groups[idx])) >= n_splits:
+        return next(_kfold(idx, y, groups, n_splits, seed, table))
+    return _group_shuffle(idx, groups, fraction, seed, table)
+
+
+def _group_shuffle(idx, groups, fraction: float, seed: int, table) -> tuple[np.ndarray, np.ndarray]:
+    """Too few groups for stratified group folds: hold out a random share of whole groups."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    if len(np.unique(groups[idx])) < 2:
+        raise DatasetError(f"{table.root}: a grouped split needs at least 2 patient groups")
+    a, b = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(
+        idx, groups=groups[idx]))
+    return np.sort(idx[a]), np.sort(idx[b])
 
 
 def _kfold(idx, y, groups, k: int, seed: int, table):

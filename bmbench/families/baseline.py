@@ -89,10 +89,12 @@ class BaselineModel:
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         x = pixel_matrix(paths, ctx, self.pixels, "predicting")
-        z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
-        z -= np.nanmax(z, axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
+        ok = ~np.isnan(x).any(axis=1)
+        z = ((x[ok] - self.mean) / self.scale) @ self.coef.T + self.intercept
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        out = np.full((len(x), len(self.classes)), np.nan)
+        out[ok] = p / p.sum(axis=1, keepdims=True)
+        return out
 
     def details(self) -> dict:
         return {"n_parameters": int(self.coef.size + self.intercept.size)}

@@ -1,0 +1,102 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from bmbench import __version__
+from bmbench.cli import main
+from bmbench.datasets.registry import list_kinds
+
+RECIPE = """
+name: tiny
+dataset: {kind: synthetic, n_per_class: 10, render_size: 64, image_size: 32}
+split: {test: 0.25, val: 0.1}
+model: {family: baseline, pixels: 8}
+"""
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BMBENCH_RESULTS", str(tmp_path / "results"))
+    (tmp_path / "tiny.yaml").write_text(RECIPE)
+    return tmp_path
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version():
+    assert invoke("--version").output.strip() == f"bmbench, version {__version__}"
+
+
+def test_run_then_leaderboard(env):
+    res = invoke("run", str(env / "tiny.yaml"), "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "macro_f1=" in res.output
+    res = invoke("run", str(env / "tiny.yaml"), "-q", "--set", "name=tiny8", "--set", "model.pixels=4")
+    assert res.exit_code == 0
+    board = invoke("leaderboard")
+    assert board.exit_code == 0 and "tiny8" in board.output and "synthetic (4 classes" in board.output
+    rows = json.loads(invoke("leaderboard", "--format", "json").output)[0]["rows"]
+    assert {r["recipe"] for r in rows} == {"tiny", "tiny8"}
+    assert rows[0]["macro_f1"] >= rows[1]["macro_f1"]
+    out = env / "board.md"
+    assert invoke("leaderboard", "--format", "markdown", "--out", str(out)).exit_code == 0
+    assert out.read_text().startswith("### synthetic")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "missing.yaml"], "missing.yaml: recipe file not found"),
+    (["run", "{recipe}", "--set", "model.pixles=3"], "did you mean 'pixels'"),
+    (["validate", "{recipe}", "--set", "split.test=2"], "split.test: value 2.0 is out of range"),
+    (["leaderboard", "--metric", "f1"], "unknown metric 'f1'"),
+    (["datasets", "check", "{tmp}/nowhere", "--kind", "pbc"], "does not exist"),
+    (["datasets", "check", "{tmp}", "--kind", "pcb"], "did you mean 'pbc'"),
+])
+def test_bad_input_gives_one_line_error_and_exit_2(env, args, message):
+    args = [a.format(recipe=env / "tiny.yaml", tmp=env) for a in args]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], res.output
+    assert "Traceback" not in res.output
+
+
+def test_validate_prints_the_resolved_recipe(env):
+    res = invoke("validate", str(env / "tiny.yaml"))
+    assert res.exit_code == 0 and "valid" in res.output and "class_weight: balanced" in res.output
+
+
+def test_datasets_lists_every_kind_and_checks_a_folder(env):
+    out = invoke("datasets").output
+    for kind in list_kinds():
+        assert f"{kind.name}:" in out
+    root = env / "imgs"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            from PIL import Image
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / c / f"{i}.png")
+    (root / "b" / "broken.png").write_bytes(b"junk")
+    res = invoke("datasets", "check", str(root), "--kind", "folder", "-q")
+    assert res.exit_code == 1
+    assert "7 images, 2 classes" in res.output and "1 unreadable" in res.output and "broken.png" in res.output
+
+
+def test_two_concurrent_runs_both_land(env):
+    cmd = [sys.executable, "-m", "bmbench.cli", "run", str(env / "tiny.yaml"), "-q"]
+    invoke("run", str(env / "tiny.yaml"), "-q")  # generate the images once
+    procs = [subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    runs = [p for p in (env / "results" / "runs").iterdir()]
+    assert len(runs) == 3 and not [p for p in runs if p.name.startswith(".")]
+    metrics = [json.loads((p / "metrics.json").read_text()) for p in runs]
+    assert metrics[0] == metrics[1] == metrics[2]
