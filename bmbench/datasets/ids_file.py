@@ -64,7 +64,7 @@ def parse_ids_text(text: str, source: str = "<ids>") -> list[IdsEntry]:
         if split is None:
             raise DatasetError(f"{where}: expected a section line 'For train_set and val_set:' "
                                f"or 'For test_set:' before {line!r}")
-        key, _, value = line.partition(" ")
+        key, value = (line.split(None, 1) + [""])[:2]
         if key.lower() == "folder" and value.strip():
             folder, subfolder = value.strip(), None
         elif key.lower() == "subfolder" and value.strip():
@@ -80,14 +80,27 @@ def parse_ids_text(text: str, source: str = "<ids>") -> list[IdsEntry]:
     return entries
 
 
+def _range_ends(line: str) -> tuple[str, str] | None:
+    """The two ends of a range line, or None for a single file name (which may contain '-')."""
+    if re.search(r"\s", line):
+        m = _RANGE.match(line)
+        return (m["a"], m["b"]) if m else None
+    for i, ch in enumerate(line):
+        if ch == "-":
+            a, b = _NUMBERED.match(line[:i]), _NUMBERED.match(line[i + 1:])
+            if a and b and a["prefix"] == b["prefix"] and a["ext"] == b["ext"]:
+                return line[:i], line[i + 1:]
+    return None
+
+
 def _expand(line: str, where: str) -> list[str]:
-    m = _RANGE.match(line)
-    if not m:
-        if " " in line:
+    ends = _range_ends(line)
+    if not ends:
+        if re.search(r"\s", line):
             raise DatasetError(f"{where}: cannot read {line!r}; expected 'NAME_00001.jpg - NAME_01000.jpg' "
                                "or a single file name")
         return [line]
-    a, b = _NUMBERED.match(m["a"]), _NUMBERED.match(m["b"])
+    a, b = _NUMBERED.match(ends[0]), _NUMBERED.match(ends[1])
     if not a or not b or a["prefix"] != b["prefix"] or a["ext"] != b["ext"]:
         raise DatasetError(f"{where}: range {line!r} must have the same prefix and extension at both ends")
     lo, hi, width = int(a["num"]), int(b["num"]), len(a["num"])

@@ -17,6 +17,8 @@ from ..errors import DatasetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 50_000_000
+# 8-bit TIFF modes that PIL converts correctly; other TIFFs (16-bit, float) go to tifffile
+_PIL_TIFF_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     try:
         with Image.open(path) as im:
             _check_pixels(path, im.size, max_pixels)
-            if path.suffix.lower() in (".tif", ".tiff") and im.mode not in ("RGB", "L", "P", "RGBA"):
+            if path.suffix.lower() in (".tif", ".tiff") and im.mode not in _PIL_TIFF_MODES:
                 return _read_tiff(path, max_pixels)
             im.load()
             im = ImageOps.exif_transpose(im)

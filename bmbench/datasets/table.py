@@ -84,6 +84,10 @@ def make_table(kind: str, root: Path, rows: pd.DataFrame, classes: tuple[str, ..
 def _keep_classes(rows: pd.DataFrame, keep: tuple[str, ...], found: list[str], root: Path) -> pd.DataFrame:
     from ..schema import did_you_mean
 
+    twice = sorted({c for c in keep if keep.count(c) > 1})
+    if twice:
+        raise DatasetError(f"{root}: dataset.classes lists {', '.join(twice)} more than once; "
+                           "name each class once")
     for c in keep:
         if c not in found:
             raise DatasetError(f"{root}: dataset.classes names '{c}', which is not in the data"

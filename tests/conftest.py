@@ -1,0 +1,97 @@
+"""Shared fixtures: generated images and trees, and the location of the real data sets.
+
+Tests never use third-party images from the repository; they generate their own. Tests
+marked ``realdata`` read ``../shared/datasets`` (beside the repository) and are skipped
+when that folder is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def pytest_collection_modifyitems(config, items):
+    if SHARED_DATASETS.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"real data sets not found at {SHARED_DATASETS}")
+    for item in items:
+        if "realdata" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """The shared real data sets folder (skips the test when it is absent)."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real data sets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+def write_image(path, size=(32, 32), mode="RGB", color=None, seed=0, **save_kwargs) -> Path:
+    """Write a small generated image to ``path`` (format from the suffix).
+
+    ``size`` is ``(width, height)`` as in PIL. Pixels are random (from ``seed``) unless
+    ``color`` gives a solid fill in ``mode``'s own terms.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if color is not None:
+        im = Image.new(mode, size, color)
+    else:
+        rng = np.random.default_rng(seed)
+        rgb = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        im = Image.fromarray(rgb, "RGB")
+        if mode == "P":
+            im = im.quantize(16)
+        elif mode != "RGB":
+            im = im.convert(mode)
+    im.save(path, **save_kwargs)
+    return path
+
+
+@pytest.fixture
+def make_image():
+    """``make_image(path, size=(32, 32), mode="RGB", color=None, seed=0)`` -> Path."""
+    return write_image
+
+
+def write_tree(root, files, size=(8, 8)) -> Path:
+    """Create ``root/<relpath>`` for every relpath in ``files`` as a tiny image; returns root.
+
+    ``files`` is an iterable of relative POSIX paths; the seed varies per file so sizes
+    (and so fingerprints) differ like real images do.
+    """
+    root = Path(root)
+    for i, rel in enumerate(files):
+        write_image(root / rel, size=size, seed=i)
+    return root
+
+
+@pytest.fixture
+def make_tree():
+    """``make_tree(root, [relpaths], size=(8, 8))`` writes tiny images; returns root."""
+    return write_tree
+
+
+@pytest.fixture
+def load():
+    """``load(kind=..., root=..., **flat_keys)`` -> DatasetTable, via the recipe validator."""
+    from bmbench.datasets import load_dataset
+    from bmbench.recipe import dataset_spec
+
+    def _load(**raw):
+        if raw.get("root") is not None:
+            raw["root"] = str(raw["root"])
+        if raw.get("ids") is not None:
+            raw["ids"] = str(raw["ids"])
+        return load_dataset(dataset_spec(raw))
+
+    return _load
