@@ -12,8 +12,9 @@ def describe_kinds(fmt: str = "table") -> str:
     if fmt == "markdown":
         rows = ["| kind | data set | layout | classes | split / groups | citation |",
                 "|---|---|---|---|---|---|"]
-        rows += [f"| `{k.name}` | {k.title}{_link(k.url)} | `{k.layout}` | {_classes(k)} | "
-                 f"{_split(k)} | {k.citation} |" for k in kinds]
+        rows += ["| " + " | ".join(_cell(c) for c in (
+            f"`{k.name}`", f"{k.title}{_link(k.url)}", f"`{k.layout}`", _classes(k), _split(k),
+            k.citation)) + " |" for k in kinds]
         return "\n".join(rows) + "\n"
     out = []
     for k in kinds:
@@ -26,6 +27,11 @@ def describe_kinds(fmt: str = "table") -> str:
             out.append(f"    note:    {k.notes}")
         out += [f"    cite:    {k.citation}" + (f" {k.url}" if k.url else ""), ""]
     return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    """Escape pipes so GitHub keeps the cell whole (also inside code spans)."""
+    return text.replace("|", "\\|")
 
 
 def _link(url: str) -> str:

@@ -113,14 +113,25 @@ def load_matek(root, spec):
     images="250x250 JPEG; 1,000 train/val and 25 test images per class by default")
 def load_matek4(root, spec):
     root = descend(require_dir(root, "matek_bm4"), "bone_marrow_cell_dataset")
-    entries = parse_ids_file(spec.ids or "images_IDs.txt")
+    ids = Path(spec.ids) if spec.ids else default_ids_file(root)
+    entries = parse_ids_file(ids)
     rows = pd.DataFrame({"relpath": [e.relpath for e in entries], "label": [e.label for e in entries],
                          "split": [e.split for e in entries]})
     for rel in rows["relpath"]:
         if not (root / rel).is_file():
-            raise DatasetError(f"{root / rel}: listed in {spec.ids or 'images_IDs.txt'} but missing; "
+            raise DatasetError(f"{root / rel}: listed in {ids} but missing; "
                                "fix dataset.root or edit the ID file")
     return root, rows
+
+
+def default_ids_file(root: Path) -> Path:
+    """images_IDs.txt in the working directory, the data set root, or bmbench's repository."""
+    here = Path(__file__).resolve().parents[2]
+    for folder in (Path.cwd(), root, here):
+        if (folder / "images_IDs.txt").is_file():
+            return folder / "images_IDs.txt"
+    raise DatasetError("images_IDs.txt not found in the working directory, the data set root or "
+                       "the bmbench repository; set dataset.ids to its path")
 
 
 # --- PBC (Acevedo 2020) -----------------------------------------------------------------

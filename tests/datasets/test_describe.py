@@ -42,10 +42,6 @@ def test_every_kind_is_in_the_markdown(kind):
         assert f"([source]({k.url}))" in rows[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: describe_kinds('markdown') leaves '|' in layouts such as 'Train|TestA' "
-    "unescaped, which splits the cell in GitHub Markdown (also inside `code`); fixing it "
-    "needs the README table regenerated at the same time (tests/test_docs.py)"))
 def test_markdown_cells_are_not_split_by_pipes_in_the_text():
     for row in describe_kinds("markdown").splitlines()[2:]:
         assert len(re.findall(r"(?<!\\)\|", row)) == 7, row
