@@ -19,10 +19,13 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, *, doc: str = "", ge: float | None = None,
            le: float | None = None, gt: float | None = None, lt: float | None = None,
-           pattern: str | None = None) -> Any:
+           pattern: str | None = None, choices: Any = None) -> Any:
     """A dataclass field with documentation and numeric bounds (inclusive ``ge``/``le``,
-    exclusive ``gt``/``lt``). Lists are given as tuples so the dataclass stays hashable."""
-    meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "pattern": pattern}
+    exclusive ``gt``/``lt``). ``choices`` is a callable returning the valid names (read
+    from a registry when the recipe is validated). Lists are given as tuples so the
+    dataclass stays hashable."""
+    meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "pattern": pattern,
+            "choices": choices}
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -165,6 +168,11 @@ def _check_bounds(value: Any, meta: Mapping, ctx: Context) -> Any:
             import re
             if not re.fullmatch(meta["pattern"], item):
                 raise ctx.error(f"invalid value {item!r}; must match {meta['pattern']}")
+        if isinstance(item, str) and meta.get("choices"):
+            valid = list(meta["choices"]())
+            if item not in valid:
+                raise ctx.error(f"unknown value '{item}'{did_you_mean(item, valid)}; "
+                                f"known: {known_list(valid)}")
     return value
 
 
