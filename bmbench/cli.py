@@ -30,9 +30,10 @@ def _setup(quiet: bool) -> None:
     set_quiet(quiet)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("bmbench: %(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     root = logging.getLogger("bmbench")
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.setLevel(logging.INFO)
     root.propagate = False
 
 
