@@ -43,13 +43,15 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
     started = time.perf_counter()
     _seed_everything(recipe.seed)
     family = get_family(recipe.model.family)()
-    table = load_dataset(recipe.dataset)
-    split = make_split(table, recipe.split, store / "splits")
-    log.info("%s: %d images, %d classes, split %s (%s)", recipe.name, len(table),
-             len(table.classes), split.fingerprint, split.strategy)
     with RunWriter(store, recipe.name) as writer:
         handler = _log_to(writer.path / "run.log")
         try:
+            table = load_dataset(recipe.dataset)
+            split = make_split(table, recipe.split, store / "splits")
+            log.info("%s: %s, %d images, %d classes; split %s (%s): %d train, %d val, %d test",
+                     recipe.name, table.kind, len(table), len(table.classes), split.fingerprint,
+                     split.strategy, len(split.folds[0].train), len(split.folds[0].val),
+                     len(split.folds[0].test))
             ctx = RunContext.for_recipe(recipe)
             folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
             _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started)
