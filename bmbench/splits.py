@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from .errors import DatasetError
 from .recipe import SplitSpec
 
 SPLIT_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,10 +152,21 @@ def _kfold(idx, y, groups, k: int, seed: int, table):
         if len(np.unique(groups[idx])) < k:
             raise DatasetError(f"{table.root}: only {len(np.unique(groups[idx]))} patient groups, "
                                f"fewer than the {k} parts the split needs")
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
-            idx, y[idx], groups[idx])
+        _warn_small_classes(y[idx], k, table)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            splitter = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+                idx, y[idx], groups[idx]))
     for a, b in splitter:
         yield np.sort(idx[a]), np.sort(idx[b])
+
+
+def _warn_small_classes(y, k: int, table) -> None:
+    counts = np.bincount(y, minlength=len(table.classes))
+    for i, c in enumerate(table.classes):
+        if 0 < counts[i] < k:
+            log.warning("class '%s' has %d image(s), fewer than the %d parts of the grouped split: "
+                        "some parts will lack it", c, counts[i], k)
 
 
 def _need_members(y, k: int, table, what: str) -> None:

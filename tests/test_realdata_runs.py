@@ -1,0 +1,35 @@
+"""The baseline family end to end on every real layout in ../shared/datasets."""
+
+import json
+
+import pytest
+
+from bmbench.runner import run_recipe
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.realdata
+
+LAYOUTS = {
+    "matek_bm": ("matek_bm", []),
+    "pbc": ("pbc", []),
+    "bloodcells4": ("bloodcells4", []),
+    "bccd_crops": ("folder", ["dataset.group_pattern=BloodImage_(\\d+)_"]),
+}
+
+
+@pytest.mark.parametrize("folder", sorted(LAYOUTS))
+def test_baseline_runs_on_real_layout(folder, shared_datasets, tmp_path):
+    kind, extra = LAYOUTS[folder]
+    overrides = [f"dataset.kind={kind}", f"dataset.root={shared_datasets / folder}",
+                 "dataset.image_size=24", "model.pixels=8", *extra]
+    run = run_recipe(REPO / "recipes" / "quickstart.yaml", tmp_path, tuple(overrides))
+    info = json.loads((run / "run.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    n_classes = len(info["dataset"]["classes"])
+    assert info["dataset"]["kind"] == kind and info["n_test"] == metrics["n"] > 0
+    assert metrics["accuracy"] > 1.0 / n_classes, "the floor must still beat chance"
+    if kind == "bloodcells4":
+        assert info["split"]["strategy"] == "predefined" and info["n_test"] == 400
