@@ -1,0 +1,131 @@
+"""A small content-addressed disk cache of numpy arrays.
+
+Entries are ``<root>/<key[:2]>/<key>.npy`` files (sharding keeps directories small for
+hundreds of thousands of per-image vectors), written with ``allow_pickle=False`` to a
+temporary file in the same directory and moved into place with :func:`os.replace`, so a
+reader sees either no entry or a complete one, and two processes writing the same key at
+once both succeed (the last rename wins; both wrote the same content). Reads load with
+``allow_pickle=False``; a truncated or corrupt file is deleted and reported as a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+ENV_VAR = "BMBENCH_CACHE"
+
+
+def default_root() -> Path:
+    """``$BMBENCH_CACHE`` if set, else ``~/.cache/bmbench``."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "bmbench"
+
+
+def key_for(*parts: object) -> str:
+    """sha256 hex digest identifying ``parts``: ``bytes`` are hashed raw, anything else as
+    canonical JSON (sorted keys), each part length-prefixed so boundaries cannot shift."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, (bytes, bytearray, memoryview)):
+            data, tag = bytes(part), b"b"
+        else:
+            data = json.dumps(part, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+            tag = b"j"
+        h.update(tag + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, (tuple, set, frozenset)):
+        return sorted(obj) if isinstance(obj, (set, frozenset)) else list(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot hash a {type(obj).__name__} as a cache key part")
+
+
+def _check_key(key: str) -> str:
+    if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError(f"cache key must be a lowercase hex digest (use key_for), got {key!r}")
+    return key
+
+
+class ArrayCache:
+    """Disk cache mapping hex keys (see :func:`key_for`) to numpy arrays.
+
+    ``root`` defaults to :func:`default_root`. Safe for concurrent readers and writers in
+    several processes; corrupt entries are discarded on read.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_root()
+
+    def __repr__(self) -> str:
+        return f"ArrayCache({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """Where the entry for ``key`` lives."""
+        key = _check_key(key)
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The stored array, or None on a miss (a corrupt entry is deleted and is a miss)."""
+        path = self.path(key)
+        try:
+            with open(path, "rb") as f:
+                array = np.load(f, allow_pickle=False)
+                if f.read(1):  # trailing bytes: not what put() wrote
+                    raise ValueError("trailing data")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+        return array
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        """Store ``array`` (any non-object dtype) under ``key``, atomically."""
+        array = np.asarray(array)
+        if array.dtype.hasobject:
+            raise ValueError("ArrayCache stores numeric/string arrays only, not object arrays")
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """``{key: array}`` for the keys present (misses are left out)."""
+        found = {}
+        for key in keys:
+            array = self.get(key)
+            if array is not None:
+                found[key] = array
+        return found
+
+    def put_many(self, items: Mapping[str, np.ndarray]) -> None:
+        """Store every ``key: array`` of ``items``."""
+        for key, array in items.items():
+            self.put(key, array)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None

@@ -1,0 +1,188 @@
+"""Turn images into handcrafted feature vectors: settings, names, one image, many images.
+
+``extract_one`` segments an image, crops to the cell, and concatenates the selected
+families in :data:`~bmbench.features.registry.FAMILIES` order of ``settings.families``.
+``extract_many`` does that for files, in parallel, streaming, with an optional disk cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from ..cache import ArrayCache, key_for
+from .regions import CellView
+from .registry import FAMILIES, check_families, specs_for
+from .segmentation import Segmentation, check_method, segment
+
+#: Bump whenever any feature's value can change (segmentation, formulas, defaults): it is
+#: part of every cache key, so stale cached vectors are never reused.
+FEATURE_VERSION = 1
+
+#: Flags a segmentation can raise, in bit order for the cached flag bitmask.
+FLAG_NAMES: tuple[str, ...] = ("nucleus_empty", "cell_empty", "cell_touches_border", "cell_too_large")
+
+#: Flag of an image the reader returned None for (its row is all NaN).
+UNREADABLE = "unreadable"
+
+#: Images are handed to workers in chunks of this many, so results stream back in order
+#: and only a few chunks are in flight at once.
+CHUNK_SIZE = 32
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What to extract.
+
+    families: feature families, in output order (default: all registered).
+    segmentation: segmentation method name (see ``segmentation.METHODS``).
+    image_size: if set, resize each image so its longer side has this many pixels before
+        segmentation (INTER_AREA when shrinking, INTER_LINEAR when growing); shape features
+        are then in pixels of the resized image. None (default) keeps native resolution,
+        so sizes stay comparable only within one scanner/magnification.
+    """
+
+    families: tuple[str, ...] = field(default_factory=lambda: tuple(FAMILIES))
+    segmentation: str = "otsu"
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "families", check_families(self.families))
+        check_method(self.segmentation)
+        if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 16):
+            raise ValueError(f"image_size must be None or an integer >= 16, got {self.image_size!r}")
+
+    def as_dict(self) -> dict:
+        return {"families": list(self.families), "segmentation": self.segmentation,
+                "image_size": self.image_size}
+
+
+def feature_names(settings: FeatureSettings = FeatureSettings()) -> list[str]:
+    """Names of the features ``settings`` produce, in output order."""
+    return [s.name for s in specs_for(settings.families)]
+
+
+def data_dictionary(settings: FeatureSettings = FeatureSettings()) -> list[dict[str, str]]:
+    """One ``{name, family, region, unit, description}`` dict per feature, in output order."""
+    return [s.as_dict() for s in specs_for(settings.families)]
+
+
+def write_data_dictionary(path: str | os.PathLike, settings: FeatureSettings = FeatureSettings()) -> Path:
+    """Write the data dictionary as JSON to ``path`` (a directory gets ``features.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "features.json"
+    doc = {"feature_version": FEATURE_VERSION, "settings": settings.as_dict(),
+           "features": data_dictionary(settings)}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def _resize(image: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or max(image.shape[:2]) == size:
+        return image
+    scale = size / max(image.shape[:2])
+    h, w = (max(1, round(d * scale)) for d in image.shape[:2])
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def extract_one(image: np.ndarray, settings: FeatureSettings = FeatureSettings()
+                ) -> tuple[np.ndarray, Segmentation]:
+    """Features of one ``uint8[H, W, 3]`` RGB image: ``(float32[n_features], segmentation)``.
+
+    The segmentation refers to the (possibly resized) image the features were computed on.
+    """
+    image = _resize(np.ascontiguousarray(image), settings.image_size)
+    seg = segment(image, settings.segmentation)
+    view = CellView(image, seg)
+    parts = [FAMILIES[name].compute(view) for name in settings.families]
+    return np.concatenate(parts).astype(np.float32), seg
+
+
+def flags_to_mask(flags: Sequence[str]) -> int:
+    return sum(1 << FLAG_NAMES.index(f) for f in flags)
+
+
+def mask_to_flags(mask: int) -> tuple[str, ...]:
+    return tuple(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
+
+
+def image_key(data: bytes, settings: FeatureSettings) -> str:
+    """Cache key of one image file's features: its bytes, the settings, FEATURE_VERSION."""
+    return key_for("bmbench.features", FEATURE_VERSION, settings.as_dict(), hashlib.sha256(data).digest())
+
+
+def _extract_path(path, settings: FeatureSettings, read_image, cache: ArrayCache | None
+                  ) -> tuple[np.ndarray, tuple[str, ...]]:
+    key = None
+    if cache is not None:
+        with open(path, "rb") as f:
+            key = image_key(f.read(), settings)
+        hit = cache.get(key)
+        if hit is not None and hit.shape == (len(feature_names(settings)) + 1,):
+            return hit[:-1], mask_to_flags(int(hit[-1]))
+    image = read_image(path)
+    if image is None:  # the reader's policy skipped an unreadable file: not cached
+        return np.full(len(feature_names(settings)), np.nan, np.float32), (UNREADABLE,)
+    vector, seg = extract_one(image, settings)
+    if key is not None:
+        cache.put(key, np.append(vector, np.float32(flags_to_mask(seg.flags))))
+    return vector, seg.flags
+
+
+def _extract_chunk(paths, settings, read_image, cache):
+    results = [_extract_path(p, settings, read_image, cache) for p in paths]
+    return np.stack([r[0] for r in results]), [r[1] for r in results]
+
+
+def extract_many(
+    paths: Sequence[str | os.PathLike],
+    settings: FeatureSettings = FeatureSettings(),
+    read_image: Callable[[str | os.PathLike], np.ndarray] | None = None,
+    jobs: int = 1,
+    cache: ArrayCache | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Features of every image file: ``(float32[n_images, n_features], flags per image)``.
+
+    read_image: ``path -> uint8[H, W, 3]`` RGB (the dataset layer's decoder; default
+        :func:`bmbench.datasets.imageio.read_rgb`). Must be picklable when ``jobs > 1``. It
+        may return None for a file to skip: that row is NaN, flagged ``"unreadable"``.
+    jobs: worker processes (joblib); 1 runs in this process. Results do not depend on it.
+    cache: with an :class:`~bmbench.cache.ArrayCache`, vectors are keyed by the sha256 of
+        the file bytes, the settings and :data:`FEATURE_VERSION`; a hit skips decoding and
+        extraction and returns exactly the stored values.
+    progress: called with the number of images done so far, after each chunk.
+
+    Work is streamed in chunks of :data:`CHUNK_SIZE`; memory beyond the output array stays
+    bounded by the chunks in flight.
+    """
+    if read_image is None:
+        from ..datasets.imageio import read_rgb as read_image
+    paths = list(paths)
+    n_features = len(feature_names(settings))
+    out = np.empty((len(paths), n_features), np.float32)
+    flags: list[tuple[str, ...]] = [()] * len(paths)
+    chunks = [(i, paths[i:i + CHUNK_SIZE]) for i in range(0, len(paths), CHUNK_SIZE)]
+    if jobs == 1 or len(chunks) <= 1:
+        results = (_extract_chunk(chunk, settings, read_image, cache) for _, chunk in chunks)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")(
+            delayed(_extract_chunk)(chunk, settings, read_image, cache) for _, chunk in chunks)
+    done = 0
+    for (start, chunk), (vectors, chunk_flags) in zip(chunks, results):
+        out[start:start + len(chunk)] = vectors
+        flags[start:start + len(chunk)] = chunk_flags
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+    return out, flags

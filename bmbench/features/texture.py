@@ -1,0 +1,222 @@
+"""Texture family: grey-level co-occurrence (GLCM), local binary patterns and granularity.
+
+All measures use the luminance image of the cell crop.
+
+* GLCM (``skimage.feature.graycomatrix``; properties as ``graycoprops``) on the nucleus and
+  on the cell:
+  region pixels are quantised to levels 1..GLCM_LEVELS over the region's own 1st-99th
+  percentile range (so stain intensity does not change the texture scale), outside pixels
+  get level 0, and level 0 is dropped before normalising, so only pairs of in-region pixels
+  count. Each property is averaged over 4 angles, per distance in GLCM_DISTANCES.
+* Uniform LBP (P=8, R=1, as ``skimage.feature.local_binary_pattern``) histogram inside the
+  nucleus: fractions of the 10 pattern codes (0-8 uniform codes by number of brighter
+  neighbours, 9 = non-uniform).
+* Granularity: difference-of-Gaussians response (sigma 1 and 2 px) and black top-hat
+  (closing with a disk of radius 2 px minus the image: dark spots narrower than ~5 px)
+  inside the nucleus (chromatin clumps) and the cytoplasm (granules).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from skimage.feature import graycomatrix
+
+from .regions import CellView
+from .specs import Family, FeatureSpec, spec
+
+FAMILY_NAME = "texture"
+
+GLCM_LEVELS = 32
+GLCM_DISTANCES = (1, 2, 4)
+GLCM_ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
+GLCM_PROPERTIES: tuple[tuple[str, str, str], ...] = (
+    ("contrast", "level^2", "GLCM contrast (mean squared level difference of pixel pairs)"),
+    ("dissimilarity", "level", "GLCM dissimilarity (mean absolute level difference)"),
+    ("homogeneity", "1", "GLCM homogeneity (inverse difference moment)"),
+    ("energy", "1", "GLCM energy (square root of ASM; 1 for a constant region)"),
+    ("correlation", "1", "GLCM correlation of paired levels (1 for a constant region)"),
+    ("ASM", "1", "GLCM angular second moment (uniformity)"),
+)
+_GLCM_REGIONS = ("nucleus", "cell")
+LBP_POINTS, LBP_RADIUS = 8, 1
+LBP_BINS = LBP_POINTS + 2
+#: LBP codes are histogrammed at every k-th row and column of the nucleus, k chosen so
+#: about this many pixels remain (k = 1 for nuclei up to twice this size).
+LBP_SAMPLE_PIXELS = 4096
+#: Black top-hat responses above this many grey levels count as dark clumps/granules.
+CLUMP_THRESHOLD = 12.0
+_TOPHAT_DISK = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_GRANULARITY: tuple[tuple[str, str, str], ...] = (
+    ("dog_mean", "0-255", "mean difference-of-Gaussians response (sigma 1 minus sigma 2 px)"),
+    ("dog_std", "0-255", "standard deviation of the difference-of-Gaussians response"),
+    ("tophat_mean", "0-255", "mean black top-hat response (dark spots under ~5 px)"),
+    ("clump_fraction", "1", f"fraction of pixels with black top-hat response > {CLUMP_THRESHOLD:g} "
+                            "grey levels (dark chromatin clumps / granules)"),
+)
+_GRANULARITY_REGIONS = ("nucleus", "cytoplasm")
+
+SPECS: tuple[FeatureSpec, ...] = (
+    tuple(
+        spec(FAMILY_NAME, region, f"glcm_{prop}_d{d}", unit, f"{region}: {text}, distance {d} px")
+        for region in _GLCM_REGIONS for prop, unit, text in GLCM_PROPERTIES for d in GLCM_DISTANCES
+    )
+    + tuple(
+        spec(FAMILY_NAME, "nucleus", f"lbp_{code}", "1",
+             f"nucleus: fraction of pixels with uniform LBP code {code}"
+             + (" (non-uniform patterns)" if code == LBP_BINS - 1 else f" ({code} brighter neighbours of 8)"))
+        for code in range(LBP_BINS)
+    )
+    + tuple(
+        spec(FAMILY_NAME, region, feature, unit, f"{region}: {text}")
+        for region in _GRANULARITY_REGIONS for feature, unit, text in _GRANULARITY
+    )
+)
+
+_N_GLCM = len(GLCM_PROPERTIES) * len(GLCM_DISTANCES)
+
+
+def quantise(gray: np.ndarray, mask: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
+    """``uint8[h, w]``: ``mask`` pixels of the uint8 ``gray`` mapped to 1..levels over their
+    1st-99th percentile range (nearest-rank; a constant region maps to 1), others to 0."""
+    out = np.zeros(gray.shape, np.uint8)
+    hist = cv2.calcHist([gray], [0], mask.view(np.uint8), [256], [0, 256]).ravel()
+    n = hist.sum()
+    if n == 0:
+        return out
+    cdf = np.cumsum(hist)
+    lo, hi = np.searchsorted(cdf, np.maximum(np.ceil(np.array([0.01, 0.99]) * n), 1))
+    if hi <= lo:
+        out[mask] = 1
+        return out
+    table = np.floor((np.arange(256) - lo) * (levels / (hi - lo))).clip(0, levels - 1) + 1
+    out[mask] = table.astype(np.uint8)[gray[mask]]
+    return out
+
+
+_I, _J = (a.ravel().astype(np.float64) for a in np.indices((GLCM_LEVELS, GLCM_LEVELS)))
+
+
+def glcm_properties(glcm: np.ndarray) -> np.ndarray:
+    """``float64[6, n_dist, n_angle]``: the GLCM_PROPERTIES of normalised co-occurrence
+    matrices ``float[levels, levels, n_dist, n_angle]``, in one vectorised pass; equal to
+    ``skimage.feature.graycoprops`` property by property (tested)."""
+    levels, _, n_dist, n_angle = glcm.shape
+    p = glcm.reshape(levels * levels, n_dist * n_angle)
+    diff = _I - _J
+    asm = (p * p).sum(axis=0)
+    mean_i, mean_j = _I @ p, _J @ p
+    dev_i, dev_j = _I[:, None] - mean_i, _J[:, None] - mean_j
+    std_i = np.sqrt((p * dev_i ** 2).sum(axis=0))
+    std_j = np.sqrt((p * dev_j ** 2).sum(axis=0))
+    cov = (p * dev_i * dev_j).sum(axis=0)
+    flat = (std_i < 1e-15) | (std_j < 1e-15)
+    correlation = np.where(flat, 1.0, cov / np.where(flat, 1.0, std_i * std_j))
+    props = np.stack([
+        (diff ** 2) @ p,
+        np.abs(diff) @ p,
+        (1.0 / (1.0 + diff ** 2)) @ p,
+        np.sqrt(asm),
+        correlation,
+        asm,
+    ])
+    return props.reshape(len(GLCM_PROPERTIES), n_dist, n_angle)
+
+
+def glcm_features(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``float64[6 * len(GLCM_DISTANCES)]``: GLCM properties (property-major, then
+    distance, averaged over GLCM_ANGLES) of the ``mask`` pixels of ``gray``; NaN for a
+    distance at which no pixel pair lies in the mask."""
+    out = np.full((len(GLCM_PROPERTIES), len(GLCM_DISTANCES)), np.nan)
+    if not mask.any():
+        return out.ravel()
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    q = quantise(gray[box], mask[box])
+    glcm = graycomatrix(q, GLCM_DISTANCES, GLCM_ANGLES, levels=GLCM_LEVELS + 1, symmetric=True)
+    glcm = glcm[1:, 1:].astype(np.float64)
+    totals = glcm.sum(axis=(0, 1))
+    valid = totals > 0  # (distances, angles)
+    if not valid.any():
+        return out.ravel()
+    props = glcm_properties(glcm / np.where(valid, totals, 1.0))
+    with np.errstate(invalid="ignore"):
+        out[:] = np.nanmean(np.where(valid, props, np.nan), axis=2)
+    return out.ravel()
+
+
+_LBP_ANGLES = 2 * np.pi * np.arange(LBP_POINTS) / LBP_POINTS
+_LBP_ROWS = np.round(-LBP_RADIUS * np.sin(_LBP_ANGLES), 5)
+_LBP_COLS = np.round(LBP_RADIUS * np.cos(_LBP_ANGLES), 5)
+
+
+def uniform_lbp(image: np.ndarray, step: int = 1) -> np.ndarray:
+    """``uint8[ceil(h / step), ceil(w / step)]`` uniform LBP codes (P=8, R=1) of a 2-D image
+    at every ``step``-th row and column; with step 1 identical to
+    ``skimage.feature.local_binary_pattern(image, 8, 1, "uniform")`` (same sample points,
+    bilinear weights and zero padding; tested), but vectorised over pixels."""
+    h, w = image.shape
+    pad = np.pad(image.astype(np.float64), 1)
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return pad[1 + dy: 1 + dy + h: step, 1 + dx: 1 + dx + w: step]
+
+    center = at(0, 0)
+    ones = np.zeros(center.shape, np.uint8)
+    changes = np.zeros(center.shape, np.uint8)
+    prev = None
+    for rp, cp in zip(_LBP_ROWS, _LBP_COLS):
+        r0, r1, c0, c1 = int(np.floor(rp)), int(np.ceil(rp)), int(np.floor(cp)), int(np.ceil(cp))
+        if r0 == r1 and c0 == c1:
+            bit = at(r0, c0) >= center
+        else:
+            r = np.arange(0, h, step, dtype=np.float64)[:, None] + rp
+            c = np.arange(0, w, step, dtype=np.float64)[None, :] + cp
+            dr, dc = r - np.floor(r), c - np.floor(c)
+            top = (1 - dc) * at(r0, c0) + dc * at(r0, c1)
+            bottom = (1 - dc) * at(r1, c0) + dc * at(r1, c1)
+            bit = (1 - dr) * top + dr * bottom - center >= 0
+        ones += bit
+        if prev is not None:
+            changes += bit != prev  # skimage counts transitions without wrapping around
+        prev = bit
+    return np.where(changes <= 2, ones, np.uint8(LBP_POINTS + 1))
+
+
+def lbp_histogram(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``float64[LBP_BINS]``: fractions of uniform LBP codes over ``mask`` (over a regular
+    sample of about LBP_SAMPLE_PIXELS of its pixels when it is larger); NaN if empty."""
+    area = np.count_nonzero(mask)
+    if area == 0:
+        return np.full(LBP_BINS, np.nan)
+    step = max(1, int(np.sqrt(area / LBP_SAMPLE_PIXELS)))
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    y0, y1 = max(rows[0] - LBP_RADIUS, 0), rows[-1] + LBP_RADIUS + 1
+    x0, x1 = max(cols[0] - LBP_RADIUS, 0), cols[-1] + LBP_RADIUS + 1
+    codes = uniform_lbp(gray[y0:y1, x0:x1], step)
+    counts = np.bincount(codes[mask[y0:y1:step, x0:x1:step]], minlength=LBP_BINS)
+    return counts / max(counts.sum(), 1)
+
+
+def granularity(dog: np.ndarray, tophat: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``float64[4]``: DoG mean and std, top-hat mean, clump fraction over ``mask``."""
+    if not mask.any():
+        return np.full(len(_GRANULARITY), np.nan)
+    d, t = dog[mask].astype(np.float64), tophat[mask].astype(np.float64)
+    return np.array([d.mean(), d.std(), t.mean(), np.mean(t > CLUMP_THRESHOLD)])
+
+
+def compute(view: CellView) -> np.ndarray:
+    """``float64[len(SPECS)]`` texture features of ``view``."""
+    gray = view.gray
+    masks = view.masks
+    parts = [glcm_features(gray, masks[region]) for region in _GLCM_REGIONS]
+    parts.append(lbp_histogram(gray, masks["nucleus"]))
+    g = gray.astype(np.float32)
+    dog = cv2.GaussianBlur(g, (0, 0), 1.0) - cv2.GaussianBlur(g, (0, 0), 2.0)
+    tophat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, _TOPHAT_DISK)
+    parts += [granularity(dog, tophat, masks[region]) for region in _GRANULARITY_REGIONS]
+    return np.concatenate(parts)
+
+
+FAMILY = Family(FAMILY_NAME, SPECS, compute)

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+
+from bmbench.features import texture
+from bmbench.features.regions import CellView
+from bmbench.features.segmentation import Segmentation
+
+
+def named(values):
+    return dict(zip([s.name for s in texture.SPECS], values))
+
+
+def test_constant_region_glcm(disk):
+    gray = np.full((60, 60), 120, np.uint8)
+    mask = disk((60, 60), (30, 30), 20)
+    props = texture.glcm_features(gray, mask).reshape(6, 3)
+    names = [p for p, _, _ in texture.GLCM_PROPERTIES]
+    assert list(props[names.index("contrast")]) == [0, 0, 0]
+    assert list(props[names.index("dissimilarity")]) == [0, 0, 0]
+    for prop in ("energy", "ASM", "homogeneity", "correlation"):
+        np.testing.assert_allclose(props[names.index(prop)], 1.0)
+
+
+def test_outside_pixels_do_not_count(disk):
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (60, 60)).astype(np.uint8)
+    mask = disk((60, 60), (30, 30), 20)
+    inside = gray.copy()
+    inside[mask] = 99
+    np.testing.assert_allclose(texture.glcm_features(inside, mask).reshape(6, 3)[0], 0)
+
+
+def test_checkerboard_contrast_and_no_pairs():
+    gray = (np.indices((40, 40)).sum(0) % 2 * 200 + 20).astype(np.uint8)
+    mask = np.ones((40, 40), bool)
+    props = texture.glcm_features(gray, mask).reshape(6, 3)
+    assert props[0, 0] > 100 * props[0, 1]  # d=1 pairs alternate (mostly), d=2 pairs agree
+    single = np.zeros((40, 40), bool)
+    single[5, 5] = True
+    assert np.isnan(texture.glcm_features(gray, single)).all()
+
+
+def test_glcm_properties_equal_skimage():
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 32, (50, 50)).astype(np.uint8)
+    glcm = graycomatrix(q, [1, 2, 4], texture.GLCM_ANGLES, levels=32, symmetric=True).astype(float)
+    glcm /= glcm.sum(axis=(0, 1), keepdims=True)
+    mine = texture.glcm_properties(glcm)
+    for i, (prop, _, _) in enumerate(texture.GLCM_PROPERTIES):
+        np.testing.assert_allclose(mine[i], graycoprops(glcm, prop), rtol=1e-9, atol=1e-12)
+
+
+def test_quantise_levels(disk):
+    gray = np.tile(np.arange(100, dtype=np.uint8), (100, 1))
+    mask = disk((100, 100), (50, 50), 40)
+    q = texture.quantise(gray, mask)
+    assert q[~mask].max() == 0
+    assert q[mask].min() == 1 and q[mask].max() == texture.GLCM_LEVELS
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_uniform_lbp_equals_skimage(step):
+    rng = np.random.default_rng(step)
+    for image in (rng.integers(0, 256, (41, 57)), rng.integers(100, 103, (20, 9)), np.zeros((3, 3))):
+        image = image.astype(np.uint8)
+        expected = local_binary_pattern(image, 8, 1, "uniform")[::step, ::step]
+        np.testing.assert_array_equal(texture.uniform_lbp(image, step), expected)
+
+
+def test_lbp_histogram(disk):
+    gray = np.full((50, 50), 80, np.uint8)
+    mask = disk((50, 50), (25, 25), 15)
+    hist = texture.lbp_histogram(gray, mask)
+    assert hist.sum() == pytest.approx(1.0)
+    assert hist[8] == 1.0  # flat: every neighbour >= centre
+    assert np.isnan(texture.lbp_histogram(gray, np.zeros_like(mask))).all()
+
+
+def test_granularity_sees_dark_clumps(disk):
+    nucleus = disk((80, 80), (40, 40), 25)
+    cell = disk((80, 80), (40, 40), 35)
+    image = np.full((80, 80, 3), 150, np.uint8)
+    flat = named(texture.compute(CellView(image, Segmentation(nucleus, cell))))
+    clumpy = image.copy()
+    ys, xs = np.nonzero(nucleus)
+    pick = np.random.default_rng(0).choice(len(ys), 40, replace=False)
+    for y, x in zip(ys[pick], xs[pick]):
+        clumpy[y - 1:y + 1, x - 1:x + 1] = 60
+    clumped = named(texture.compute(CellView(clumpy, Segmentation(nucleus, cell))))
+    assert flat["texture_nucleus_clump_fraction"] == 0 and flat["texture_nucleus_tophat_mean"] == 0
+    assert clumped["texture_nucleus_clump_fraction"] > 0.02
+    assert clumped["texture_nucleus_dog_std"] > flat["texture_nucleus_dog_std"]
+    assert clumped["texture_cytoplasm_clump_fraction"] < clumped["texture_nucleus_clump_fraction"]
+    assert len(clumped) == len(texture.SPECS) == 54
