@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +25,7 @@ from .segmentation import Segmentation, check_method, segment
 
 #: Bump whenever any feature's value can change (segmentation, formulas, defaults): it is
 #: part of every cache key, so stale cached vectors are never reused.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 #: Flags a segmentation can raise, in bit order for the cached flag bitmask.
 FLAG_NAMES: tuple[str, ...] = ("nucleus_empty", "cell_empty", "cell_touches_border", "cell_too_large")
@@ -114,6 +115,11 @@ def mask_to_flags(mask: int) -> tuple[str, ...]:
     return tuple(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
+@lru_cache(maxsize=64)
+def _n_features(settings: FeatureSettings) -> int:
+    return len(feature_names(settings))
+
+
 def image_key(data: bytes, settings: FeatureSettings) -> str:
     """Cache key of one image file's features: its bytes, the settings, FEATURE_VERSION."""
     return key_for("bmbench.features", FEATURE_VERSION, settings.as_dict(), hashlib.sha256(data).digest())
@@ -126,11 +132,11 @@ def _extract_path(path, settings: FeatureSettings, read_image, cache: ArrayCache
         with open(path, "rb") as f:
             key = image_key(f.read(), settings)
         hit = cache.get(key)
-        if hit is not None and hit.shape == (len(feature_names(settings)) + 1,):
+        if hit is not None and hit.shape == (_n_features(settings) + 1,):
             return hit[:-1], mask_to_flags(int(hit[-1]))
     image = read_image(path)
     if image is None:  # the reader's policy skipped an unreadable file: not cached
-        return np.full(len(feature_names(settings)), np.nan, np.float32), (UNREADABLE,)
+        return np.full(_n_features(settings), np.nan, np.float32), (UNREADABLE,)
     vector, seg = extract_one(image, settings)
     if key is not None:
         cache.put(key, np.append(vector, np.float32(flags_to_mask(seg.flags))))

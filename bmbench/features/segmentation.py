@@ -1,7 +1,7 @@
 """Segment the white blood cell at the centre of a crop into nucleus and whole-cell masks.
 
 A crop shows one white cell (purple nucleus, paler cytoplasm) among red cells on a pale
-background. Two per-image Otsu thresholds do most of the work:
+background. Per-image (multi-)Otsu thresholds on two scores do most of the work:
 
 * **nucleus score** ``B - 2G`` (RGB): haematoxylin-stained chromatin absorbs green strongly
   and passes blue, so nuclei score high while red cells, eosinophilic granules, cytoplasm
@@ -12,11 +12,15 @@ background. Two per-image Otsu thresholds do most of the work:
   brightest pixels); it catches pale bluish cytoplasm that is barely darker than the
   background.
 
-The nucleus of interest is the nucleus component nearest the image centre (lobes of the
-same cell are gathered through the cell mask); the cell is the foreground component that
-contains it. Methods differ only in how touching neighbours are cut off the cell:
+Nucleus candidates are the top class of a 3-class Otsu split of the nucleus score; the
+nucleus of interest is the candidate nearest the image centre plus the parts chained to it
+by small gaps (the lobes of a segmented nucleus; see :data:`LOBE_GAP`). The cell grows
+from it through the foreground (above the lower cut of a 3-class split of the foreground
+score). Inside the cell the nucleus threshold is raised to the in-cell Otsu cut when that
+is higher, which separates blue cytoplasm and purple granules from chromatin. Methods
+differ only in how touching neighbours are cut off the cell:
 
-``otsu``       morphological opening scaled to the nucleus size (default);
+``otsu``       morphological opening by a disk scaled to the nucleus size (default);
 ``watershed``  marker watershed on the foreground distance transform, seeded by the nucleus
                and by the centres of the other objects (red cells, other white cells);
 ``none``       the whole image is the cell; the nucleus is still thresholded.
@@ -52,6 +56,9 @@ BACKGROUND_PERCENT = 5
 #: Nucleus parts closer than this times the sqrt of the central part's area are lobes of
 #: the same nucleus (segmented neutrophils, eosinophils).
 LOBE_GAP = 0.6
+#: ... and never farther apart than this fraction of the image side, so a neighbour's
+#: nucleus a little way off is not taken for a lobe.
+MAX_LOBE_GAP = 0.08
 #: Objects smaller than this fraction of the image area are noise (debris, granules).
 MIN_OBJECT_FRACTION = 0.0008
 #: A cell covering more than this fraction of the image border is the background leaking in.
@@ -189,8 +196,10 @@ def _distance_to(mask: np.ndarray) -> np.ndarray:
 
 
 def _lobes_of(parts: np.ndarray, seed: np.ndarray, size: float) -> np.ndarray:
-    """Components of ``parts`` chained to ``seed`` by gaps under ``LOBE_GAP * size`` px."""
-    grown = _distance_to(parts) <= LOBE_GAP * size / 2
+    """Components of ``parts`` chained to ``seed`` by gaps under ``LOBE_GAP * size`` px,
+    and under ``MAX_LOBE_GAP`` of the image's longer side."""
+    gap = min(LOBE_GAP * size, MAX_LOBE_GAP * max(parts.shape))
+    grown = _distance_to(parts) <= gap / 2
     return parts & _component_at(grown, seed & parts if (seed & parts).any() else seed)
 
 
