@@ -59,6 +59,9 @@ LOBE_GAP = 0.6
 #: ... and never farther apart than this fraction of the image side, so a neighbour's
 #: nucleus a little way off is not taken for a lobe.
 MAX_LOBE_GAP = 0.08
+#: The cell extends at most this many times the sqrt of the nucleus area beyond the
+#: nucleus (well past the widest cytoplasm; it cuts chains of touching red cells).
+CELL_REACH = 1.0
 #: Objects smaller than this fraction of the image area are noise (debris, granules).
 MIN_OBJECT_FRACTION = 0.0008
 #: A cell covering more than this fraction of the image border is the background leaking in.
@@ -319,7 +322,12 @@ def _segment_work(image: np.ndarray, method: str) -> _WorkResult:
         marker = _central_component(_remove_small(foreground, min_area))
     if marker.any():
         ctx = _Context(scores, foreground, marker, float(np.sqrt(np.count_nonzero(marker))))
-        cell = _fill_holes(METHODS[method](ctx) | marker)
+        cell = METHODS[method](ctx) | marker
+        if method != "none":
+            # Chains of touching red cells can run far; no cytoplasm does.
+            cell &= _distance_to(marker) <= CELL_REACH * ctx.size
+            cell = _component_at(cell, marker)
+        cell = _fill_holes(cell)
     else:
         cell = np.zeros((h, w), bool)
 

@@ -14,6 +14,11 @@ from .regions import CellView
 from .specs import Family, FeatureSpec, spec
 
 FAMILY_NAME = "shape"
+#: Opening radius for lobe counting, as a fraction of the nucleus equivalent diameter:
+#: cuts the thin chromatin strands between lobes but not the body of a round nucleus.
+LOBE_OPENING = 0.11
+#: Parts smaller than this share of the nucleus area are not lobes (opening debris).
+LOBE_MIN_SHARE = 0.04
 _MASK_REGIONS = ("nucleus", "cell")
 
 _PER_REGION: tuple[tuple[str, str, str], ...] = (
@@ -36,18 +41,13 @@ SPECS: tuple[FeatureSpec, ...] = tuple(
 ) + (
     spec(FAMILY_NAME, "nucleus", "cell_area_ratio", "1", "nucleus area / cell area (N:C ratio)"),
     spec(FAMILY_NAME, "nucleus", "lobes", "count",
-         "nucleus parts left after an opening by a disk of LOBE_OPENING x the equivalent "
-         "diameter (parts under LOBE_MIN_SHARE of the area ignored); 1 for round nuclei"),
+         f"nucleus parts left after an opening by a disk of radius {LOBE_OPENING:g} x the "
+         f"equivalent diameter (parts under {LOBE_MIN_SHARE:.0%} of the area ignored); 1 for round nuclei"),
     spec(FAMILY_NAME, "nucleus", "indentation", "1",
          "deepest point of the nucleus outline inside its convex hull / equivalent diameter "
          "(kidney and lobed nuclei high, round ones near 0)"),
 )
 
-#: Opening radius for lobe counting, as a fraction of the nucleus equivalent diameter:
-#: cuts the thin chromatin strands between lobes but not the body of a round nucleus.
-LOBE_OPENING = 0.11
-#: Parts smaller than this share of the nucleus area are not lobes (opening debris).
-LOBE_MIN_SHARE = 0.04
 
 _N_PER_REGION = len(_PER_REGION)
 
