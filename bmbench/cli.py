@@ -137,6 +137,57 @@ def datasets_check(root, kind, ids, options, decode, quiet):
 
 
 @main.command()
+@click.argument("source", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Table to write: .csv or .parquet (data dictionary beside it).")
+@click.option("--kind", default="folder", show_default=True,
+              help="Data set kind when SOURCE is a folder.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Kind-specific option when SOURCE is a folder.")
+@click.option("--families", default=None, help="Comma-separated feature families (default: all).")
+@click.option("--segmentation", default="otsu", show_default=True, help="Segmentation method.")
+@click.option("--feature-size", type=int, default=None, help="Resize the longer side first, px.")
+@set_option
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--overlays", type=click.Path(file_okay=False), default=None,
+              help="Also write segmentation overlays (PNG) into this folder.")
+@click.option("--per-class", type=int, default=5, show_default=True,
+              help="Overlays per class.")
+@results_option
+@quiet_option
+def features(source, out, kind, options, families, segmentation, feature_size, overrides, jobs,
+             overlays, per_class, results_dir, quiet):
+    """Export handcrafted features of every image in SOURCE (a recipe or a data folder)."""
+    from pathlib import Path
+
+    from .export import export_features, source_from_folder, source_from_recipe, write_overlays
+
+    _setup(quiet)
+    if Path(source).suffix.lower() in (".yaml", ".yml"):
+        src = source_from_recipe(source, tuple(overrides), results_dir)
+    else:
+        src = source_from_folder(source, kind, _parse_options(options),
+                                 families.split(",") if families else None, segmentation, feature_size)
+    path = export_features(src, out, jobs)
+    click.echo(f"wrote {path} ({len(src.dataset)} images) and {path.with_suffix('.features.json')}")
+    if overlays:
+        n = write_overlays(src, overlays, per_class)
+        click.echo(f"wrote {n} overlays into {overlays}")
+
+
+def _parse_options(options) -> dict:
+    import yaml
+
+    out = {}
+    for text in options:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise BmbenchError(f"--option {text!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+@main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
 def validate(recipe, overrides):

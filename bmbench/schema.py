@@ -160,8 +160,11 @@ def _convert_scalar(tp: type, value: Any, ctx: Context) -> Any:
 
 
 def _check_bounds(value: Any, meta: Mapping, ctx: Context) -> Any:
-    items = value if isinstance(value, tuple) else (value,)
-    for item in items:
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_bounds(item, meta, ctx.child(i))
+        return value
+    for item in (value,):
         if isinstance(item, (int, float)) and not isinstance(item, bool):
             _check_number(item, meta, ctx)
         if isinstance(item, str) and meta.get("pattern"):

@@ -18,7 +18,7 @@ from ..errors import RecipeError
 from ..schema import did_you_mean, known_list
 
 FAMILIES: dict[str, type] = {}
-BUILTIN_MODULES = ("baseline",)
+BUILTIN_MODULES = ("baseline", "classical")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,140 @@
+"""``bmbench features``: one row of handcrafted features per image, for external analysis.
+
+The table has ``path`` (relative to the data set root), ``label``, ``split``, ``patient``,
+``segmentation_flags`` and every feature column; a data dictionary (name, family, region,
+unit, description) is written beside it as ``<table>.features.json``. Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import BmbenchError
+from .progress import progress
+
+TABLE_FORMATS = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """What to extract from: a data set spec, optional split assignment, feature settings."""
+
+    dataset: object
+    split: pd.Series | None
+    settings: object
+    reader: object
+
+
+def source_from_recipe(path, overrides=(), results=None) -> ExportSource:
+    from .datasets import load_dataset
+    from .families.classical import ClassicalOptions, ImageFile, feature_settings
+    from .recipe import load_recipe
+    from .splits import make_split
+    from .store import results_dir
+
+    recipe = load_recipe(path, overrides)
+    opts = recipe.model.options if isinstance(recipe.model.options, ClassicalOptions) else ClassicalOptions()
+    table = load_dataset(recipe.dataset)
+    split = make_split(table, recipe.split, results_dir(results) / "splits")
+    part = np.full(len(table), "", dtype=object)
+    for name in ("train", "val", "test"):
+        part[getattr(split.folds[0], name)] = name
+    if len(split.folds) > 1:
+        part[:] = ""
+        for i, fold in enumerate(split.folds):
+            part[fold.test] = f"fold{i}"
+    reader = ImageFile(recipe.dataset.max_pixels, recipe.dataset.on_bad_image)
+    return ExportSource(table, pd.Series(part), feature_settings(opts), reader)
+
+
+def source_from_folder(root, kind: str, options=(), families=None, segmentation="otsu",
+                       feature_size=None) -> ExportSource:
+    from .datasets import load_dataset
+    from .families.classical import ImageFile
+    from .features.extract import FeatureSettings, FAMILIES
+    from .recipe import dataset_spec
+
+    raw = {"kind": kind, "root": str(root), "on_bad_image": "skip", **dict(options)}
+    table = load_dataset(dataset_spec(raw, "bmbench features"))
+    try:
+        settings = FeatureSettings(tuple(families or FAMILIES), segmentation, feature_size)
+    except ValueError as exc:
+        raise BmbenchError(f"bmbench features: {exc}") from None
+    return ExportSource(table, table.frame["split"], settings,
+                        ImageFile(50_000_000, str(raw["on_bad_image"])))
+
+
+def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
+                    cache_dir: Path | None = None) -> Path:
+    """Extract every image's features and write the table and its data dictionary."""
+    from .cache import ArrayCache
+    from .features.extract import extract_many, feature_names, write_data_dictionary
+    from .paths import default_cache_dir
+
+    out = Path(out)
+    if out.suffix.lower() not in TABLE_FORMATS:
+        raise BmbenchError(f"--out {out}: use a .csv or .parquet file name")
+    table, settings = source.dataset, source.settings
+    paths = table.frame["path"].tolist()
+    cache = ArrayCache((cache_dir or default_cache_dir()) / "features")
+    with progress(len(paths), "features") as bar:
+        done = [0]
+
+        def advance(n):
+            bar.update(n - done[0])
+            done[0] = n
+
+        x, flags = extract_many(paths, settings, source.reader, jobs=jobs,
+                                cache=cache, progress=advance)
+    frame = pd.DataFrame({"path": table.frame["relpath"], "label": table.frame["label"],
+                          "split": source.split.fillna("").to_numpy() if source.split is not None else "",
+                          "patient": table.frame["group"].fillna("").to_numpy(),
+                          "segmentation_flags": [";".join(f) for f in flags]})
+    frame = pd.concat([frame, pd.DataFrame(x, columns=feature_names(settings))], axis=1)
+    _write_table(frame, out)
+    write_data_dictionary(out.with_suffix(".features.json"), settings)
+    return out
+
+
+def _write_table(frame: pd.DataFrame, out: Path) -> None:
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BmbenchError(f"{out}: cannot write the features table ({exc.strerror or exc})") from None
+
+
+def write_overlays(source: ExportSource, folder: str | os.PathLike, per_class: int = 5) -> int:
+    """PNG overlays (nucleus and cell contours) of the first ``per_class`` images per class."""
+    import cv2
+
+    from .datasets.imageio import read_rgb
+    from .errors import DatasetError
+    from .features.extract import _resize
+    from .features.segmentation import overlay, segment
+
+    folder = Path(folder)
+    picks = source.dataset.frame.groupby("label", sort=False).head(per_class)
+    written = 0
+    for path, label in zip(picks["path"], picks["label"]):
+        try:
+            image = _resize(read_rgb(path), source.settings.image_size)
+        except DatasetError:
+            continue
+        drawn = overlay(image, segment(image, source.settings.segmentation))
+        target = folder / label / (Path(path).stem + ".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        written += 1
+    return written
