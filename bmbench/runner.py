@@ -162,4 +162,5 @@ def settings_summary(recipe: Recipe) -> str:
     family = get_family(recipe.model.family)
     describe = getattr(family, "summary", None)
     extra = describe(recipe.model.options) if describe else ""
-    return ", ".join(x for x in (f"{recipe.dataset.image_size}px", extra) if x)
+    size = f"{recipe.dataset.image_size}px" if getattr(family, "uses_image_size", True) else ""
+    return ", ".join(x for x in (size, extra) if x)

@@ -33,3 +33,14 @@ def test_baseline_runs_on_real_layout(folder, shared_datasets, tmp_path):
     assert metrics["accuracy"] > 1.0 / n_classes, "the floor must still beat chance"
     if kind == "bloodcells4":
         assert info["split"]["strategy"] == "predefined" and info["n_test"] == 400
+
+
+@pytest.mark.parametrize("folder", ["pbc", "bloodcells4"])
+def test_classical_clearly_beats_the_baseline_on_real_cells(folder, shared_datasets, tmp_path):
+    common = [f"dataset.kind={folder}", f"dataset.root={shared_datasets / folder}", "train.jobs=2"]
+    classical = run_recipe(REPO / "recipes" / "xgb_handcrafted.yaml", tmp_path, tuple(common))
+    floor = run_recipe(REPO / "recipes" / "xgb_handcrafted.yaml", tmp_path,
+                       (*common, "model.family=baseline"))
+    mc, mb = (json.loads((r / "metrics.json").read_text()) for r in (classical, floor))
+    assert mc["macro_f1"] > mb["macro_f1"] + 0.15
+    assert mc["macro_f1"] > {"pbc": 0.85, "bloodcells4": 0.7}[folder]

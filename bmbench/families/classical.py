@@ -120,10 +120,12 @@ class Classical:
     name = "classical"
     description = "handcrafted shape/colour/texture features of the segmented cell + XGBoost"
     Options = ClassicalOptions
+    uses_image_size = False  # features are computed at native resolution (or feature_size)
 
     @staticmethod
     def summary(opts: ClassicalOptions) -> str:
-        return f"{'+'.join(opts.features)}, {opts.segmentation}, {opts.classifier}"
+        size = f"{opts.feature_size}px" if opts.feature_size else "native px"
+        return f"{size}, {'+'.join(opts.features)}, {opts.segmentation}, {opts.classifier}"
 
     def fit(self, train: Subset, val: Subset | None, ctx) -> "ClassicalModel":
         from ..features.extract import feature_names
