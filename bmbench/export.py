@@ -74,7 +74,7 @@ def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
     """Extract every image's features and write the table and its data dictionary."""
     from .cache import ArrayCache
     from .features.extract import extract_many, feature_names, write_data_dictionary
-    from .paths import default_cache_dir
+    from .cache import default_root as default_cache_dir
 
     out = Path(out)
     if out.suffix.lower() not in TABLE_FORMATS:

@@ -52,7 +52,7 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
                      recipe.name, table.kind, len(table), len(table.classes), split.fingerprint,
                      split.strategy, len(split.folds[0].train), len(split.folds[0].val),
                      len(split.folds[0].test))
-            ctx = RunContext.for_recipe(recipe)
+            ctx = RunContext.for_recipe(recipe, run_dir=writer.path)
             folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
             _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started)
         finally:
@@ -83,6 +83,7 @@ def _subset(table, rows: np.ndarray) -> Subset:
 
 def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path) -> FoldResult:
     fold = split.folds[i]
+    ctx.fold = i
     if len(split.folds) > 1:
         log.info("fold %d/%d", i + 1, len(split.folds))
     train = _subset(table, fold.train)

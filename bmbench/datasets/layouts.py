@@ -317,7 +317,7 @@ class SyntheticOptions:
            "<class>/<class>_<5 digits>.png with ground_truth.csv",
     images="render_size x render_size PNG; deterministic from generator_seed")
 def load_synthetic(root, spec):
-    from ..paths import default_cache_dir
+    from ..cache import default_root as default_cache_dir
     from .synthetic import generate
 
     o = spec.options
