@@ -1,3 +1,21 @@
-"""bmbench: honest benchmarks for classifying blood and bone-marrow cell images."""
+"""bmbench: honest benchmarks for classifying blood and bone-marrow cell images.
+
+Public API: :func:`load_recipe`, :func:`run_recipe`, :func:`load_run`, ``__version__``.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["load_recipe", "run_recipe", "load_run", "__version__"]
+
+
+def __getattr__(name):
+    # Imported on first use, so `bmbench --version` and recipe checks stay fast.
+    if name == "load_recipe":
+        from .recipe import load_recipe
+        return load_recipe
+    if name == "run_recipe":
+        from .runner import run_recipe
+        return run_recipe
+    if name == "load_run":
+        from .predict import load_run
+        return load_run
+    raise AttributeError(f"module 'bmbench' has no attribute {name!r}")

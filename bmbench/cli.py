@@ -188,6 +188,34 @@ def _parse_options(options) -> dict:
 
 
 @main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Classes listed per image.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
+              help="Images predicted per step (bounds memory).")
+@results_option
+@quiet_option
+def predict(run_ref, images, out, top_k, batch_size, results_dir, quiet):
+    """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
+    (a run folder, an id prefix, or latest)."""
+    from .predict import expand_inputs, load_run, predict_to_csv
+    from .progress import progress
+
+    _setup(quiet)
+    run = load_run(run_ref, results_dir)
+    paths = expand_inputs(images)
+    with progress(len(paths), "predicting") as bar:
+        n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update)
+    for path, reason in skipped.items():
+        click.echo(f"skipped {path}: {reason}", err=True)
+    click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
+    if n == 0:
+        raise BmbenchError("no image could be predicted")
+
+
+@main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
 def validate(recipe, overrides):

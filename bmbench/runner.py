@@ -16,6 +16,7 @@ from .datasets import load_dataset
 from .environment import environment
 from .families.registry import Subset, get_family
 from .metrics.scores import compute_metrics
+from .model_card import render_model_card
 from .recipe import Recipe, dump_recipe, load_recipe
 from .splits import Split, make_split
 from .store import RunWriter, results_dir, write_json, write_text
@@ -110,10 +111,11 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     preds = _predictions(table, rows, proba, fold_of, ok, len(folds) > 1)
     preds.to_csv(writer.path / "predictions.csv", index=False)
     write_json(writer.path / "metrics.json", metrics)
-    write_json(writer.path / "run.json", _run_info(writer.id, recipe, table, split, folds, ctx,
-                                                   elapsed, int((~ok).sum())))
+    info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
+    write_json(writer.path / "run.json", info)
     write_json(writer.path / "environment.json", environment(recipe.seed))
     write_text(writer.path / "recipe.yaml", dump_recipe(recipe))
+    write_text(writer.path / "MODEL_CARD.md", render_model_card(info, metrics, dump_recipe(recipe)))
     log.info("macro-F1 %.4f, accuracy %.4f on %d test images", metrics["macro_f1"],
              metrics["accuracy"], metrics["n"])
 
