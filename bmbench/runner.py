@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import time
@@ -13,15 +14,18 @@ import pandas as pd
 
 from .context import RunContext
 from .datasets import load_dataset
+from .datasets.duplicates import exact_duplicates
 from .environment import environment
 from .families.registry import Subset, get_family
 from .metrics.scores import compute_metrics
 from .model_card import render_model_card
 from .recipe import Recipe, dump_recipe, load_recipe
 from .splits import Split, make_split
+from .errors import StoreError
 from .store import RunWriter, results_dir, write_json, write_text
 
 log = logging.getLogger("bmbench.run")
+WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass
@@ -54,14 +58,41 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
                      split.strategy, len(split.folds[0].train), len(split.folds[0].val),
                      len(split.folds[0].test))
             ctx = RunContext.for_recipe(recipe, run_dir=writer.path)
+            ctx.notes["duplicates"] = duplicate_report(table, split)
             folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
             _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started)
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            raise StoreError(f"{exc.filename or writer.path}: cannot write the run ({exc.strerror}); "
+                             "free disk space or choose another --results-dir") from None
         finally:
             logging.getLogger("bmbench").removeHandler(handler)
             handler.close()
         final = writer.commit()
     log.info("stored run %s", final)
     return final
+
+
+def duplicate_report(table, split: Split) -> dict:
+    """Warn about byte-identical images: label noise across classes, and test images with a
+    copy among the training/validation images of the same fold (a leak)."""
+    groups = exact_duplicates(table)
+    conflicts = [g for g in groups if g.conflicting]
+    leaked = 0
+    for fold in split.folds:
+        seen = set(fold.train) | set(fold.val)
+        test = set(fold.test)
+        leaked += sum(len(test & set(g.rows)) for g in groups if seen & set(g.rows))
+    paths = table.frame["relpath"].to_numpy()
+    if conflicts:
+        g = conflicts[0]
+        log.warning("%d group(s) of byte-identical images carry different labels (label noise), "
+                    "e.g. %s", len(conflicts), ", ".join(f"{paths[i]} [{l}]" for i, l in zip(g.rows, g.labels)))
+    if leaked:
+        log.warning("%d test image(s) have a byte-identical copy among the training images: the "
+                    "scores are optimistic", leaked)
+    return {"groups": len(groups), "label_conflicts": len(conflicts), "test_images_with_train_copy": leaked}
 
 
 def _seed_everything(seed: int) -> None:

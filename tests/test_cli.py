@@ -100,3 +100,66 @@ def test_two_concurrent_runs_both_land(env):
     assert len(runs) == 3 and not [p for p in runs if p.name.startswith(".")]
     metrics = [json.loads((p / "metrics.json").read_text()) for p in runs]
     assert metrics[0] == metrics[1] == metrics[2]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_interrupted_process_leaves_no_run_and_the_next_run_works(env, sig):
+    import signal
+    import time
+
+    slow = env / "slow.yaml"
+    slow.write_text(RECIPE.replace("n_per_class: 10", "n_per_class: 400"))
+    invoke("run", str(slow), "-q", "--set", "model.family=baseline")  # generate images first
+    runs = env / "results" / "runs"
+    before = set(runs.iterdir())
+    p = subprocess.Popen([sys.executable, "-m", "bmbench.cli", "run", str(slow)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not [d for d in runs.glob(".tmp-*")] and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    if sig == "SIGINT":
+        assert p.returncode == 130 and b"Interrupted" in err and b"Traceback" not in err
+    assert {d for d in runs.iterdir() if not d.name.startswith(".")} == {d for d in before}
+    assert invoke("run", str(env / "tiny.yaml"), "-q").exit_code == 0
+    assert not list(runs.glob(".tmp-*")), "leftovers of dead processes are swept"
+    assert len(json.loads(invoke("leaderboard", "--format", "json").output)[0]["rows"]) >= 1
+
+
+def _bad_files(folder):
+    """Unreadable images a user may really have, each written by the test itself."""
+    import io
+    from PIL import Image
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 100, 100)).save(jpeg, "JPEG")
+    (folder / "zero bytes.jpg").write_bytes(b"")
+    (folder / "text_named.jpg").write_text("this is not an image")
+    (folder / "truncated_é.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    return ["zero bytes.jpg", "text_named.jpg", "truncated_é.jpg"]
+
+
+def test_bad_images_stop_the_run_with_one_line_or_are_skipped(env):
+    from PIL import Image
+    root = env / "cells"
+    for c, colour in (("a", (220, 80, 80)), ("b", (80, 80, 220))):
+        (root / c).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (20, 20), tuple(v + 3 * i for v in colour)).save(root / c / f"{i}.png")
+    bad = _bad_files(root / "a")
+    recipe = env / "folder.yaml"
+    recipe.write_text(f"name: f\ndataset: {{kind: folder, root: '{root}', image_size: 16}}\n"
+                      "model: {family: baseline, pixels: 4}\nsplit: {test: 0.3, val: 0.0}\n")
+    res = CliRunner().invoke(main, ["run", str(recipe), "-q"])
+    lines = [l for l in res.output.splitlines() if l.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: ")
+    assert any(name in lines[0] for name in bad) and "on_bad_image: skip" in lines[0]
+    assert not (env / "results" / "runs").exists() or not [
+        p for p in (env / "results" / "runs").iterdir() if not p.name.startswith(".")]
+    res = CliRunner().invoke(main, ["run", str(recipe), "-q", "--set", "dataset.on_bad_image=skip"])
+    assert res.exit_code == 0, res.output
+    (run,) = (env / "results" / "runs").iterdir()
+    info = json.loads((run / "run.json").read_text())
+    assert sorted(p.rsplit("/", 1)[-1] for p in info["skipped_images"]) == sorted(bad)

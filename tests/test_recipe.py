@@ -142,3 +142,41 @@ def test_shipped_recipes_are_valid():
     for p in recipes:
         if "ablations" not in p.parts:
             load_recipe(p)
+
+
+from hypothesis import given, settings, strategies as st
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                     st.floats(allow_nan=True), st.text(max_size=12))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=12)
+_keys = st.sampled_from(["name", "dataset", "model", "split", "train", "seed", "kind", "family",
+                         "image_size", "test", "pixels", "features", "extends", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6),
+       st.dictionaries(_keys, _values, max_size=4), st.dictionaries(_keys, _values, max_size=4))
+def test_any_mapping_gives_a_recipe_or_a_recipe_error(top, dataset, model):
+    raw = dict(top)
+    if dataset:
+        raw["dataset"] = {"kind": "synthetic", **dataset}
+    if model:
+        raw["model"] = {"family": "baseline", **model}
+    try:
+        recipe = recipe_from_dict(raw, "fuzz.yaml")
+    except RecipeError as exc:
+        assert str(exc).startswith("fuzz.yaml") and "\n" not in str(exc)
+    else:
+        assert recipe.dataset.kind == "synthetic" and recipe.model.family == "baseline"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_file_gives_a_recipe_or_a_recipe_error(tmp_path_factory, text):
+    p = tmp_path_factory.mktemp("fuzz") / "r.yaml"
+    p.write_text(text, encoding="utf-8")
+    try:
+        load_recipe(p)
+    except RecipeError as exc:
+        assert str(p) in str(exc) and "\n" not in str(exc)

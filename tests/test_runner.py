@@ -90,3 +90,16 @@ def test_skipped_bad_image_is_recorded(recipe_path, tmp_path, monkeypatch):
     folder = run_recipe(recipe_path, tmp_path / "results", ("dataset.on_bad_image=skip",))
     info = json.loads((folder / "run.json").read_text())
     assert list(info["skipped_images"]) == [str(victim)]
+
+
+def test_disk_full_while_writing_is_a_clear_error_and_leaves_nothing(recipe_path, tmp_path, monkeypatch):
+    import errno
+    from bmbench import runner
+    from bmbench.errors import StoreError
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(runner, "write_json", full)
+    with pytest.raises(StoreError, match="No space left on device.*free disk space"):
+        run_recipe(recipe_path, tmp_path / "results")
+    assert list((tmp_path / "results" / "runs").iterdir()) == []
