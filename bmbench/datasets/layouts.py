@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from ..schema import option
 from .ids_file import parse_ids_file
 from .imageio import is_image_file
 from .registry import register_kind
+
+log = logging.getLogger(__name__)
 
 MATEK_CLASSES = (
     ("ABE", "abnormal eosinophil"), ("ART", "artefact"), ("BAS", "basophil"), ("BLA", "blast"),
@@ -69,7 +72,17 @@ def class_folders(root: Path, recursive: bool = True) -> pd.DataFrame:
     paths = [p for p in walk_images(root) if "/" in p]
     if not recursive:
         paths = [p for p in paths if p.count("/") == 1]
-    return pd.DataFrame({"relpath": paths, "label": [p.split("/", 1)[0] for p in paths]})
+    labels = [p.split("/", 1)[0] for p in paths]
+    for empty in sorted(_class_dirs(root) - set(labels)):
+        log.warning("%s: class folder has no images; class '%s' is left out", root / empty, empty)
+    return pd.DataFrame({"relpath": paths, "label": labels})
+
+
+def _class_dirs(root: Path) -> set[str]:
+    try:
+        return {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    except OSError:
+        return set()
 
 
 def require_dir(root: Path | None, kind: str) -> Path:

@@ -452,3 +452,13 @@ def test_file_symlink_loop_is_an_error_naming_it_not_a_hang(tmp_path, make_tree,
         pytest.skip("cannot create symbolic links here")
     with pytest.raises(DatasetError, match=r"a/self\.jpg: listed image does not exist or cannot be read"):
         within(10, load, kind="folder", root=tmp_path)
+
+
+def test_empty_class_folder_is_left_out_with_a_warning(tmp_path, make_image, load, caplog):
+    for c in ("a", "b"):
+        for i in range(2):
+            make_image(tmp_path / c / f"{i}.png")
+    (tmp_path / "c").mkdir()
+    table = load(kind="folder", root=str(tmp_path))
+    assert table.classes == ("a", "b")
+    assert "class folder has no images; class 'c' is left out" in caplog.text
