@@ -11,20 +11,23 @@ import warnings
 import numpy as np
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_precision",
-            "macro_recall", "mcc", "cohen_kappa", "roc_auc_ovr_macro", "log_loss")
-LOWER_IS_BETTER = frozenset({"log_loss"})
+            "macro_recall", "mcc", "cohen_kappa", "roc_auc_ovr_macro", "log_loss", "ece", "brier")
+LOWER_IS_BETTER = frozenset({"log_loss", "ece", "brier"})
 
 
 def compute_metrics(y_true, proba, classes) -> dict:
     """Headline scores, per-class precision/recall/F1/support and the confusion matrix.
 
     Returns a JSON-ready dict. ROC-AUC is None when a test class has no images or only one
-    class is present; log loss uses probabilities clipped to [1e-15, 1].
+    class is present; log loss uses probabilities clipped to [1e-15, 1]. ``ece`` (15 bins)
+    and ``brier`` (multi-class) come from :mod:`bmbench.metrics.calibration`.
     """
     from sklearn import metrics as m
 
+    from .calibration import brier_score, expected_calibration_error
+
     y_true = np.asarray(y_true, dtype=np.int64)
-    proba = _validated(proba, len(classes), len(y_true))
+    proba = validated(proba, len(classes), len(y_true))
     y_pred = proba.argmax(axis=1)
     labels = np.arange(len(classes))
     with warnings.catch_warnings():
@@ -44,7 +47,9 @@ def compute_metrics(y_true, proba, classes) -> dict:
             "mcc": float(m.matthews_corrcoef(y_true, y_pred)),
             "cohen_kappa": _kappa(y_true, y_pred, labels),
             "roc_auc_ovr_macro": _auc(y_true, proba, present),
-            "log_loss": float(m.log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=labels)),
+            "log_loss": log_loss(y_true, proba),
+            "ece": expected_calibration_error(y_true, proba),
+            "brier": brier_score(y_true, proba),
         }
     out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                             "support": int(s[i])} for i, c in enumerate(classes)}
@@ -53,7 +58,17 @@ def compute_metrics(y_true, proba, classes) -> dict:
     return out
 
 
-def _validated(proba, k: int, n: int) -> np.ndarray:
+def log_loss(y_true, proba) -> float:
+    """Mean of ``-log p(true class)``, probabilities clipped to [1e-15, 1]."""
+    y = np.asarray(y_true, dtype=np.int64)
+    if len(y) == 0:
+        return 0.0
+    p_true = np.asarray(proba, dtype=np.float64)[np.arange(len(y)), y]
+    return float(np.mean(-np.log(np.clip(p_true, 1e-15, 1.0))))
+
+
+def validated(proba, k: int, n: int) -> np.ndarray:
+    """``proba`` as float64 ``(n, k)`` with rows rescaled to sum to 1; refuses NaN/inf."""
     proba = np.asarray(proba, dtype=np.float64)
     if proba.shape != (n, k):
         raise ValueError(f"probabilities have shape {proba.shape}, expected ({n}, {k})")
