@@ -18,6 +18,7 @@ from .datasets.duplicates import exact_duplicates
 from .environment import environment
 from .families.registry import Subset, get_family
 from .metrics.scores import compute_metrics
+from .metrics.summary import add_statistics
 from .model_card import render_model_card
 from .recipe import Recipe, dump_recipe, load_recipe
 from .splits import Split, make_split
@@ -139,9 +140,11 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     if len(folds) > 1:
         metrics["folds"] = [compute_metrics(y[ok & (fold_of == i)], proba[ok & (fold_of == i)],
                                             table.classes) for i in range(len(folds))]
+    reliability = add_statistics(metrics, y[ok], proba[ok], table.classes)  # CIs, fold mean/std
     preds = _predictions(table, rows, proba, fold_of, ok, len(folds) > 1)
     preds.to_csv(writer.path / "predictions.csv", index=False)
     write_json(writer.path / "metrics.json", metrics)
+    write_json(writer.path / "reliability.json", reliability)
     info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
     write_json(writer.path / "run.json", info)
     write_json(writer.path / "environment.json", environment(recipe.seed))

@@ -103,3 +103,21 @@ def test_disk_full_while_writing_is_a_clear_error_and_leaves_nothing(recipe_path
     with pytest.raises(StoreError, match="No space left on device.*free disk space"):
         run_recipe(recipe_path, tmp_path / "results")
     assert list((tmp_path / "results" / "runs").iterdir()) == []
+
+
+def test_run_stores_confidence_intervals_calibration_and_fold_spread(recipe_path, tmp_path):
+    from bmbench.metrics.scores import HEADLINE
+
+    folder = run_recipe(recipe_path, tmp_path / "results")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["ci"]) == set(HEADLINE) and metrics["ci_method"]["n_resamples"] == 1000
+    low, high = metrics["ci"]["macro_f1"]
+    assert low <= metrics["macro_f1"] <= high
+    assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["brier"] <= 2
+    rel = json.loads((folder / "reliability.json").read_text())
+    assert sum(rel["count"]) == metrics["n"] and rel["ece"] == pytest.approx(metrics["ece"])
+    folder = run_recipe(recipe_path, tmp_path / "results", ("split.folds=3",))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    spread = metrics["fold_summary"]["accuracy"]
+    folds = [f["accuracy"] for f in metrics["folds"]]
+    assert spread == pytest.approx({"mean": np.mean(folds), "std": np.std(folds, ddof=1), "n_folds": 3})
