@@ -69,50 +69,80 @@ def source_from_folder(root, kind: str, options=(), families=None, segmentation=
                         ImageFile(50_000_000, str(raw["on_bad_image"])))
 
 
+STREAM_ROWS = 2048
+
+
 def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
                     cache_dir: Path | None = None) -> Path:
-    """Extract every image's features and write the table and its data dictionary."""
-    from .cache import ArrayCache
-    from .features.extract import extract_many, feature_names, write_data_dictionary
-    from .cache import default_root as default_cache_dir
+    """Extract every image's features and write the table and its data dictionary.
+
+    Images are processed and written in blocks of :data:`STREAM_ROWS`, so memory does not
+    grow with the number of images.
+    """
+    from .cache import ArrayCache, default_root
+    from .features.extract import write_data_dictionary
 
     out = Path(out)
     if out.suffix.lower() not in TABLE_FORMATS:
         raise BmbenchError(f"--out {out}: use a .csv or .parquet file name")
-    table, settings = source.dataset, source.settings
-    paths = table.frame["path"].tolist()
-    cache = ArrayCache((cache_dir or default_cache_dir()) / "features")
-    with progress(len(paths), "features") as bar:
-        done = [0]
-
-        def advance(n):
-            bar.update(n - done[0])
-            done[0] = n
-
-        x, flags = extract_many(paths, settings, source.reader, jobs=jobs,
-                                cache=cache, progress=advance)
-    frame = pd.DataFrame({"path": table.frame["relpath"], "label": table.frame["label"],
-                          "split": source.split.fillna("").to_numpy() if source.split is not None else "",
-                          "patient": table.frame["group"].fillna("").to_numpy(),
-                          "segmentation_flags": [";".join(f) for f in flags]})
-    frame = pd.concat([frame, pd.DataFrame(x, columns=feature_names(settings))], axis=1)
-    _write_table(frame, out)
-    write_data_dictionary(out.with_suffix(".features.json"), settings)
-    return out
-
-
-def _write_table(frame: pd.DataFrame, out: Path) -> None:
+    cache = ArrayCache((cache_dir or default_root()) / "features")
     tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
+        with _TableWriter(tmp) as writer, progress(len(source.dataset), "features") as bar:
+            for start in range(0, len(source.dataset), STREAM_ROWS):
+                rows = slice(start, start + STREAM_ROWS)
+                writer.write(_block(source, rows, jobs, cache))
+                bar.update(len(source.dataset.frame.iloc[rows]))
         os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise BmbenchError(f"{out}: cannot write the features table ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_data_dictionary(out.with_suffix(".features.json"), source.settings)
+    return out
+
+
+def _block(source: ExportSource, rows: slice, jobs: int, cache) -> pd.DataFrame:
+    from .features.extract import extract_many, feature_names
+
+    part = source.dataset.frame.iloc[rows]
+    x, flags = extract_many(part["path"].tolist(), source.settings, source.reader, jobs=jobs, cache=cache)
+    split = source.split.iloc[rows].fillna("").to_numpy() if source.split is not None else ""
+    meta = pd.DataFrame({"path": part["relpath"].to_numpy(), "label": part["label"].to_numpy(),
+                         "split": split, "patient": part["group"].fillna("").to_numpy(),
+                         "segmentation_flags": [";".join(f) for f in flags]})
+    return pd.concat([meta, pd.DataFrame(x, columns=feature_names(source.settings))], axis=1)
+
+
+class _TableWriter:
+    """Append blocks of rows to a CSV or Parquet file (one row group per block)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.parquet = path.suffix.lower() == ".parquet"
+        self.writer = None
+        self.first = True
+
+    def __enter__(self) -> "_TableWriter":
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.path, table.schema)
+            self.writer.write_table(table)
+        else:
+            frame.to_csv(self.path, mode="w" if self.first else "a", header=self.first, index=False)
+        self.first = False
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def write_overlays(source: ExportSource, folder: str | os.PathLike, per_class: int = 5) -> int:

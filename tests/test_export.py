@@ -59,3 +59,15 @@ def test_cli_features_bad_output_name(cells, tmp_path):
     res = CliRunner().invoke(main, ["features", str(cells), "--out", str(tmp_path / "t.csv"),
                                     "--families", "shape,colr"])
     assert res.exit_code == 2 and "colr" in res.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_streamed_blocks_give_the_same_table(cells, tmp_path, monkeypatch, suffix):
+    import bmbench.export as export
+    src = source_from_folder(cells, "folder", families=["shape"])
+    whole = export_features(src, tmp_path / f"whole{suffix}")
+    monkeypatch.setattr(export, "STREAM_ROWS", 5)
+    blocks = export_features(src, tmp_path / f"blocks{suffix}")
+    read = pd.read_csv if suffix == ".csv" else pd.read_parquet
+    pd.testing.assert_frame_equal(read(whole), read(blocks))
+    assert not list(tmp_path.glob(".tmp-*"))
