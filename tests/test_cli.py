@@ -163,3 +163,47 @@ def test_bad_images_stop_the_run_with_one_line_or_are_skipped(env):
     (run,) = (env / "results" / "runs").iterdir()
     info = json.loads((run / "run.json").read_text())
     assert sorted(p.rsplit("/", 1)[-1] for p in info["skipped_images"]) == sorted(bad)
+
+
+def test_compare_prints_mcnemar_and_paired_bootstrap_and_refuses_other_splits(env):
+    assert invoke("run", str(env / "tiny.yaml"), "-q").exit_code == 0
+    assert invoke("run", str(env / "tiny.yaml"), "-q", "--set", "name=tiny4",
+                  "--set", "model.pixels=4").exit_code == 0
+    res = invoke("compare", "tiny4", "latest")  # the same run twice counts as paired too
+    assert res.exit_code == 0, res.output
+    assert "McNemar exact test" in res.output and "Paired bootstrap of macro_f1 (A - B)" in res.output
+    assert "95% CI [" in res.output and "Verdict:" in res.output
+    data = json.loads(invoke("compare", "tiny-", "tiny4", "--metric", "accuracy", "--format", "json").output)
+    assert data["n_shared"] == 10 and data["metric"] == "accuracy"
+    assert set(data["mcnemar"]) >= {"a_only", "b_only", "p_value"} and len(data["bootstrap"]["ci"]) == 2
+    assert invoke("run", str(env / "tiny.yaml"), "-q", "--set", "name=other",
+                  "--set", "split.seed=1").exit_code == 0
+    res = CliRunner().invoke(main, ["compare", "tiny4", "other"])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: cannot compare")
+    assert "different images" in lines[0] and "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["compare", "tiny4", "tiny-", "--metric", "f1"])
+    assert res.exit_code == 2 and "unknown metric 'f1'" in res.output
+
+
+def test_report_and_html_leaderboard(env):
+    import base64
+    import re
+
+    assert invoke("run", str(env / "tiny.yaml"), "-q").exit_code == 0
+    res = invoke("report", "latest")
+    assert res.exit_code == 0, res.output
+    folder = next((env / "results" / "runs").iterdir())
+    html = (folder / "report.html").read_text()
+    assert 'id="confusion-matrix"' in html and 'id="reliability"' in html and 'id="mistakes"' in html
+    assert (folder / "figures" / "confusion_matrix.png").is_file()
+    out = env / "r" / "report.html"
+    assert invoke("report", folder.name[:20], "--out", str(out), "--mistakes", "2").exit_code == 0
+    assert out.is_file()
+    res = invoke("leaderboard", "--format", "html", "--out", str(env / "board.html"))
+    assert res.exit_code == 0
+    page = (env / "board.html").read_text()
+    png = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(png).startswith(b"\x89PNG")
+    res = CliRunner().invoke(main, ["report", "nothing-like-this"])
+    assert res.exit_code == 2 and "no run matches" in res.output
