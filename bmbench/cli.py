@@ -76,11 +76,13 @@ def run(recipe, overrides, results_dir, quiet):
 @click.option("--recipe", default=None, help="Only runs of this recipe name.")
 @click.option("--family", default=None, help="Only runs of this model family.")
 @click.option("--best-per-recipe", is_flag=True, help="Keep the best run of each recipe.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]),
-              default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
+              default="table", show_default=True,
+              help="html: a page with a bar chart (interval whiskers) and the table per split.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file.")
 def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out):
-    """Rank stored runs; one table per data set and test split."""
+    """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
+    runs not significantly different from the leader marked n.s."""
     from .leaderboard import build_boards, render
     from .store import list_runs, results_dir as resolve
 
@@ -88,6 +90,52 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
     boards = build_boards(list_runs(resolve(results_dir)), metric, dataset, recipe, family,
                           best_per_recipe)
     _emit(render(boards, fmt), out)
+
+
+@main.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--metric", default="macro_f1", show_default=True,
+              help="Metric whose paired difference is bootstrapped.")
+@click.option("--resamples", type=click.IntRange(100, 100_000), default=1000, show_default=True,
+              help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@results_option
+def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
+    """Paired tests of two runs on the same test images: exact McNemar and a paired
+    bootstrap CI of the METRIC difference (RUN = a run folder, an id prefix, or latest)."""
+    import json
+
+    from .compare import compare_runs, format_comparison
+    from .store import load_record, resolve_run, results_dir as resolve
+
+    _setup(False)
+    store = resolve(results_dir)
+    a, b = (load_record(resolve_run(store, ref)) for ref in (run_a, run_b))
+    result = compare_runs(a, b, metric, resamples, seed=seed)
+    click.echo(json.dumps(result, indent=2) if fmt == "json" else format_comparison(result),
+               nl=fmt == "json")
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write (default: RUN/report.html).")
+@click.option("--mistakes", type=click.IntRange(0, 200), default=12, show_default=True,
+              help="Most confident mistakes shown as thumbnails.")
+@results_option
+def report(run_ref, out, mistakes, results_dir):
+    """Write one self-contained HTML report of RUN (a run folder, an id prefix, or latest);
+    its figures are also saved as PNG files in RUN/figures/."""
+    from .report import write_report
+    from .store import resolve_run, results_dir as resolve
+
+    _setup(False)
+    folder = resolve_run(resolve(results_dir), run_ref)
+    path = write_report(folder, out, mistakes)
+    click.echo(f"wrote {path} (figures in {folder / 'figures'})")
 
 
 def _emit(text: str, out: str | None) -> None:
