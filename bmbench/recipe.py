@@ -15,14 +15,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
 from .errors import RecipeError
 from .schema import Context, build, option, known_list, did_you_mean
 
-PATH_KEYS = (("dataset", "root"), ("dataset", "ids"))
+PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("model", "weights"))
+#: Values of path keys that are keywords, not file names (left as they are).
+PATH_KEYWORDS = {("model", "weights"): ("imagenet", "none")}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -48,12 +50,21 @@ class SplitSpec:
     val: float = option(0.1, ge=0.0, lt=1.0, doc="validation fraction of all images")
     seed: int = option(0, ge=0, doc="split seed; independent of the training seed")
     folds: Optional[int] = option(None, ge=2, le=50, doc="k-fold cross-validation instead of one test set")
+    on_leak: Literal["warn", "error"] = option(
+        "warn", doc="test images with a byte-identical copy in training: warn, or stop the run")
+    allow_leaky: bool = option(
+        False, doc="allow re-splitting a data set known to hold augmented near-duplicates")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     family: str = option(doc="model family (baseline, classical, cnn, transfer...)")
     options: Any = option(None, doc="family-specific options, given flat beside 'family'")
+
+
+def _augmentations() -> list[str]:
+    from .deep.augment import augmentation_names
+    return augmentation_names()
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,16 @@ class TrainSpec:
     patience: int = option(5, ge=1, doc="early-stopping patience on the validation set")
     class_weight: Literal["balanced", "none"] = option("balanced", doc="weight classes by 1/frequency")
     jobs: int = option(1, ge=-1, le=256, doc="parallel worker processes for image work (-1: all cores)")
+    augment: tuple[str, ...] = option(
+        ("flip", "rotate90"), choices=_augmentations,
+        doc="on-the-fly augmentation of training images (deep families), or [none]")
+    mixed_precision: Union[Literal["auto", "on", "off"], bool] = option(
+        "auto", doc="deep families: auto = float16 on GPUs that support it, float32 on CPU; "
+                    "on/off (YAML may read them as true/false: same meaning)")
+    deterministic: bool = option(False, doc="deep families: deterministic TensorFlow ops (slower)")
+    jit_compile: bool = option(False, doc="deep families: compile training steps with XLA")
+    fraction: float = option(1.0, gt=0.0, le=1.0, doc="train on this share of the training images "
+                             "(stratified, nested, from split.seed); validation and test unchanged")
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,10 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
         if section in raw:
             raw[section] = _split_options(raw[section], section, selector, ctx.child(section))
     recipe = build(Recipe, raw, ctx)
+    augment = recipe.train.augment
+    if "none" in augment and len(augment) > 1:
+        raise ctx.child("train").child("augment").error(
+            f"'none' cannot be combined with other augmentations, got {list(augment)}")
     return dataclasses.replace(recipe, source=source.split(" (with")[0])
 
 
@@ -251,8 +276,12 @@ def _env_value(name: str, ctx: Context) -> str:
 def _resolve_paths(raw: dict, base: Path) -> None:
     for section, key in PATH_KEYS:
         sec = raw.get(section)
-        if isinstance(sec, dict) and isinstance(sec.get(key), str):
+        if isinstance(sec, dict) and _is_path(section, key, sec.get(key)):
             sec[key] = _absolute(sec[key], base)
+
+
+def _is_path(section: str, key: str, value: Any) -> bool:
+    return isinstance(value, str) and value not in PATH_KEYWORDS.get((section, key), ())
 
 
 def _absolute(value: str, base: Path) -> str:
@@ -279,7 +308,7 @@ def apply_override(raw: dict, text: str, source: str) -> None:
             where = ".".join(parts[:i + 1])
             raise RecipeError(f"--set {text!r}: '{where}' is not a section")
         node = nxt
-    if tuple(parts) in PATH_KEYS and isinstance(value, str):
+    if tuple(parts) in PATH_KEYS and _is_path(parts[0], parts[-1], value):
         value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
     if tuple(parts) in SELECTORS and node.get(parts[-1]) != value:
         _drop_specific(node, SELECTORS[tuple(parts)])

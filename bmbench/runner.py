@@ -21,8 +21,8 @@ from .metrics.scores import compute_metrics
 from .metrics.summary import add_statistics
 from .model_card import render_model_card
 from .recipe import Recipe, dump_recipe, load_recipe
-from .splits import Split, make_split
-from .errors import StoreError
+from .splits import Split, make_split, subsample_train
+from .errors import DatasetError, StoreError
 from .store import RunWriter, results_dir, write_json, write_text
 
 log = logging.getLogger("bmbench.run")
@@ -39,8 +39,9 @@ class FoldResult:
 
 
 def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
-               overrides: tuple[str, ...] = ()) -> Path:
-    """Train and score ``recipe``; return the stored run folder."""
+               overrides: tuple[str, ...] = (), tags: dict | None = None) -> Path:
+    """Train and score ``recipe``; return the stored run folder. ``tags`` (JSON-ready, e.g.
+    an ablation id and its varied values) are stored as ``tags`` in ``run.json``."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     elif overrides:
@@ -54,14 +55,19 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
         try:
             table = load_dataset(recipe.dataset)
             split = make_split(table, recipe.split, store / "splits")
+            split = subsample_train(split, table.labels, recipe.train.fraction, recipe.split.seed)
             log.info("%s: %s, %d images, %d classes; split %s (%s): %d train, %d val, %d test",
                      recipe.name, table.kind, len(table), len(table.classes), split.fingerprint,
                      split.strategy, len(split.folds[0].train), len(split.folds[0].val),
                      len(split.folds[0].test))
             ctx = RunContext.for_recipe(recipe, run_dir=writer.path)
             ctx.notes["duplicates"] = duplicate_report(table, split)
+            if ctx.notes["duplicates"]["test_images_with_train_copy"] and recipe.split.on_leak == "error":
+                raise DatasetError(f"{table.root}: {ctx.notes['duplicates']['test_images_with_train_copy']} "
+                                   "test image(s) have a byte-identical copy among the training images "
+                                   "(split.on_leak: error); remove the copies or split by groups")
             folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
-            _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started)
+            _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags)
         except OSError as exc:
             if exc.errno not in WRITE_ERRORS:
                 raise
@@ -130,7 +136,8 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
     return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details())
 
 
-def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed) -> None:
+def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
+                   tags: dict | None = None) -> None:
     rows = np.concatenate([f.test_rows for f in folds])
     proba = np.concatenate([f.proba for f in folds])
     fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
@@ -146,6 +153,8 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     write_json(writer.path / "metrics.json", metrics)
     write_json(writer.path / "reliability.json", reliability)
     info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
+    if tags:
+        info["tags"] = dict(tags)
     write_json(writer.path / "run.json", info)
     write_json(writer.path / "environment.json", environment(recipe.seed))
     write_text(writer.path / "recipe.yaml", dump_recipe(recipe))
@@ -200,4 +209,5 @@ def settings_summary(recipe: Recipe) -> str:
     describe = getattr(family, "summary", None)
     extra = describe(recipe.model.options) if describe else ""
     size = f"{recipe.dataset.image_size}px" if getattr(family, "uses_image_size", True) else ""
-    return ", ".join(x for x in (size, extra) if x)
+    share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
+    return ", ".join(x for x in (size, extra, share) if x)

@@ -7,9 +7,11 @@ chosen strategy; the split itself (relative paths per part and fold) is saved as
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -77,7 +79,37 @@ def make_split(table: DatasetTable, spec: SplitSpec, store: Path | None = None) 
     return Split(strategy, settings, fp, table.fingerprint, folds)
 
 
+def subsample_train(split: Split, labels: np.ndarray, fraction: float, seed: int) -> Split:
+    """``split`` with each fold's training rows cut to ``fraction`` (``train.fraction``).
+
+    Stratified: every class keeps ``ceil(fraction * n_class)`` of its training images (at
+    least one). Deterministic and nested: the images are drawn in one fixed random order per
+    class (from ``seed`` and the fold index), so a smaller fraction is always a subset of a
+    larger one. Validation and test rows, and the split fingerprint, are unchanged: runs
+    with different fractions are scored on exactly the same test images.
+    """
+    if fraction >= 1.0:
+        return split
+    folds = []
+    for i, fold in enumerate(split.folds):
+        rng = np.random.default_rng([seed, i, 0x7261696E])
+        keep = []
+        for c in np.unique(labels[fold.train]):
+            members = fold.train[labels[fold.train] == c]
+            order = members[rng.permutation(len(members))]
+            keep.append(order[:max(1, math.ceil(round(fraction * len(members), 9)))])
+        train = np.sort(np.concatenate(keep)) if keep else fold.train
+        folds.append(Fold(train, fold.val, fold.test))
+    return dataclasses.replace(split, folds=tuple(folds))
+
+
 def _check_strategy(strategy: str, spec: SplitSpec, table: DatasetTable) -> None:
+    from .datasets.registry import get_kind
+
+    if strategy != "predefined" and get_kind(table.kind).augmented and not spec.allow_leaky:
+        raise DatasetError(f"data set kind '{table.kind}' holds augmented near-duplicates, so a "
+                           f"{strategy} re-split leaks; use its official split (split.strategy: "
+                           "auto or predefined) or set split.allow_leaky: true")
     if strategy == "predefined" and not table.has_predefined_split:
         raise DatasetError(f"split.strategy: predefined, but data set kind '{table.kind}' at "
                            f"{table.root} has no predefined split; use stratified or grouped")

@@ -122,7 +122,7 @@ def test_interrupted_process_leaves_no_run_and_the_next_run_works(env, sig):
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0
     if sig == "SIGINT":
-        assert p.returncode == 130 and b"Interrupted" in err and b"Traceback" not in err
+        assert p.returncode in (130, -2) and b"Interrupted" in err and b"Traceback" not in err, err.decode()[-3000:]
     assert {d for d in runs.iterdir() if not d.name.startswith(".")} == {d for d in before}
     assert invoke("run", str(env / "tiny.yaml"), "-q").exit_code == 0
     assert not list(runs.glob(".tmp-*")), "leftovers of dead processes are swept"

@@ -113,3 +113,12 @@ def test_strategy_mismatch_errors(tmp_path):
         make_split(table(tmp_path), SplitSpec(strategy="predefined"))
     with pytest.raises(DatasetError, match="no patient/group ids"):
         make_split(table(tmp_path, name="e"), SplitSpec(strategy="grouped"))
+
+
+def test_augmented_kind_refuses_a_random_resplit_unless_allowed(tmp_path):
+    t = table(tmp_path, predefined=True)
+    leaky = make_table("bloodcells4", t.root, t.frame[["relpath", "label", "group", "split"]])
+    assert make_split(leaky, SplitSpec()).strategy == "predefined"
+    with pytest.raises(DatasetError, match="augmented near-duplicates.*split.allow_leaky: true"):
+        make_split(leaky, SplitSpec(strategy="stratified"))
+    assert make_split(leaky, SplitSpec(strategy="stratified", allow_leaky=True)).strategy == "stratified"

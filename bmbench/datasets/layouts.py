@@ -243,7 +243,7 @@ class BloodCells4Options:
     name="bloodcells4", title="Blood Cell Images, 4-class augmented BCCD derivative",
     classes=(("EOSINOPHIL", "eosinophil"), ("LYMPHOCYTE", "lymphocyte"),
              ("MONOCYTE", "monocyte"), ("NEUTROPHIL", "neutrophil")),
-    options=BloodCells4Options, predefined_split=True,
+    options=BloodCells4Options, predefined_split=True, augmented=True,
     citation="BCCD Dataset (MIT licence); 4-class augmented derivative from the "
              "wbc-classification project ('Blood Cell Images').",
     url="https://github.com/Shenggan/BCCD_Dataset",

@@ -37,6 +37,7 @@ class DatasetKind:
     groups: str = ""
     notes: str = ""
     aliases: tuple[str, ...] = field(default=())
+    augmented: bool = False  # holds augmented near-duplicates: only its own split is honest
 
     @property
     def class_codes(self) -> tuple[str, ...]:

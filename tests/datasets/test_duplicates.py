@@ -39,3 +39,21 @@ def test_run_warns_about_label_noise_and_leaks(tmp_path, monkeypatch, caplog):
     assert notes["test_images_with_train_copy"] >= 1
     assert "label noise" in caplog.text and "copied_blast.png" in caplog.text
     assert "scores are optimistic" in caplog.text
+
+
+def test_on_leak_error_stops_the_run(tmp_path):
+    import pytest
+    from bmbench.datasets.synthetic import generate
+    from bmbench.errors import DatasetError
+    from bmbench.runner import run_recipe
+
+    root = generate(tmp_path / "cells", 10, size=48)
+    lymph = sorted((root / "lymphocyte").glob("*.png"))[0]
+    for i in range(8):
+        (root / "lymphocyte" / f"copy_{i}.png").write_bytes(lymph.read_bytes())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: d\ndataset: {{kind: folder, root: {root}, image_size: 16}}\n"
+                      "model: {family: baseline, pixels: 4}\nsplit: {on_leak: error}\n")
+    with pytest.raises(DatasetError, match="split.on_leak: error"):
+        run_recipe(recipe, tmp_path / "results")
+    assert not [p for p in (tmp_path / "results" / "runs").iterdir() if not p.name.startswith(".")]
