@@ -130,11 +130,13 @@ def format_comparison(result: dict) -> str:
     lines = [f"Paired comparison on the {result['n_shared']} test images both runs scored "
              f"({result['dataset']}, split {result['split_fingerprint']}):"]
     width = max(len(result[s]["run"]) for s in "ab")
+    names = {s: f"{result[s]['recipe']} ({result[s]['family']})" for s in "ab"}
+    name_width = max(map(len, names.values()))
     for s in "ab":
         r = result[s]
-        ci = r["stored_ci"]
+        ci = r["stored_ci"] if r["n_scored"] == result["n_shared"] else None  # same images only
         ci_text = f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
-        lines.append(f"  {s.upper()}  {r['run']:<{width}}  {r['recipe']} ({r['family']})  "
+        lines.append(f"  {s.upper()}  {r['run']:<{width}}  {names[s]:<{name_width}}  "
                      f"{m} {r['value_on_shared']:.4f}{ci_text}  ({r['n_scored']} scored)")
     lines.append(f"McNemar exact test on right/wrong: A right & B wrong {mcn['a_only']}, "
                  f"A wrong & B right {mcn['b_only']}, p = {_p(mcn['p_value'])}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGES = ("bmbench", "numpy", "pandas", "scikit-learn", "scikit-image", "xgboost", "tensorflow",
             "keras", "opencv-python-headless", "opencv-python", "pillow", "tifffile", "joblib",
-            "click", "pyyaml")
+            "click", "pyyaml", "matplotlib")
 
 
 def environment(seed: int) -> dict:

@@ -135,8 +135,9 @@ def metric_ci_figure(metrics: dict, level: float = 0.95):
         ax.annotate(f"{v:.3f}", (h, yi), xytext=(6, 0), textcoords="offset points",
                     va="center", fontsize=9)
     ax.set_yticks(y, names)
-    left = min(0.0, float(np.nanmin(low)) - 0.05) if len(names) else 0.0
-    ax.set_xlim(left, 1.12)
+    # a dot plot need not start at 0: zoom to the intervals (in steps of 0.1) to read them
+    left = float(np.floor((np.nanmin(low) - 0.03) * 10) / 10) if len(names) else 0.0
+    ax.set_xlim(max(-1.0, min(left, 0.9)), 1.0 + 0.12 * (1.0 - max(-1.0, min(left, 0.9))))
     ax.set_xlabel(f"score with {level:.0%} stratified bootstrap interval")
     ax.set_title("Headline scores on the test images")
     ax.grid(axis="x", alpha=0.3)
@@ -269,7 +270,9 @@ def leaderboard_figure(board, level: float = 0.95):
                     fontsize=8.5)
     better = "lower is better" if m in ("log_loss", "ece", "brier") else "higher is better"
     ax.set_xlabel(f"{m} ({better}); whiskers: {level:.0%} bootstrap interval")
-    ax.set_title(_wrap(board.title, 95), fontsize=10)
+    d = board.dataset or {}
+    ax.set_title(f"{m} per run" + (f" on {d['kind']}" if d.get("kind") else "")
+                 + f", split {board.split_fingerprint}", fontsize=10)
     from matplotlib.patches import Patch
 
     handles = [Patch(color=LEADER, label="leader"),

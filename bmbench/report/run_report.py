@@ -175,7 +175,8 @@ def _reliability(record: RunRecord, metrics: dict, scored, figure) -> str:
         return '<p class="note">No reliability data and no predictions in this run.</p>'
     note = ('<p class="note">Bars: the share of right predictions among the test images whose '
             "confidence (largest probability) falls in each bin; a calibrated model follows the "
-            "diagonal. Red: the gap between accuracy and mean confidence. "
+            "diagonal. Red hatching: the gap between accuracy and the bin's mean confidence (black "
+            "tick); the grey bars below count the images per bin. "
             f"ECE {rel['ece']:.4f}, Brier {metrics.get('brier', float('nan')):.4f}.</p>")
     return note + figure("reliability", plots.reliability_figure(rel), "reliability diagram")
 
