@@ -54,19 +54,22 @@ def main():
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
+@click.option("--repeats", type=click.IntRange(1, 1000), default=None,
+              help="Run with this many seeds (seed, seed+1, ...) on the same split.")
 @results_option
 @quiet_option
-def run(recipe, overrides, results_dir, quiet):
+def run(recipe, overrides, repeats, results_dir, quiet):
     """Train and score RECIPE (a YAML file); store the run under results/runs/."""
-    from .runner import run_recipe
-
-    _setup(quiet)
-    folder = run_recipe(recipe, results_dir, tuple(overrides))
+    from .runner import run_repeats
     from .store import load_record
 
-    m = load_record(folder).metrics
-    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
-               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+    _setup(quiet)
+    for folder in run_repeats(recipe, results_dir, tuple(overrides), repeats):
+        m = load_record(folder).metrics
+        click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
+                   f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+        for e in load_record(folder).info.get("evaluations", []):
+            click.echo(f"  tested on {e['kind']} ({e['n_images']} images): macro_f1={e['macro_f1']:.4f}")
 
 
 @main.command()
@@ -201,22 +204,38 @@ def datasets_check(root, kind, ids, options, decode, quiet):
               help="Also write segmentation overlays (PNG) into this folder.")
 @click.option("--per-class", type=int, default=5, show_default=True,
               help="Overlays per class.")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="dask: extract shards of the images on the cluster at --scheduler.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="dask scheduler address (with --backend dask).")
 @results_option
 @quiet_option
 def features(source, out, kind, options, families, segmentation, feature_size, overrides, jobs,
-             overlays, per_class, results_dir, quiet):
+             overlays, per_class, backend, scheduler, results_dir, quiet):
     """Export handcrafted features of every image in SOURCE (a recipe or a data folder)."""
     from pathlib import Path
 
     from .export import export_features, source_from_folder, source_from_recipe, write_overlays
 
     _setup(quiet)
+    if backend == "local" and scheduler:
+        raise BmbenchError("--scheduler is for --backend dask")
     if Path(source).suffix.lower() in (".yaml", ".yml"):
         src = source_from_recipe(source, tuple(overrides), results_dir)
     else:
         src = source_from_folder(source, kind, _parse_options(options),
                                  families.split(",") if families else None, segmentation, feature_size)
-    path = export_features(src, out, jobs)
+    if backend == "dask":
+        from .execution import DaskBackend, DaskFeatureExtractor
+
+        cluster = DaskBackend(scheduler)
+        click.echo(cluster.describe(), err=True)
+        try:
+            path = export_features(src, out, jobs, extract=DaskFeatureExtractor(cluster.client))
+        finally:
+            cluster.close()
+    else:
+        path = export_features(src, out, jobs)
     click.echo(f"wrote {path} ({len(src.dataset)} images) and {path.with_suffix('.features.json')}")
     if overlays:
         n = write_overlays(src, overlays, per_class)
@@ -261,6 +280,111 @@ def predict(run_ref, images, out, top_k, batch_size, results_dir, quiet):
     click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
     if n == 0:
         raise BmbenchError("no image could be predicted")
+
+
+@main.command()
+@click.argument("source", required=False, metavar="ABLATION.yaml|RECIPE", type=click.Path(dir_okay=False))
+@click.option("--vary", multiple=True, metavar="KEY.PATH=V1,V2,...",
+              help="With a RECIPE: an axis and its values (comma-separated, each parsed as YAML: "
+                   "model.features=[shape],[shape,color]). Repeatable.")
+@click.option("--mode", type=click.Choice(["one_at_a_time", "grid"]), default=None,
+              help="Vary each axis alone around the base (default) or run every combination.")
+@click.option("--repeats", type=click.IntRange(1, 100), default=None,
+              help="Runs per variant with training seeds base.seed+0..N-1 (default 1).")
+@click.option("--metric", "metrics", multiple=True,
+              help="Metric for the tables (repeatable; default macro_f1, balanced_accuracy, accuracy).")
+@set_option
+@click.option("--id", "ablation_id", default=None, help="Ablation id (default: the file's name, or "
+              "<recipe name>-<hash of the --vary options>).")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this machine; dask: the cluster at --scheduler.")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="local: runs at a time in worker processes, each with cores/jobs threads (-1: one per core).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="dask scheduler address.")
+@click.option("--report", "report_id", default=None, metavar="ABLATION_ID",
+              help="Rebuild the tables and plots of a stored ablation; run nothing.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "html"]), default="markdown",
+              show_default=True, help="Format printed (every format is also written to results/ablations/ID/).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the table to a file.")
+@click.option("--dry-run", is_flag=True, help="Validate and list the variants; run nothing.")
+@results_option
+@quiet_option
+def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend, jobs, scheduler,
+           report_id, fmt, out, dry_run, results_dir, quiet):
+    """Run an ablation (ABLATION.yaml, or RECIPE with --vary): every variant is validated
+    first, runs already stored are skipped, failed runs are recorded and make the exit code 1;
+    tables per metric (mean, 95% CI, paired difference to the base) and plots go to
+    results/ablations/ID/."""
+    from .ablation import build_report, render, run_ablation, write_report
+    from .ablation.spec import ablation_from_options, check_metrics, load_ablation
+    from .recipe import read_yaml
+    from .store import results_dir as resolve
+
+    _setup(quiet)
+    store = resolve(results_dir)
+    chosen = check_metrics(metrics)
+    if report_id:
+        if source or vary:
+            raise BmbenchError("--report rebuilds a stored ablation from the results; give no "
+                               "ABLATION.yaml, RECIPE or --vary with it")
+        report = build_report(store, report_id, chosen)
+        paths = write_report(report, store)
+        _emit(render(report, fmt), out)
+        click.echo(f"tables and plots in {paths['summary.md'].parent}", err=True)
+        return
+    if not source:
+        raise BmbenchError("give an ablation file, a RECIPE with --vary KEY=V1,V2, or --report ID")
+    from pathlib import Path
+
+    is_ablation = "base" in read_yaml(Path(source))
+    if is_ablation and vary:
+        raise BmbenchError(f"{source}: is an ablation file; put the axes under its 'vary:' "
+                           "(--vary is for a recipe)")
+    if is_ablation:
+        ablation = load_ablation(source, tuple(overrides), mode, repeats, chosen, ablation_id)
+    else:
+        ablation = ablation_from_options(source, vary, tuple(overrides), mode, repeats, chosen,
+                                         ablation_id)
+    click.echo(f"ablation {ablation.id}: {len(ablation.variants)} variant(s) x {ablation.repeats} "
+               f"repeat(s) = {ablation.n_runs} run(s), all valid", err=True)
+    if dry_run:
+        for v in ablation.variants:
+            seeds = ", ".join(str(r.seed) for r in v.recipes)
+            click.echo(f"  {v.index:3d}  {v.label}{' (base)' if v.is_base and v.label != 'base' else ''}"
+                       f"  [seeds {seeds}; recipe {v.recipes[0].fingerprint()}]")
+        return
+    from .execution import make_backend
+    from .store import load_record
+
+    runner = make_backend(backend, jobs, scheduler)
+    click.echo(runner.describe(), err=True)
+    first = ablation.metrics[0]
+
+    def on_result(result, task, done, total):
+        where = f"[{done}/{total}] {task.tags['variant']} (repeat {task.tags['repeat']})"
+        if result.ok:
+            value = load_record(store / "runs" / result.run_id).metrics.get(first)
+            shown = f"{value:.4f}" if isinstance(value, (int, float)) else value
+            click.echo(f"{where}: {first}={shown}  {result.run_id}  ({result.seconds:.1f} s)", err=True)
+        else:
+            click.echo(f"{where}: FAILED: {result.error}", err=True)
+
+    try:
+        outcome = run_ablation(ablation, store, runner, on_result)
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+    click.echo(f"{len(outcome.completed)} run(s) done now, {outcome.skipped} already stored, "
+               f"{len(outcome.failed)} failed", err=True)
+    report = build_report(store, ablation.id, ablation.metrics)
+    paths = write_report(report, store)
+    _emit(render(report, fmt), out)
+    click.echo(f"tables and plots in {paths['summary.md'].parent}", err=True)
+    if outcome.failed:
+        click.echo(f"{len(outcome.failed)} run(s) failed (errors in "
+                   f"{outcome.folder / 'ablation.json'}): "
+                   + "; ".join(f"{r.key}: {r.error}" for r in outcome.failed[:3]), err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -79,9 +79,21 @@ def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resample
     at = frame.columns.get_loc(f"{metric}_ci_high") + 1
     frame.insert(at, "vs_leader", marks)
     frame.insert(at + 1, "p_vs_leader", p_adj)
+    frame.insert(at + 2, "across_seeds", [_seed_spread(runs, by_id[i], metric) for i in frame["run"]])
     first = runs[0]
     return Board(_title(first), first.info["split_fingerprint"], frame, metric, test,
                  dict(first.info["dataset"]))
+
+
+def _seed_spread(runs: list[RunRecord], run: RunRecord, metric: str) -> str:
+    """``mean ± SD (n=k)`` of ``metric`` over the runs of the same recipe that differ only in
+    their training seed (same ``seed_group``); empty when there is a single seed."""
+    group = run.info.get("seed_group")
+    values = [r.metrics.get(metric) for r in runs if group and r.info.get("seed_group") == group]
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return ""
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (n={len(values)})"
 
 
 class _ScoredCache:
@@ -176,6 +188,8 @@ def _versus_leader(frame: pd.DataFrame, by_id: dict, metric: str, scored: _Score
 
 
 def _title(r: RunRecord) -> str:
+    if "title" in r.info:  # cross-data-set evaluations name both data sets
+        return r.info["title"]
     d, s = r.info["dataset"], r.info["split"]
     settings = ", ".join(f"{k}={v}" for k, v in s.items() if k != "strategy")
     return (f"{d['kind']} ({len(d['classes'])} classes, {d['n_images']} images) - "

@@ -34,6 +34,8 @@ class DatasetSpec:
     root: Optional[str] = option(None, doc="data set folder (or CSV for kind manifest)")
     ids: Optional[str] = option(None, doc="images ID file for kind matek_bm4 (default images_IDs.txt)")
     classes: Optional[tuple[str, ...]] = option(None, doc="keep only these classes, in this order")
+    label_map: Optional[dict[str, Optional[str]]] = option(
+        None, doc="rename/merge classes ({old: new}), drop them ({old: null}); '*' maps the rest")
     image_size: int = option(64, ge=8, le=2048, doc="side of the square model input, px")
     keep_aspect: bool = option(False, doc="resize keeping the aspect ratio and pad with background")
     on_bad_image: Literal["error", "skip"] = option("error", doc="unreadable images: stop or skip")
@@ -96,15 +98,21 @@ class Recipe:
     seed: int = option(0, ge=0, doc="training seed")
     split: SplitSpec = option(SplitSpec(), doc="how images are divided")
     train: TrainSpec = option(TrainSpec(), doc="training settings")
+    evaluate: tuple[DatasetSpec, ...] = option(
+        (), doc="other data sets to test the trained model on (cross-data-set evaluation); "
+                "image size and padding come from 'dataset'")
+    repeats: int = option(1, ge=1, le=1000, doc="run with this many seeds (seed, seed+1, ...)")
     source: str = option("", doc="file the recipe came from")
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data (kind/family options flattened back)."""
         return _flatten(dataclasses.asdict(self))
 
-    def fingerprint(self) -> str:
-        """Hash of everything that affects the result (not the name, description or source)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", "source")}
+    def fingerprint(self, ignore: tuple[str, ...] = ()) -> str:
+        """Hash of everything that affects the result (not the name, description, source or
+        repeat count; nor the top-level keys in ``ignore``, e.g. ``("seed",)``)."""
+        skip = ("name", "description", "source", "repeats", *ignore)
+        data = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_overrides(self, overrides: list[str]) -> "Recipe":
@@ -117,11 +125,15 @@ class Recipe:
 def _flatten(d: dict) -> dict:
     out = dict(d)
     for section in ("dataset", "model"):
-        sec = dict(out[section])
-        opts = sec.pop("options") or {}
-        sec.update(opts)
-        out[section] = sec
+        out[section] = _flat_section(out[section])
+    out["evaluate"] = [_flat_section(e) for e in out.get("evaluate", ())]
     return out
+
+
+def _flat_section(section: dict) -> dict:
+    sec = dict(section)
+    sec.update(sec.pop("options") or {})
+    return sec
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -146,6 +158,9 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
     for section, selector in (("dataset", "kind"), ("model", "family")):
         if section in raw:
             raw[section] = _split_options(raw[section], section, selector, ctx.child(section))
+    if isinstance(raw.get("evaluate"), list):
+        raw["evaluate"] = [_split_options(e, "dataset", "kind", ctx.child("evaluate").child(i))
+                           for i, e in enumerate(raw["evaluate"])]
     recipe = build(Recipe, raw, ctx)
     augment = recipe.train.augment
     if "none" in augment and len(augment) > 1:
@@ -278,6 +293,10 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         sec = raw.get(section)
         if isinstance(sec, dict) and _is_path(section, key, sec.get(key)):
             sec[key] = _absolute(sec[key], base)
+    for sec in raw.get("evaluate") if isinstance(raw.get("evaluate"), list) else []:
+        for key in ("root", "ids"):
+            if isinstance(sec, dict) and isinstance(sec.get(key), str):
+                sec[key] = _absolute(sec[key], base)
 
 
 def _is_path(section: str, key: str, value: Any) -> bool:

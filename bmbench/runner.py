@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import random
 import time
@@ -16,6 +17,7 @@ from .context import RunContext
 from .datasets import load_dataset
 from .datasets.duplicates import exact_duplicates
 from .environment import environment
+from .evaluation import evaluate_elsewhere
 from .families.registry import Subset, get_family
 from .metrics.scores import compute_metrics
 from .metrics.summary import add_statistics
@@ -36,6 +38,7 @@ class FoldResult:
     fit_seconds: float
     predict_seconds: float
     details: dict
+    model: object = None
 
 
 def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
@@ -68,6 +71,8 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
                                    "(split.on_leak: error); remove the copies or split by groups")
             folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
             _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags)
+            if recipe.evaluate:
+                _add_evaluations(writer.path, recipe, [f.model for f in folds], table, split)
         except OSError as exc:
             if exc.errno not in WRITE_ERRORS:
                 raise
@@ -102,6 +107,27 @@ def duplicate_report(table, split: Split) -> dict:
     return {"groups": len(groups), "label_conflicts": len(conflicts), "test_images_with_train_copy": leaked}
 
 
+def run_repeats(recipe: Recipe | str | Path, results: str | Path | None = None,
+                overrides: tuple[str, ...] = (), repeats: int | None = None) -> list[Path]:
+    """Run ``recipe`` with seeds ``seed, seed+1, ...`` (``repeats`` or ``recipe.repeats``
+    times) on the same split; return the run folders."""
+    import dataclasses
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        recipe = recipe.with_overrides(list(overrides))
+    n = repeats or recipe.repeats
+    return [run_recipe(dataclasses.replace(recipe, seed=recipe.seed + i), results) for i in range(n)]
+
+
+def _add_evaluations(folder: Path, recipe, models, table, split) -> None:
+    """Cross-data-set evaluations, summarised into the run's ``run.json``."""
+    info = json.loads((folder / "run.json").read_text())
+    info["evaluations"] = evaluate_elsewhere(recipe, models, table, split, info, folder)
+    write_json(folder / "run.json", info)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -133,7 +159,7 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
     model.save(folder / "model" if len(split.folds) == 1 else folder / "model" / f"fold-{i}")
     t1 = time.perf_counter()
     proba = np.asarray(model.predict_proba(_subset(table, fold.test).paths, ctx), dtype=np.float64)
-    return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details())
+    return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details(), model)
 
 
 def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
@@ -187,6 +213,7 @@ def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> 
         "id": run_id, "name": recipe.name, "description": recipe.description,
         "family": recipe.model.family, "settings": settings_summary(recipe),
         "recipe_fingerprint": recipe.fingerprint(), "seed": recipe.seed,
+        "seed_group": recipe.fingerprint(ignore=("seed",)),
         "dataset": {"kind": table.kind, "root": str(table.root), "fingerprint": table.fingerprint,
                     "n_images": len(table), "classes": list(table.classes),
                     "class_counts": table.class_counts()},

@@ -133,20 +133,23 @@ def load_record(path: Path) -> RunRecord:
         raise StoreError(f"{path}: damaged run record ({str(exc).splitlines()[0]})") from None
     if not isinstance(info, dict) or not isinstance(metrics, dict) or "split_fingerprint" not in info:
         raise StoreError(f"{path}: damaged run record (run.json or metrics.json lacks its fields)")
-    return RunRecord(path.name, path, info, metrics)
+    return RunRecord(str(info.get("id", path.name)), path, info, metrics)
 
 
 def list_runs(results: Path) -> list[RunRecord]:
-    """Every complete run, oldest first; damaged or foreign folders are skipped with a warning."""
+    """Every complete run, oldest first, each followed by its cross-data-set evaluations
+    (``runs/<id>/evaluations/*``); damaged or foreign folders are skipped with a warning."""
     runs = Path(results) / "runs"
     if not runs.is_dir():
         return []
     records = []
     for path in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            records.append(load_record(path))
-        except StoreError as exc:
-            log.warning("skipping %s", exc)
+        evaluations = sorted((path / "evaluations").glob("[!.]*"))
+        for folder in (path, *evaluations):
+            try:
+                records.append(load_record(folder))
+            except StoreError as exc:
+                log.warning("skipping %s", exc)
     return records
 
 
