@@ -146,13 +146,18 @@ def metric_ci_figure(metrics: dict, level: float = 0.95):
 
 def training_curves_figure(history, title: str = "Training curves"):
     """One panel per quantity in ``history.csv`` (loss, accuracy...), training and
-    validation lines against the epoch, one line per fold for k-fold runs."""
-    frame = history.copy()
-    epoch = "epoch" if "epoch" in frame.columns else None
-    if epoch is None:
-        frame["epoch"] = np.arange(len(frame))
-        epoch = "epoch"
-    skip = {epoch, "fold", "lr", "learning_rate"}
+    validation lines against the epoch, one line per fold for k-fold runs. When training
+    ran in stages (e.g. head, then fine-tuning), epochs are counted on across stages and
+    each stage start is marked with a dotted line."""
+    frame = history.reset_index(drop=True).copy()
+    if "fold" not in frame.columns:
+        frame["fold"] = 0
+    if "epoch" not in frame.columns:
+        frame["epoch"] = frame.groupby("fold").cumcount() + 1
+    staged = "stage" in frame.columns and frame["stage"].nunique() > 1
+    # x: epochs counted on across the stages of each fold
+    frame["_x"] = frame.groupby("fold").cumcount() + 1 if staged else frame["epoch"]
+    skip = {"epoch", "fold", "stage", "lr", "learning_rate", "seconds", "_x"}
     bases = []
     for c in frame.columns:
         if c in skip or not np.issubdtype(frame[c].dtype, np.number):
@@ -165,21 +170,34 @@ def training_curves_figure(history, title: str = "Training curves"):
     rows = -(-n // cols)
     fig = _figure(5.2 * cols, 3.6 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    folds = sorted(frame["fold"].unique()) if "fold" in frame.columns else [None]
+    folds = sorted(frame["fold"].unique())
+    labelled: dict[str, object] = {}
     for ax, base in zip(axes, bases):
-        for fold in folds:
-            part = frame if fold is None else frame[frame["fold"] == fold]
-            tag = "" if fold is None else f" (fold {fold})"
+        for i, fold in enumerate(folds):
+            part = frame[frame["fold"] == fold]
+            tag = f" (fold {fold})" if len(folds) > 1 else ""
             for col, style, name in ((base, "-", "train"), (f"val_{base}", "--", "validation")):
                 if col in part.columns and part[col].notna().any():
-                    ax.plot(part[epoch], part[col], style, marker="o", ms=3, label=f"{name}{tag}")
+                    (line,) = ax.plot(part["_x"], part[col], style, marker="o", ms=3,
+                                      color=f"C{i % 10}", label=f"{name}{tag}")
+                    labelled.setdefault(line.get_label(), line)
+        if staged:
+            first = frame[frame["fold"] == folds[0]]
+            starts = first.loc[first["stage"] != first["stage"].shift(), ["_x", "stage"]]
+            for x, stage in starts.itertuples(index=False):
+                ax.axvline(x - 0.5, color="#777777", ls=":", lw=1)
+                ax.annotate(str(stage), (x - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(3, -3), textcoords="offset points", va="top", fontsize=8,
+                            color="#555555")
         ax.set_title(base.replace("_", " "))
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch" + (" (all stages)" if staged else ""))
         ax.set_ylabel(base.replace("_", " "))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     for ax in axes[len(bases):]:
         ax.set_visible(False)
+    if labelled:  # one legend under the panels: solid = training, dashed = validation
+        fig.legend(list(labelled.values()), list(labelled), loc="outside lower center",
+                   ncol=min(4, len(labelled)), fontsize=8, frameon=False)
     fig.suptitle(title)
     return fig
 

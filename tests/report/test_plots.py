@@ -103,3 +103,21 @@ def test_mistakes_titles_do_not_collide_across_rows():
     renderer = fig.canvas.get_renderer()
     boxes += [ax.get_window_extent(renderer) for ax in visible]
     assert_no_overlap(boxes)
+
+
+def test_training_curves_of_a_staged_deep_run_as_the_deep_families_write_them():
+    # history.csv columns written by bmbench.deep.training
+    rows = []
+    for fold in (0,):
+        for stage, epochs in (("head", 3), ("finetune", 2)):
+            for e in range(1, epochs + 1):
+                rows.append({"fold": fold, "stage": stage, "epoch": e, "loss": 1 / e,
+                             "accuracy": 0.5, "val_loss": 1.1 / e, "val_accuracy": 0.45,
+                             "learning_rate": 1e-3, "seconds": 2.0})
+    fig = plots.training_curves_figure(pd.DataFrame(rows))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["loss", "accuracy"]  # no 'seconds' panel
+    x = panels[0].lines[0].get_xdata()
+    assert list(x) == [1, 2, 3, 4, 5]  # epochs counted on across the stages
+    stage_marks = [t.get_text() for t in panels[0].texts]
+    assert stage_marks == ["head", "finetune"]
