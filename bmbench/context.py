@@ -11,6 +11,9 @@ from pathlib import Path
 from .datasets.imageio import ImageReader
 from .recipe import Recipe
 
+#: Environment variable capping every run's worker processes/threads (``train.jobs``).
+MAX_JOBS_ENV = "BMBENCH_MAX_JOBS"
+
 
 @dataclass
 class RunContext:
@@ -24,8 +27,12 @@ class RunContext:
 
     @property
     def jobs(self) -> int:
+        """``train.jobs`` (-1: all cores), capped by ``$BMBENCH_MAX_JOBS`` when set: parallel
+        ablation variants each get their share of the cores (:mod:`bmbench.execution`)."""
         j = self.recipe.train.jobs
-        return (os.cpu_count() or 1) if j == -1 else j
+        j = (os.cpu_count() or 1) if j == -1 else j
+        cap = os.environ.get(MAX_JOBS_ENV, "")
+        return max(1, min(j, int(cap))) if cap.isdigit() and int(cap) > 0 else j
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, cache_dir: Path | None = None,

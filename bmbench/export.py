@@ -73,11 +73,13 @@ STREAM_ROWS = 2048
 
 
 def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
-                    cache_dir: Path | None = None) -> Path:
+                    cache_dir: Path | None = None, extract=None) -> Path:
     """Extract every image's features and write the table and its data dictionary.
 
     Images are processed and written in blocks of :data:`STREAM_ROWS`, so memory does not
-    grow with the number of images.
+    grow with the number of images. ``extract``: a replacement for
+    :func:`~bmbench.features.extract.extract_many` (same arguments and result), e.g.
+    :class:`bmbench.execution.DaskFeatureExtractor` to extract on a dask cluster.
     """
     from .cache import ArrayCache, default_root
     from .features.extract import write_data_dictionary
@@ -92,7 +94,7 @@ def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
         with _TableWriter(tmp) as writer, progress(len(source.dataset), "features") as bar:
             for start in range(0, len(source.dataset), STREAM_ROWS):
                 rows = slice(start, start + STREAM_ROWS)
-                writer.write(_block(source, rows, jobs, cache))
+                writer.write(_block(source, rows, jobs, cache, extract))
                 bar.update(len(source.dataset.frame.iloc[rows]))
         os.replace(tmp, out)
     except OSError as exc:
@@ -103,11 +105,12 @@ def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
     return out
 
 
-def _block(source: ExportSource, rows: slice, jobs: int, cache) -> pd.DataFrame:
+def _block(source: ExportSource, rows: slice, jobs: int, cache, extract=None) -> pd.DataFrame:
     from .features.extract import extract_many, feature_names
 
     part = source.dataset.frame.iloc[rows]
-    x, flags = extract_many(part["path"].tolist(), source.settings, source.reader, jobs=jobs, cache=cache)
+    x, flags = (extract or extract_many)(part["path"].tolist(), source.settings, source.reader,
+                                         jobs=jobs, cache=cache)
     split = source.split.iloc[rows].fillna("").to_numpy() if source.split is not None else ""
     meta = pd.DataFrame({"path": part["relpath"].to_numpy(), "label": part["label"].to_numpy(),
                          "split": split, "patient": part["group"].fillna("").to_numpy(),

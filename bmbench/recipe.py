@@ -86,7 +86,8 @@ class TrainSpec:
     deterministic: bool = option(False, doc="deep families: deterministic TensorFlow ops (slower)")
     jit_compile: bool = option(False, doc="deep families: compile training steps with XLA")
     fraction: float = option(1.0, gt=0.0, le=1.0, doc="train on this share of the training images "
-                             "(stratified, nested, from split.seed); validation and test unchanged")
+                             "(stratified; drawn from split.seed and seed, nested across fractions); "
+                             "validation and test images unchanged")
 
 
 @dataclass(frozen=True)

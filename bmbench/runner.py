@@ -58,7 +58,8 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
         try:
             table = load_dataset(recipe.dataset)
             split = make_split(table, recipe.split, store / "splits")
-            split = subsample_train(split, table.labels, recipe.train.fraction, recipe.split.seed)
+            split = subsample_train(split, table.labels, recipe.train.fraction,
+                                    (recipe.split.seed, recipe.seed))
             log.info("%s: %s, %d images, %d classes; split %s (%s): %d train, %d val, %d test",
                      recipe.name, table.kind, len(table), len(table.classes), split.fingerprint,
                      split.strategy, len(split.folds[0].train), len(split.folds[0].val),

@@ -79,20 +79,22 @@ def make_split(table: DatasetTable, spec: SplitSpec, store: Path | None = None) 
     return Split(strategy, settings, fp, table.fingerprint, folds)
 
 
-def subsample_train(split: Split, labels: np.ndarray, fraction: float, seed: int) -> Split:
+def subsample_train(split: Split, labels: np.ndarray, fraction: float,
+                    seed: int | tuple[int, ...]) -> Split:
     """``split`` with each fold's training rows cut to ``fraction`` (``train.fraction``).
 
     Stratified: every class keeps ``ceil(fraction * n_class)`` of its training images (at
     least one). Deterministic and nested: the images are drawn in one fixed random order per
-    class (from ``seed`` and the fold index), so a smaller fraction is always a subset of a
-    larger one. Validation and test rows, and the split fingerprint, are unchanged: runs
-    with different fractions are scored on exactly the same test images.
+    class (from ``seed`` and the fold index), so for one seed a smaller fraction is always a
+    subset of a larger one. Validation and test rows, and the split fingerprint, are
+    unchanged: runs with different fractions are scored on exactly the same test images.
     """
     if fraction >= 1.0:
         return split
+    entropy = list(seed) if isinstance(seed, (tuple, list)) else [seed]
     folds = []
     for i, fold in enumerate(split.folds):
-        rng = np.random.default_rng([seed, i, 0x7261696E])
+        rng = np.random.default_rng([*entropy, i, 0x7261696E])
         keep = []
         for c in np.unique(labels[fold.train]):
             members = fold.train[labels[fold.train] == c]
