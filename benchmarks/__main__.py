@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("memory",)
+BENCHMARKS = ("features", "memory")
 
 
 def main(argv: list[str]) -> int:
