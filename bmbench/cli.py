@@ -208,16 +208,33 @@ def datasets_check(root, kind, ids, options, decode, quiet):
               help="dask: extract shards of the images on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="dask scheduler address (with --backend dask).")
+@click.option("--backbone", default=None, metavar="NAME",
+              help="Export embeddings of this keras.applications backbone instead (cached).")
+@click.option("--weights", default=None,
+              help="With --backbone: imagenet, none or a weights file (default: the recipe's, or imagenet).")
+@click.option("--image-size", type=int, default=None,
+              help="With --backbone: input side, px (default: the recipe's, or the backbone's ImageNet size).")
 @results_option
 @quiet_option
 def features(source, out, kind, options, families, segmentation, feature_size, overrides, jobs,
-             overlays, per_class, backend, scheduler, results_dir, quiet):
-    """Export handcrafted features of every image in SOURCE (a recipe or a data folder)."""
+             overlays, per_class, backend, scheduler, backbone, weights, image_size, results_dir, quiet):
+    """Export handcrafted features (or, with --backbone, backbone embeddings) of every image
+    in SOURCE (a recipe or a data folder)."""
     from pathlib import Path
 
     from .export import export_features, source_from_folder, source_from_recipe, write_overlays
 
     _setup(quiet)
+    if backbone:
+        from .export_embeddings import export_embeddings, job_from_folder, job_from_recipe
+
+        if Path(source).suffix.lower() in (".yaml", ".yml"):
+            job = job_from_recipe(source, tuple(overrides), results_dir, backbone, weights, image_size, jobs)
+        else:
+            job = job_from_folder(source, kind, _parse_options(options), backbone, weights, image_size, jobs)
+        path = export_embeddings(job, out)
+        click.echo(f"wrote {path} ({len(job.table)} images) and {path.with_suffix('.features.json')}")
+        return
     if backend == "local" and scheduler:
         raise BmbenchError("--scheduler is for --backend dask")
     if Path(source).suffix.lower() in (".yaml", ".yml"):

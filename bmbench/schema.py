@@ -199,7 +199,8 @@ def _describe(value: Any) -> str:
 
 
 def _type_name_union(args: tuple) -> str:
-    names = [getattr(a, "__name__", str(a)) for a in args if a is not type(None)]
+    names = [", ".join(repr(v) for v in typing.get_args(a)) if typing.get_origin(a) is Literal
+             else getattr(a, "__name__", str(a)) for a in args if a is not type(None)]
     return " or ".join(names)
 
 

@@ -18,7 +18,7 @@ from ..errors import RecipeError
 from ..schema import did_you_mean, known_list
 
 FAMILIES: dict[str, type] = {}
-BUILTIN_MODULES = ("baseline", "classical")
+BUILTIN_MODULES = ("baseline", "classical", "cnn", "transfer", "hybrid")
 
 
 @dataclass(frozen=True)

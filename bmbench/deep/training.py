@@ -1,0 +1,129 @@
+"""One training stage of a Keras classifier: compile, fit with early stopping, log history.
+
+Every stage uses Adam on sparse categorical cross-entropy (weighted per sample, see
+:func:`bmbench.families.classifiers.class_weights`), stops early when the validation loss
+has not improved for ``train.patience`` epochs, halves the learning rate after
+``max(1, patience // 2)`` epochs without improvement, and ends with the weights of the
+best epoch. Without a validation split the training loss is monitored instead. Each
+epoch appends a row to ``history.csv`` in the run folder:
+``fold, stage, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds``.
+Accuracy here is Keras's running training metric; scores are computed only by
+:mod:`bmbench.metrics.scores`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("bmbench.run")
+
+#: BatchNorm momentum for layers trained from scratch. Keras's default (0.99) averages the
+#: batch statistics over ~100 steps; data sets of a few thousand cells give only tens of
+#: steps per epoch while the weights still move fast, so the moving statistics trail far
+#: behind and inference-mode predictions collapse to one class. 0.9 tracks them.
+SCRATCH_BN_MOMENTUM = 0.9
+
+HISTORY_COLUMNS = ("fold", "stage", "epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                   "learning_rate", "seconds")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """stage: its name; epochs: epochs run; best_epoch: 1-based epoch whose weights were
+    kept; best_loss: the monitored loss there; seconds: wall time; images_per_s: training
+    throughput (images seen / seconds, first epoch left out when there are more)."""
+
+    stage: str
+    epochs: int
+    best_epoch: int
+    best_loss: float
+    seconds: float
+    images_per_s: float
+
+    def as_dict(self) -> dict:
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch,
+                "best_loss": round(self.best_loss, 5), "seconds": round(self.seconds, 2),
+                "train_images_per_s": round(self.images_per_s, 1)}
+
+
+def compile_model(model, learning_rate: float, devices) -> None:
+    """Adam at ``learning_rate`` on sparse categorical cross-entropy (call in ``devices.scope()``)."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=devices.jit_compile)
+
+
+def fit_stage(model, train_data, steps: int, val_data, *, stage: str, epochs: int,
+              patience: int, batch_size: int, ctx) -> StageResult:
+    """Fit a compiled ``model`` for at most ``epochs`` epochs of ``steps`` batches of
+    ``train_data`` (``(x, y, sample_weight)`` batches), validating on ``val_data`` (``(x, y)``
+    batches, or None). Restores the best epoch's weights and appends to ``history.csv``."""
+    import keras
+
+    monitor = "val_loss" if val_data is not None else "loss"
+    epoch_log = _epoch_log(stage, epochs)
+    stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                            restore_best_weights=True)
+    callbacks = [stopper,
+                 keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                   patience=max(1, patience // 2), min_lr=1e-7),
+                 epoch_log]
+    t0 = time.perf_counter()
+    model.fit(train_data, steps_per_epoch=steps, epochs=epochs, validation_data=val_data,
+              callbacks=callbacks, shuffle=False, verbose=0)
+    seconds = time.perf_counter() - t0
+    _append_history(ctx, stage, epoch_log.rows)
+    losses = [row[monitor] for row in epoch_log.rows]
+    best = int(min(range(len(losses)), key=lambda i: (math.isnan(losses[i]), losses[i])))
+    timed = epoch_log.rows[1:] or epoch_log.rows  # the first epoch includes tracing
+    train_seconds = sum(row["seconds"] for row in timed)
+    return StageResult(stage, len(epoch_log.rows), best + 1, float(losses[best]), seconds,
+                       len(timed) * steps * batch_size / max(train_seconds, 1e-9))
+
+
+def _epoch_log(stage: str, epochs: int):
+    """A Keras callback keeping one history row and logging one line per epoch (built on
+    demand so importing this module does not import Keras)."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rows: list[dict] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            row = {"stage": stage, "epoch": epoch + 1, "learning_rate": self.lr,
+                   "seconds": time.perf_counter() - self.t0}
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                row[key] = float(logs[key]) if key in logs else math.nan
+            self.rows.append(row)
+            val = f", val_loss {row['val_loss']:.4f}" if "val_loss" in logs else ""
+            log.info("%s epoch %d/%d: loss %.4f%s, lr %.2g (%.1f s)", stage, epoch + 1, epochs,
+                     row["loss"], val, self.lr, row["seconds"])
+
+    return EpochLog()
+
+
+def _append_history(ctx, stage: str, rows: list[dict]) -> None:
+    if ctx.run_dir is None or not rows:
+        return
+    path = Path(ctx.run_dir) / "history.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({"fold": ctx.fold, **row})
