@@ -75,14 +75,17 @@ def execute(task: Task, results: str | os.PathLike | None, threads: int | None =
     """Run ``task``; store it under ``results``, or with ``results=None`` in a temporary store
     whose finished run comes back as :attr:`TaskResult.bundle` (see :func:`store_bundle`).
 
-    ``threads``: this run's share of the cores (None: no limit). Errors are returned, not
-    raised (Ctrl-C still interrupts).
+    ``threads``: this run's share of the cores in a worker process (None: this process, no
+    limit); workers also draw no progress bars (their runs interleave). Errors are returned,
+    not raised (Ctrl-C still interrupts).
     """
+    from .progress import set_quiet
     from .recipe import recipe_from_dict
     from .runner import run_recipe
 
     if threads:
         apply_thread_share(threads)
+        set_quiet(True)
     started = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"
     try:
@@ -263,6 +266,7 @@ class DaskBackend:
     name = "dask"
 
     def __init__(self, scheduler=None, client=None, timeout: float = 20.0):
+        self._own_client = client is None
         self.client = client if client is not None else connect(scheduler, timeout)
         self.address = getattr(self.client.scheduler, "address", scheduler)
 
@@ -308,7 +312,9 @@ class DaskBackend:
                     fut.cancel()
 
     def close(self) -> None:
-        self.client.close()
+        """Close the connection this backend opened (a client passed in stays open)."""
+        if self._own_client:
+            self.client.close()
 
 
 def connect(scheduler, timeout: float = 20.0):

@@ -169,7 +169,8 @@ def load_ablation(path: str | Path, overrides: tuple[str, ...] | list[str] = (),
     return expand(
         name, base, axes,
         mode=mode or _choice(raw.get("mode", "one_at_a_time"), MODES, f"{where}: mode"),
-        repeats=repeats if repeats is not None else _repeats(raw.get("repeats", 1), f"{where}: repeats"),
+        repeats=repeats if repeats is not None else _repeats(raw.get("repeats", _base_repeats(base)),
+                                                             f"{where}: repeats"),
         metrics=metrics or _metrics(raw.get("metrics", list(DEFAULT_METRICS)), f"{where}: metrics"),
         description=str(raw.get("description") or ""), source=where)
 
@@ -198,7 +199,7 @@ def ablation_from_options(recipe_path: str | Path, vary: list[str] | tuple[str, 
         raise RecipeError(f"{recipe_path}: is a recipe; say what to vary with --vary "
                           "KEY.PATH=V1,V2 (or give an ablation file)")
     mode = mode or "one_at_a_time"
-    repeats = repeats or 1
+    repeats = repeats or _base_repeats(base)
     if ablation_id is None:
         token = json.dumps([base.fingerprint(), [[a.key, list(a.values)] for a in axes], mode, repeats],
                            sort_keys=True, default=str)
@@ -264,8 +265,8 @@ def _relative_path(key: str, value: Any, folder: Path | None) -> Any:
 def _axis(key: Any, values: Any, where: str, folder: Path | None) -> Axis:
     if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
         raise RecipeError(f"{where}: {key!r} is not a recipe key path like model.features")
-    if key in ("seed", "name", "description"):
-        hint = "use repeats: N for several seeds" if key == "seed" else "it does not change results"
+    if key in ("seed", "repeats", "name", "description"):
+        hint = "use repeats: N for several seeds" if key in ("seed", "repeats") else "it does not change results"
         raise RecipeError(f"{where}: '{key}' cannot be varied ({hint})")
     if not isinstance(values, list) or not values:
         raise RecipeError(f"{where}: expected a non-empty list of values, got {values!r}")
@@ -298,6 +299,11 @@ def _settings_axis(value: Any, where: str, folder: Path, other_keys: set[str]) -
                                   "in one place only")
         presets[name] = {k: _relative_path(k, v, folder) for k, v in changes.items()}
     return Axis(SETTINGS, tuple(presets), presets)
+
+
+def _base_repeats(base: Recipe) -> int:
+    """Repeats when the ablation does not say: the base recipe's own ``repeats``."""
+    return min(100, int(getattr(base, "repeats", 1) or 1))
 
 
 def _choice(value: Any, choices, where: str) -> str:
