@@ -259,6 +259,50 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
         click.echo(f"wrote {n} overlays into {overlays}")
 
 
+@main.command()
+@click.argument("source", type=click.Path())
+@click.option("--kind", default="folder", show_default=True,
+              help="Data set kind when SOURCE is a folder.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Kind-specific option when SOURCE is a folder, e.g. --option test_set=TEST.")
+@set_option
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Folder for the report files (default: RESULTS/audits/<name>-<split>).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("--sheet", type=click.IntRange(0, 1000), default=24, show_default=True,
+              help="Worst pairs shown on the contact sheet.")
+@click.option("--fail-on-leak", is_flag=True, help="Exit with status 1 when the verdict is LEAK.")
+@results_option
+@quiet_option
+def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak, results_dir, quiet):
+    """Leakage audit of SOURCE (a recipe, or a data folder of --kind): exact and near-duplicate
+    images within the data set and across the split, label noise, patients on both sides, and
+    a leak score (1-NN accuracy under the split vs. with near-duplicates kept together)."""
+    import json
+    from pathlib import Path
+
+    from .audit import audit_source
+    from .audit.report import render_text, to_dict, write_reports
+    from .store import results_dir as resolve
+
+    _setup(quiet)
+    result = audit_source(source, kind, _parse_options(options), tuple(overrides), results_dir, jobs)
+    folder = Path(out) if out else resolve(results_dir) / "audits" / f"{result.name}-{result.split.fingerprint[:8]}"
+    write_reports(result, folder, sheet)
+    if fmt == "json":
+        click.echo(json.dumps(to_dict(result), indent=2))
+    elif quiet:
+        click.echo(result.verdict.line)
+    else:
+        click.echo(render_text(result), nl=False)
+        click.echo(f"wrote {folder}/ (duplicate_pairs.csv, near_duplicate_clusters.csv, "
+                   "contact_sheet.html, contact_sheet.png, audit.json)")
+    if fail_on_leak and result.verdict.level == "leak":
+        sys.exit(1)
+
+
 def _parse_options(options) -> dict:
     import yaml
 

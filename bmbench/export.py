@@ -34,13 +34,13 @@ def source_from_recipe(path, overrides=(), results=None) -> ExportSource:
     from .datasets import load_dataset
     from .families.classical import ClassicalOptions, ImageFile, feature_settings
     from .recipe import load_recipe
-    from .splits import make_split
+    from .audit import recipe_split
     from .store import results_dir
 
     recipe = load_recipe(path, overrides)
     opts = recipe.model.options if isinstance(recipe.model.options, ClassicalOptions) else ClassicalOptions()
     table = load_dataset(recipe.dataset)
-    split = make_split(table, recipe.split, results_dir(results) / "splits")
+    split = recipe_split(table, recipe, results_dir(results) / "splits")
     part = np.full(len(table), "", dtype=object)
     for name in ("train", "val", "test"):
         part[getattr(split.folds[0], name)] = name

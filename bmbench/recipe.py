@@ -56,6 +56,9 @@ class SplitSpec:
         "warn", doc="test images with a byte-identical copy in training: warn, or stop the run")
     allow_leaky: bool = option(
         False, doc="allow re-splitting a data set known to hold augmented near-duplicates")
+    group_by: Literal["none", "near_duplicates"] = option(
+        "none", doc="near_duplicates: images joined by exact or near copies (see `bmbench audit`) "
+                    "form groups of a grouped split, so copies never straddle train/test")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from .metrics.scores import compute_metrics
 from .metrics.summary import add_statistics
 from .model_card import render_model_card
 from .recipe import Recipe, dump_recipe, load_recipe
-from .splits import Split, make_split, subsample_train
+from .audit import recipe_split
+from .splits import Split, subsample_train
 from .errors import DatasetError, StoreError
 from .store import RunWriter, results_dir, write_json, write_text
 
@@ -57,7 +58,7 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
         handler = _log_to(writer.path / "run.log")
         try:
             table = load_dataset(recipe.dataset)
-            split = make_split(table, recipe.split, store / "splits")
+            split = recipe_split(table, recipe, store / "splits", recipe.train.jobs)  # split.group_by
             split = subsample_train(split, table.labels, recipe.train.fraction,
                                     (recipe.split.seed, recipe.seed))
             log.info("%s: %s, %d images, %d classes; split %s (%s): %d train, %d val, %d test",

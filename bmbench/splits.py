@@ -51,7 +51,7 @@ def resolve_strategy(spec: SplitSpec, table: DatasetTable) -> str:
         return spec.strategy
     if table.has_predefined_split and spec.folds is None:
         return "predefined"
-    return "grouped" if table.has_groups else "stratified"
+    return "grouped" if table.has_groups or spec.group_by != "none" else "stratified"
 
 
 def split_settings(spec: SplitSpec, strategy: str) -> dict:
@@ -61,19 +61,34 @@ def split_settings(spec: SplitSpec, strategy: str) -> dict:
         settings["folds"] = spec.folds
     elif strategy != "predefined":
         settings["test"] = spec.test
+    if spec.group_by != "none":
+        settings["group_by"] = spec.group_by
     return settings
 
 
-def make_split(table: DatasetTable, spec: SplitSpec, store: Path | None = None) -> Split:
-    """Compute (or read back from ``store``) the split of ``table`` under ``spec``."""
+def make_split(table: DatasetTable, spec: SplitSpec, store: Path | None = None,
+               groups: np.ndarray | None = None) -> Split:
+    """Compute (or read back from ``store``) the split of ``table`` under ``spec``.
+
+    ``groups`` (one id per row) replaces the table's patient groups in a grouped split; it
+    is required by ``split.group_by: near_duplicates`` (the caller computes the clusters,
+    see :func:`bmbench.audit.split_groups`) and its digest is part of the fingerprint.
+    """
+    if spec.group_by != "none" and groups is None:
+        raise DatasetError(f"split.group_by: {spec.group_by} needs the near-duplicate groups; "
+                           "compute them with bmbench.audit.split_groups(table) and pass groups=")
+    if groups is not None and len(groups) != len(table):
+        raise ValueError(f"groups has {len(groups)} entries for a table of {len(table)} images")
     strategy = resolve_strategy(spec, table)
-    _check_strategy(strategy, spec, table)
+    _check_strategy(strategy, spec, table, groups is not None)
     settings = split_settings(spec, strategy)
+    if groups is not None:
+        settings["groups"] = _digest(groups)
     fp = _fingerprint(table.fingerprint, settings)
     cached = _read(store, fp, table) if store else None
     if cached is not None:
         return Split(strategy, settings, fp, table.fingerprint, cached)
-    folds = _compute(table, spec, strategy)
+    folds = _compute(table, spec, strategy, groups)
     if store:
         _write(store, fp, table, settings, folds)
     return Split(strategy, settings, fp, table.fingerprint, folds)
@@ -105,10 +120,22 @@ def subsample_train(split: Split, labels: np.ndarray, fraction: float,
     return dataclasses.replace(split, folds=tuple(folds))
 
 
-def _check_strategy(strategy: str, spec: SplitSpec, table: DatasetTable) -> None:
+def _digest(groups: np.ndarray) -> str:
+    """Hash of the partition ``groups`` makes: renaming the groups keeps the digest."""
+    _, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    _, first = np.unique(codes, return_index=True)
+    canonical = np.argsort(np.argsort(first))[codes]  # groups numbered by first appearance
+    return hashlib.sha256(canonical.astype(np.int64).tobytes()).hexdigest()[:16]
+
+
+def _check_strategy(strategy: str, spec: SplitSpec, table: DatasetTable, has_groups: bool = False) -> None:
     from .datasets.registry import get_kind
 
-    if strategy != "predefined" and get_kind(table.kind).augmented and not spec.allow_leaky:
+    if spec.group_by != "none" and strategy == "stratified":
+        raise DatasetError(f"split.group_by: {spec.group_by} keeps groups together, which "
+                           "split.strategy: stratified cannot; use auto or grouped")
+    if (strategy != "predefined" and get_kind(table.kind).augmented and not spec.allow_leaky
+            and spec.group_by == "none"):
         raise DatasetError(f"data set kind '{table.kind}' holds augmented near-duplicates, so a "
                            f"{strategy} re-split leaks; use its official split (split.strategy: "
                            "auto or predefined) or set split.allow_leaky: true")
@@ -117,7 +144,7 @@ def _check_strategy(strategy: str, spec: SplitSpec, table: DatasetTable) -> None
                            f"{table.root} has no predefined split; use stratified or grouped")
     if strategy == "predefined" and spec.folds:
         raise DatasetError("split.folds cannot be combined with split.strategy: predefined")
-    if strategy == "grouped" and not table.has_groups:
+    if strategy == "grouped" and not (table.has_groups or has_groups):
         raise DatasetError(f"split.strategy: grouped, but data set kind '{table.kind}' has no "
                            "patient/group ids; use stratified, or give groups (manifest 'patient' "
                            "column or folder group_pattern)")
@@ -128,12 +155,13 @@ def _fingerprint(dataset_fp: str, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _compute(table: DatasetTable, spec: SplitSpec, strategy: str) -> tuple[Fold, ...]:
+def _compute(table: DatasetTable, spec: SplitSpec, strategy: str,
+             given: np.ndarray | None = None) -> tuple[Fold, ...]:
     y = table.labels
-    groups = _groups(table) if strategy == "grouped" else None
+    groups = None if strategy != "grouped" else (_groups(table) if given is None else np.asarray(given).astype(str))
     idx = np.arange(len(y))
     if strategy == "predefined":
-        return (_predefined(table, spec),)
+        return (_predefined(table, spec, given),)
     if spec.folds:
         return tuple(_with_val(tr, te, y, groups, spec, table) for tr, te in
                      _kfold(idx, y, groups, spec.folds, spec.seed, table))
@@ -220,7 +248,7 @@ def _with_val(rest, test, y, groups, spec: SplitSpec, table: DatasetTable) -> Fo
     return Fold(train, val, test)
 
 
-def _predefined(table: DatasetTable, spec: SplitSpec) -> Fold:
+def _predefined(table: DatasetTable, spec: SplitSpec, given: np.ndarray | None = None) -> Fold:
     part = table.frame["split"].to_numpy()
     if any(v is None or v != v for v in part):
         raise DatasetError(f"{table.root}: some images have no predefined split; give every "
@@ -232,7 +260,7 @@ def _predefined(table: DatasetTable, spec: SplitSpec) -> Fold:
     if len(test) == 0:
         raise DatasetError(f"{table.root}: the predefined split has no test images")
     if len(val) == 0 and spec.val > 0:
-        groups = _groups(table) if table.has_groups else None
+        groups = np.asarray(given).astype(str) if given is not None else (_groups(table) if table.has_groups else None)
         train, val = _holdout(train, y, groups, min(0.5, spec.val), spec.seed + 1, table)
     return Fold(train, val, test)
 
