@@ -55,12 +55,11 @@ def load_scored(record: RunRecord) -> Scored:
         raise StoreError(f"{path}: damaged predictions (missing columns {', '.join(missing)})")
     proba = frame[columns].to_numpy(dtype=np.float64)
     ok = np.isfinite(proba).all(axis=1)
-    index = {c: i for i, c in enumerate(classes)}
     labels = frame["true_label"].to_numpy()[ok]
-    unknown = sorted(set(labels) - set(index))
-    if unknown:
+    y = pd.Index(classes).get_indexer(labels).astype(np.int64)
+    if (y < 0).any():
+        unknown = sorted(set(labels[y < 0]))
         raise StoreError(f"{path}: true labels {unknown[:3]} are not among the run's classes")
-    y = np.array([index[v] for v in labels], dtype=np.int64)
     return Scored(record, frame["path"].to_numpy()[ok], y, proba[ok], classes)
 
 
@@ -79,9 +78,12 @@ def align(a: Scored, b: Scored) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if a.classes != b.classes:
         raise BmbenchError(f"runs {a.record.id} and {b.record.id} have different class lists "
                            f"({', '.join(a.classes)} vs {', '.join(b.classes)})")
-    pos_b = {p: i for i, p in enumerate(b.paths)}
-    rows_a = np.array([i for i, p in enumerate(a.paths) if p in pos_b], dtype=np.int64)
-    rows_b = np.array([pos_b[a.paths[i]] for i in rows_a], dtype=np.int64)
+    for s in (a, b):
+        if not pd.Index(s.paths).is_unique:
+            raise BmbenchError(f"run {s.record.id}: predictions.csv lists an image twice")
+    where = pd.Index(b.paths).get_indexer(a.paths)  # -1: not scored by b
+    rows_a = np.flatnonzero(where >= 0)
+    rows_b = where[rows_a]
     if len(rows_a) == 0:
         raise BmbenchError(f"runs {a.record.id} and {b.record.id} share no scored test image")
     if (a.y[rows_a] != b.y[rows_b]).any():
