@@ -515,7 +515,8 @@ def _bars(report: AblationReport, metric: str, table: pd.DataFrame):
     ax.set_xlim(left, right + 0.16 * span)
     for i in range(len(t)):
         x = (t["ci_high"].iloc[i] if not np.isnan(t["ci_high"].iloc[i]) else mean[i]) + 0.01 * span
-        ax.text(x, y[i], f"{mean[i]:.3f}", va="center", fontsize=8)
+        ax.text(x, y[i], f"{mean[i]:.3f}", va="center", fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.85})
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} ({'lower' if lower else 'higher'} is better); bars: mean over repeats, "
