@@ -122,6 +122,26 @@ def test_ablation_file_keys_are_checked(recipe_path, tmp_path):
     assert [v.label for v in ab.variants] == ["base", "pixels=4", "train_fraction=0.5"]
 
 
+def test_named_settings_change_several_keys_together(recipe_path, tmp_path):
+    p = tmp_path / "ab.yaml"
+    p.write_text("base: tiny.yaml\nsettings:\n  as_is: {}\n  coarse: {model.pixels: 4, model.C: 0.5}\n"
+                 "vary: {dataset.image_size: [16]}\n")
+    ab = load_ablation(p)
+    assert [v.label for v in ab.variants] == ["base", "coarse", "image_size=16"]
+    assert [v.values["settings"] for v in ab.variants] == ["as_is", "coarse", "as_is"]
+    coarse = ab.variants[1].recipes[0]
+    assert (coarse.model.options.pixels, coarse.model.options.C) == (4, 0.5)
+    assert ab.variants[1].changed == ("settings",)
+    grid = load_ablation(p, mode="grid")
+    assert [v.label for v in grid.variants] == ["as_is, image_size=16", "coarse, image_size=16"]
+    p.write_text("base: tiny.yaml\nsettings: {a: {model.pixels: 4}}\nvary: {model.pixels: [2]}\n")
+    with pytest.raises(RecipeError, match="also an axis"):
+        load_ablation(p)
+    p.write_text("base: tiny.yaml\nsettings: {a: {model.pixels: lots}}\n")
+    with pytest.raises(RecipeError, match="variant 'a'.*model.pixels"):
+        load_ablation(p)
+
+
 def test_shipped_ablation_files_are_valid():
     from bmbench.families.registry import FAMILIES, list_families
 
