@@ -188,7 +188,8 @@ def _holdout(idx, y, groups, fraction: float, seed: int, table) -> tuple[np.ndar
                                "split.test/split.val or add images") from None
         return np.sort(rest), np.sort(held)
     n_splits = max(2, round(1 / fraction))
-    if len(np.unique(groups[idx])) >= n_splits:
+    # StratifiedGroupKFold refuses when every class is smaller than the number of parts
+    if len(np.unique(groups[idx])) >= n_splits and np.bincount(y[idx]).max() >= n_splits:
         return next(_kfold(idx, y, groups, n_splits, seed, table))
     return _group_shuffle(idx, groups, fraction, seed, table)
 

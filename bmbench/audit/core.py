@@ -50,7 +50,7 @@ def near_duplicates(table: DatasetTable, jobs: int = 1, cache: ArrayCache | None
     if len(desc.errors) > 5:
         log.warning("audit skips %d more unreadable images", len(desc.errors) - 5)
     exact = exact_duplicates(table)
-    finding = find_duplicates(desc, exact, settings, jobs)
+    finding = find_duplicates(desc, exact, settings, jobs, cache=cache)
     sizes = finding.cluster_sizes
     log.info("near-duplicates: %d image(s) in %d cluster(s) of two or more (largest %d); "
              "%d candidate pair(s) checked by keypoints", int(sizes[sizes > 1].sum()),
@@ -203,7 +203,7 @@ def decide(leak: dict, n_copies: int, n_test: int, overlaps: list[dict]) -> Verd
                                f"under this split are optimistic: {advice}.")
     if n_copies:
         return Verdict("caution", f"{share} have an exact or near copy in training, but the 1-NN "
-                                  f"gap is within noise ({gap}); consider split.group_by: near_duplicates.")
+                                  f"gap is within noise: {gap}; consider split.group_by: near_duplicates.")
     return Verdict("ok", f"no test image has a copy in training and no patient straddles the split; {gap}.")
 
 

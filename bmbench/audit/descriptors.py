@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,7 +41,7 @@ from ..cache import ArrayCache, key_for
 from ..errors import DatasetError
 
 #: Bump whenever any descriptor value can change: it is part of every cache key.
-DESCRIPTOR_VERSION = 1
+DESCRIPTOR_VERSION = 2
 WORK_SIDE = 128
 HIST_BINS = 8
 BLACK_LEVEL = 24
@@ -50,11 +50,13 @@ HASH_KEEP = 16
 HASH_BITS = HASH_KEEP * HASH_KEEP - 1  # 255: the DC term is left out
 HASH_WORDS = 4
 ORB_FEATURES = 200
+ORB_PATCH = 15
 N_TRANSFORMS = 8
 CHUNK_SIZE = 32
 
 SETTINGS = {"work_side": WORK_SIDE, "hist_bins": HIST_BINS, "black_level": BLACK_LEVEL,
-            "hash_side": HASH_SIDE, "hash_keep": HASH_KEEP, "orb_features": ORB_FEATURES}
+            "hash_side": HASH_SIDE, "hash_keep": HASH_KEEP, "orb_features": ORB_FEATURES,
+            "orb_patch": ORB_PATCH}
 _HEADER = 6  # int32: version, height, width, keypoints (original), keypoints (mirror), spare
 
 
@@ -81,6 +83,8 @@ class Descriptors:
 
     ok: ``bool[n]``, False for files that could not be decoded (their ``hist`` row is NaN
     and their ``phash`` zero; ``errors`` maps their index to the reason).
+    keys: the cache key of every file (its bytes + descriptor settings; ``""`` when the
+    file could not be read), so results derived from all descriptors can be cached too.
     Keypoints of image ``i``, orientation ``o`` (0 = as is, 1 = mirrored) are rows
     ``kp_offsets[i, o, 0]:kp_offsets[i, o, 1]`` of ``kp_points`` / ``kp_descriptors``.
     """
@@ -93,6 +97,7 @@ class Descriptors:
     shapes: np.ndarray
     ok: np.ndarray
     errors: dict[int, str]
+    keys: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ok)
@@ -128,10 +133,12 @@ def decode_small(data: bytes, name: str, max_pixels: int = 50_000_000, side: int
         raise DatasetError(f"{name}: cannot decode image ({_reason(exc)})") from None
 
 
-def work_image(rgb: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
-    """``rgb`` resized so its longer side is ``side`` px (aspect ratio kept)."""
+def work_image(rgb: np.ndarray, side: int | None = None) -> np.ndarray:
+    """``rgb`` resized so its longer side is ``side`` (default :data:`WORK_SIDE`) px, aspect
+    ratio kept."""
     import cv2
 
+    side = side or WORK_SIDE
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
     if scale == 1.0:
@@ -177,8 +184,8 @@ def perceptual_hashes(grey: np.ndarray) -> np.ndarray:
 def _orb():
     import cv2
 
-    return cv2.ORB_create(nfeatures=ORB_FEATURES, scaleFactor=1.2, nlevels=4, edgeThreshold=11,
-                          patchSize=11, fastThreshold=10)
+    return cv2.ORB_create(nfeatures=ORB_FEATURES, scaleFactor=1.2, nlevels=4, edgeThreshold=ORB_PATCH,
+                          patchSize=ORB_PATCH, fastThreshold=10)
 
 
 def keypoints(grey: np.ndarray, orb=None) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +260,7 @@ def record_key(data: bytes) -> str:
 # --- many images -----------------------------------------------------------------------------
 
 def _describe_chunk(paths, max_pixels, cache):
-    """``[(ImageDescriptors or None, error or None)]`` for ``paths``: cache hits are read,
+    """``[(ImageDescriptors or None, error or None, key)]`` for ``paths``: cache hits are read,
     the rest decoded once, described together and cached."""
     import cv2
 
@@ -265,25 +272,25 @@ def _describe_chunk(paths, max_pixels, cache):
             with open(path, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
-            out[i] = (None, f"{path}: cannot read ({exc.strerror})")
+            out[i] = (None, f"{path}: cannot read ({exc.strerror})", "")
             continue
-        key = record_key(data) if cache is not None else None
-        hit = cache.get(key) if key is not None else None
+        key = record_key(data)
+        hit = cache.get(key) if cache is not None else None
         found = unpack(hit) if hit is not None else None
         if found is not None:
-            out[i] = (found, None)
+            out[i] = (found, None, key)
             continue
         try:
             images.append(decode_small(data, path, max_pixels))
         except DatasetError as exc:
-            out[i] = (None, str(exc))
+            out[i] = (None, str(exc), key)
             continue
         todo.append(i)
         keys.append(key)
     for i, key, d in zip(todo, keys, describe_many(images)):
-        if key is not None:
+        if cache is not None:
             cache.put(key, pack(d))
-        out[i] = (d, None)
+        out[i] = (d, None, key)
     return out
 
 
@@ -316,7 +323,7 @@ def _stack(items: list) -> Descriptors:
     shapes = np.zeros((n, 2), np.int64)
     offsets = np.zeros((n, 2, 2), np.int64)
     points, descs, errors, at = [], [], {}, 0
-    for i, (d, error) in enumerate(items):
+    for i, (d, error, _) in enumerate(items):
         if d is None:
             errors[i] = error
             offsets[i] = at
@@ -328,7 +335,8 @@ def _stack(items: list) -> Descriptors:
             points.append(d.points[o])
             descs.append(d.descriptors[o])
             at += k
-    ok = np.array([d is not None for d, _ in items], bool)
+    ok = np.array([item[0] is not None for item in items], bool)
     kp_points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
     kp_desc = np.concatenate(descs) if descs else np.zeros((0, 32), np.uint8)
-    return Descriptors(hist, phash, kp_points, kp_desc, offsets, shapes, ok, errors)
+    return Descriptors(hist, phash, kp_points, kp_desc, offsets, shapes, ok, errors,
+                       [item[2] for item in items])

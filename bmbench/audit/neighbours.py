@@ -28,7 +28,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..cache import ArrayCache, key_for
 from .descriptors import HASH_BITS, Descriptors
+
+#: Bump when the pair search changes (its results are cached).
+PAIRS_VERSION = 1
 
 PAIR_COLUMNS = ("a", "b", "kind", "evidence", "hash_distance", "colour_distance", "matches")
 
@@ -192,12 +196,50 @@ class DuplicateFinding:
 
 
 def find_duplicates(desc: Descriptors, exact_groups=(), settings: NearDuplicateSettings = NearDuplicateSettings(),
-                    jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> DuplicateFinding:
+                    jobs: int = 1, progress: Callable[[int, int], None] | None = None,
+                    cache: ArrayCache | None = None) -> DuplicateFinding:
     """Exact and near-duplicate pairs among the described images, and their clusters.
 
     exact_groups: :class:`~bmbench.datasets.duplicates.DuplicateGroup` objects (row indices
     into the same order as ``desc``). progress: called with (pairs verified, candidates).
+    cache: the pairs are stored under a key made of every image's descriptor key (so of the
+    files' bytes, in order), the exact groups and ``settings``; a hit skips the search.
     """
+    key = None
+    if cache is not None and desc.keys:
+        key = key_for("bmbench.audit.pairs", PAIRS_VERSION, settings.as_dict(), desc.keys,
+                      [list(g.rows) for g in exact_groups])
+        hit = cache.get(key)
+        if hit is not None and hit.ndim == 2 and hit.shape[1] == 5 and len(hit) >= 1:
+            return _from_record(desc, hit, settings)
+    finding = _search(desc, exact_groups, settings, jobs, progress)
+    if key is not None:
+        cache.put(key, _to_record(finding))
+    return finding
+
+
+_KINDS, _EVIDENCE = ("exact", "near"), ("bytes", "hash", "keypoints")
+
+
+def _to_record(finding: DuplicateFinding) -> np.ndarray:
+    p = finding.pairs
+    body = np.stack([p["a"].to_numpy(), p["b"].to_numpy(),
+                     [_KINDS.index(k) for k in p["kind"]], [_EVIDENCE.index(e) for e in p["evidence"]],
+                     p["matches"].to_numpy()], axis=1).astype(np.int64).reshape(-1, 5)
+    return np.concatenate([np.array([[-1, finding.verified, 0, 0, 0]], np.int64), body])
+
+
+def _from_record(desc: Descriptors, record: np.ndarray, settings) -> DuplicateFinding:
+    clusters = _Clusters(len(desc))
+    records = []
+    for a, b, kind, evidence, matches in record[1:].tolist():
+        clusters.union(a, b)
+        records.append((a, b, _KINDS[kind], _EVIDENCE[evidence], matches))
+    return DuplicateFinding(_pair_frame(desc, records), clusters.labels(), settings, int(record[0, 1]))
+
+
+def _search(desc: Descriptors, exact_groups, settings: NearDuplicateSettings, jobs: int,
+            progress) -> DuplicateFinding:
     n = len(desc)
     clusters = _Clusters(n)
     records: list[tuple] = []
@@ -276,6 +318,7 @@ def _pair_frame(desc: Descriptors, records: list[tuple]) -> pd.DataFrame:
     hd[valid] = hash_distance(desc.phash, a[valid], b[valid]) / HASH_BITS
     cd[valid] = colour_distance(desc.hist, a[valid], b[valid])
     matches = np.array([r[4] if len(r) > 4 else -1 for r in records], np.int64)
+    matches[matches < 0] = -1
     return pd.DataFrame({"a": a, "b": b, "kind": [r[2] for r in records],
                          "evidence": [r[3] for r in records], "hash_distance": hd,
                          "colour_distance": cd, "matches": matches})
