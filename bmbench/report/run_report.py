@@ -224,8 +224,11 @@ def _mistakes(record: RunRecord, n: int, figure) -> str:
     wrong = frame[(frame["predicted_label"] != "") & (frame["predicted_label"] != frame["true_label"])]
     if wrong.empty:
         return '<p class="note">No mistakes on the test images.</p>'
-    prob = np.array([pd.to_numeric(row[f"p_{row['predicted_label']}"], errors="coerce")
-                     for _, row in wrong.iterrows()], dtype=float)
+    classes = list(record.metrics.get("classes") or record.info["dataset"]["classes"])
+    columns = [f"p_{c}" for c in classes]
+    which = pd.Index(classes).get_indexer(wrong["predicted_label"])
+    table = wrong[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    prob = np.where(which >= 0, table[np.arange(len(wrong)), np.maximum(which, 0)], np.nan)
     order = np.argsort(-np.nan_to_num(prob, nan=-1), kind="stable")[:n]
     root = Path(record.info["dataset"]["root"])
     items = []
