@@ -13,6 +13,11 @@ from bmbench.datasets.imageio import read_rgb
 FAMILY_RECIPES = {
     "baseline": "model: {family: baseline, pixels: 8}",
     "classical": "model: {family: classical, features: [shape, color], n_estimators: 60}",
+    "cnn": "model: {family: cnn, depth: 2, width: 8}\ntrain: {epochs: 1, batch_size: 16}",
+    "transfer": "model: {family: transfer, backbone: MobileNetV2, weights: none, fine_tune_layers: 2, "
+                "fine_tune_epochs: 1}\ntrain: {epochs: 1, batch_size: 16}",
+    "hybrid": "model: {family: hybrid, features: [shape], backbone: MobileNetV2, weights: none, "
+              "n_estimators: 30}",
 }
 
 
