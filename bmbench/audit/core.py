@@ -188,22 +188,30 @@ def decide(leak: dict, n_copies: int, n_test: int, overlaps: list[dict]) -> Verd
             level, first = "caution", f"in the predefined split {share} have an exact or near copy in training"
         else:
             level, first = "ok", "the predefined split keeps copies apart"
-        second = (f"a random re-split of its training part {'LEAKS' if comp.leaks else 'does not leak'}: "
-                  f"1-NN {comp.leaky.accuracy:.1%} vs {comp.honest.accuracy:.1%} with near-duplicate "
-                  f"clusters kept together, {official.accuracy:.1%} on the predefined test")
+        if not comp.possible:
+            second = (f"1-NN {official.accuracy:.1%} on the predefined test; no re-split leak score: "
+                      f"{(comp.honest if comp.leaky.n else comp.leaky).description}")
+        else:
+            second = (f"a random re-split of its training part {'LEAKS' if comp.leaks else 'does not leak'}: "
+                      f"1-NN {comp.leaky.accuracy:.1%} vs {comp.honest.accuracy:.1%} with near-duplicate "
+                      f"clusters kept together, {official.accuracy:.1%} on the predefined test")
         tail = (". Evaluate on the predefined test set; to re-split, use split.group_by: near_duplicates"
                 if comp.leaks else "")
         return Verdict(level, f"{first}; {second}{tail}.".replace("..", "."))
-    gap = (f"1-NN {comp.leaky.accuracy:.1%} under the recipe's split vs {comp.honest.accuracy:.1%} "
-           f"with near-duplicate clusters kept together (gap {100 * comp.gap:.1f} points, "
-           f"noise threshold {100 * comp.threshold:.1f})")
+    if not comp.possible:
+        gap = f"no leak score: {(comp.honest if comp.leaky.n else comp.leaky).description}"
+    else:
+        gap = (f"1-NN {comp.leaky.accuracy:.1%} under the recipe's split vs {comp.honest.accuracy:.1%} "
+               f"with near-duplicate clusters kept together (gap {100 * comp.gap:.1f} points, "
+               f"noise threshold {100 * comp.threshold:.1f})")
     if patients or comp.leaks:
         why = "; ".join(x for x in (patients, gap if comp.leaks else "") if x)
         return Verdict("leak", f"{why}; {share} have an exact or near copy in training. Scores "
                                f"under this split are optimistic: {advice}.")
     if n_copies:
-        return Verdict("caution", f"{share} have an exact or near copy in training, but the 1-NN "
-                                  f"gap is within noise: {gap}; consider split.group_by: near_duplicates.")
+        noise = "but the 1-NN gap is within noise: " if comp.possible else ""
+        return Verdict("caution", f"{share} have an exact or near copy in training, {noise}{gap}; "
+                                  "consider split.group_by: near_duplicates.")
     return Verdict("ok", f"no test image has a copy in training and no patient straddles the split; {gap}.")
 
 

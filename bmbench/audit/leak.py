@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..datasets.table import DatasetTable
+from ..errors import DatasetError
 from ..recipe import SplitSpec
 from ..splits import Split, make_split, resolve_strategy
 
@@ -55,16 +56,23 @@ class Comparison:
 
     @property
     def leaks(self) -> bool:
-        return self.gap > self.threshold
+        return bool(self.gap > self.threshold)  # False when either is NaN
+
+    @property
+    def possible(self) -> bool:
+        return bool(self.leaky.n and self.honest.n)
 
     def as_dict(self) -> dict:
-        return {"leaky": self.leaky.name, "honest": self.honest.name, "gap": round(self.gap, 4),
-                "threshold": round(self.threshold, 4), "leaks": self.leaks}
+        r = lambda x: None if x != x else round(x, 4)
+        return {"leaky": self.leaky.name, "honest": self.honest.name, "gap": r(self.gap),
+                "threshold": r(self.threshold), "leaks": self.leaks}
 
 
 def compare(leaky: LeakScore, honest: LeakScore) -> Comparison:
     """A gap counts as a leak when it exceeds both :data:`MIN_GAP` and twice its standard
-    error (two independent binomial proportions)."""
+    error (two independent binomial proportions); a score of no images compares as NaN."""
+    if not leaky.n or not honest.n:
+        return Comparison(leaky, honest, float("nan"), float("nan"))
     p1, p2 = leaky.accuracy, honest.accuracy
     se = math.sqrt(p1 * (1 - p1) / max(leaky.n, 1) + p2 * (1 - p2) / max(honest.n, 1))
     return Comparison(leaky, honest, p1 - p2, max(MIN_GAP, 2 * se))
@@ -127,17 +135,26 @@ def leak_scores(table: DatasetTable, spec: SplitSpec, split: Split, features: np
         rows = np.sort(np.concatenate([fold.train, fold.val]))
         sub = subtable(table, rows)
         resplit = _with(spec, strategy="stratified", group_by="none", allow_leaky=True, folds=None, val=0.0)
-        random = make_split(sub, resplit)
-        grouped = make_split(sub, _with(honest_spec, folds=None, val=0.0), groups=groups[rows])
-        scores.append(split_score("random_resplit", "random stratified re-split of the training part "
-                                  f"({random.settings['test']:.0%} held out)", features, y, random, rows))
-        scores.append(split_score("grouped_resplit", "the same re-split keeping near-duplicate "
-                                  "clusters together", features, y, grouped, rows))
+        scores.append(_score_of("random_resplit", "random stratified re-split of the training part "
+                                f"({spec.test:.0%} held out)", features, y, sub, resplit, None, rows))
+        scores.append(_score_of("grouped_resplit", "the same re-split keeping near-duplicate clusters "
+                                "together", features, y, sub, _with(honest_spec, folds=None, val=0.0),
+                                groups[rows], rows))
         return {"scores": scores, "comparison": compare(scores[1], scores[2]), "predefined": True}
-    grouped = make_split(table, honest_spec, groups=groups)
-    scores.append(split_score("grouped", "same settings keeping near-duplicate clusters together",
-                              features, y, grouped))
+    scores.append(_score_of("grouped", "same settings keeping near-duplicate clusters together",
+                            features, y, table, honest_spec, groups))
     return {"scores": scores, "comparison": compare(scores[0], scores[1]), "predefined": False}
+
+
+def _score_of(name, description, features, y, table, spec, groups, rows=None) -> LeakScore:
+    """The score under a split the audit makes itself; a split that cannot be made (too few
+    clusters or images) gives a score of no images, its reason in the description."""
+    try:
+        split = make_split(table, spec, groups=groups)
+    except DatasetError as exc:
+        reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(str(table.root)) else str(exc)
+        return LeakScore(name, f"{description}: not possible ({reason})", 0, 0)
+    return split_score(name, description, features, y, split, rows)
 
 
 def _with(spec: SplitSpec, **changes) -> SplitSpec:

@@ -268,7 +268,8 @@ def contact_sheet(r: AuditResult, pairs: pd.DataFrame, thumbs: dict, per_row: in
         draw.text((x + 20, y - 1), text, fill=(40, 40, 40), font=small)
         x += int(draw.textlength(text, font=small)) + 48
     if pairs.empty:
-        draw.text((gap + 4, header + 10), "no duplicate pairs found", fill=(40, 40, 40), font=font)
+        empty = "no duplicate pairs found" if r.pairs.empty else "no pairs shown (--sheet 0)"
+        draw.text((gap + 4, header + 10), empty, fill=(40, 40, 40), font=font)
     for k, (_, row) in enumerate(pairs.iterrows()):
         x0 = gap + (k % cols) * (tile_w + gap)
         y0 = header + (k // cols) * (tile_h + gap)
@@ -315,7 +316,8 @@ def contact_sheet_html(r: AuditResult, pairs: pd.DataFrame, thumbs: dict, png_na
                     f"<td>{e(_pair_title(row))}<br><span style='color:rgb{colour}'>{e(flag)}</span><br>"
                     f"<small>cluster {int(row['cluster'])}</small></td></tr>")
     verdict_class = {"leak": "bad", "caution": "warn"}.get(r.verdict.level, "good")
-    body = "\n".join(rows) or "<tr><td colspan='4'>no duplicate pairs found</td></tr>"
+    empty = "no duplicate pairs found" if r.pairs.empty else "no pairs shown (--sheet 0)"
+    body = "\n".join(rows) or f"<tr><td colspan='4'>{empty}</td></tr>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>bmbench audit: {e(r.name)}</title>
 <style>

@@ -137,3 +137,25 @@ def test_verdict_levels():
     pre["comparison"] = L.compare(pre["scores"][1], pre["scores"][2])
     v = decide(pre, 2, 100, [])
     assert v.level == "caution" and "LEAKS" in v.message and "55.0% on the predefined test" in v.message
+
+
+def test_a_split_that_cannot_keep_clusters_together_is_reported_not_fatal(tmp_path):
+    from PIL import Image
+
+    from bmbench.audit.descriptors import dihedral
+    from bmbench.datasets.synthetic import render_cell
+
+    for label, seed in (("a", 1), ("b", 2)):  # each class: the 8 flips/rotations of one cell
+        (tmp_path / "d" / label).mkdir(parents=True)
+        cell = render_cell("blast", np.random.default_rng(seed), 64).image
+        for k, im in enumerate(dihedral(cell.transpose(2, 0, 1)).transpose(1, 2, 3, 0)):
+            Image.fromarray(np.ascontiguousarray(im)).save(tmp_path / "d" / label / f"{k}.png")
+    table = load_dataset(dataset_spec({"kind": "folder", "root": str(tmp_path / "d")}))
+    r = audit_table(table, SplitSpec(), cache=audit_cache(tmp_path / "cache"))
+    assert len(set(r.finding.clusters)) == 2
+    recipe, grouped = r.leak["scores"]
+    assert recipe.n == 4 and recipe.accuracy == 1.0
+    assert grouped.n == 0 and "not possible" in grouped.description
+    assert not r.leak["comparison"].possible and not r.leak["comparison"].leaks
+    assert r.verdict.level == "caution" and "no leak score" in r.verdict.message
+    assert r.leak["comparison"].as_dict()["gap"] is None
