@@ -2,7 +2,7 @@
 
 Tests never use third-party images from the repository; they generate their own. Tests
 marked ``realdata`` read ``../shared/datasets`` (beside the repository) and are skipped
-when that folder is absent.
+when that folder is absent. Tests marked ``slow`` run only with ``--run-slow`` (or ``-m slow``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow")
+
+
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--run-slow") and "slow" not in (config.getoption("-m") or ""):
+        slow = pytest.mark.skip(reason="slow: run with --run-slow (or -m slow)")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(slow)
     if SHARED_DATASETS.is_dir():
         return
     skip = pytest.mark.skip(reason=f"real data sets not found at {SHARED_DATASETS}")

@@ -59,6 +59,31 @@ def test_errors_name_the_file_and_key(tmp_path, patch, message):
     assert message in str(exc.value)
 
 
+def test_deep_training_keys(tmp_path):
+    r = load_recipe(write(tmp_path, BASE + "train: {augment: [flip, hue], mixed_precision: off, "
+                                          "deterministic: true, jit_compile: true}\n"))
+    t = r.train
+    assert t.augment == ("flip", "hue") and t.deterministic and t.jit_compile
+    assert t.mixed_precision is False, "YAML reads an unquoted off as false; bmbench treats it as 'off'"
+    assert load_recipe(write(tmp_path, BASE + "train: {mixed_precision: 'on'}\n")).train.mixed_precision == "on"
+    defaults = load_recipe(write(tmp_path, BASE)).train
+    assert (defaults.augment, defaults.mixed_precision, defaults.deterministic, defaults.jit_compile) == (
+        ("flip", "rotate90"), "auto", False, False)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ("train: {mixed_precision: half}", "train.mixed_precision: invalid value 'half' (str); expected 'auto', 'on', 'off' or bool"),
+    ("train: {deterministic: 1}", "train.deterministic: expected true or false"),
+    ("train: {augment: [none, hue]}", "train.augment: 'none' cannot be combined"),
+    ("train: {augment: [flips]}", "train.augment[0]: unknown value 'flips' (did you mean 'flip'?)"),
+])
+def test_deep_training_keys_are_validated(tmp_path, patch, message):
+    path = write(tmp_path, BASE + patch + "\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert str(path) in str(exc.value) and message in str(exc.value)
+
+
 def test_family_and_kind_options_are_validated(tmp_path):
     with pytest.raises(RecipeError, match=r"model.pixls: unknown key \(did you mean 'pixels'\?\)"):
         load_recipe(write(tmp_path, BASE.replace("pixels: 8", "pixls: 8")))

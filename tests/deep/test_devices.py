@@ -17,6 +17,8 @@ from bmbench.recipe import TrainSpec
     ("auto", "GPU", ((8, 0), (7, 0)), "mixed_float16"),
     ("auto", "GPU", ((8, 0), (6, 1)), "float32"),
     ("on", "GPU", ((6, 1),), "mixed_float16"),
+    (True, "CPU", (), "mixed_bfloat16"),  # YAML reads unquoted on/off as booleans
+    (False, "GPU", ((8, 0),), "float32"),
 ])
 def test_precision_policy(setting, kind, caps, policy):
     assert precision_policy(setting, kind, caps) == policy
