@@ -444,7 +444,7 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
     if outcome.failed:
         click.echo(f"{len(outcome.failed)} run(s) failed (errors in "
                    f"{outcome.folder / 'ablation.json'}): "
-                   + "; ".join(f"{r.key}: {r.error}" for r in outcome.failed[:3]), err=True)
+                   + "; ".join(f"{r.key}: {r.error[:120]}" for r in outcome.failed[:3]), err=True)
         sys.exit(1)
 
 

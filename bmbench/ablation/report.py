@@ -60,7 +60,8 @@ class VariantData:
         if n == self.planned:
             return "ok"
         if self.errors:
-            return f"failed ({len(self.errors)}): {self.errors[0]}"
+            error = self.errors[0] if len(self.errors[0]) <= 90 else self.errors[0][:89] + "…"
+            return f"failed ({len(self.errors)}): {error}"
         return f"partial ({n}/{self.planned})" if n else "not run"
 
 
