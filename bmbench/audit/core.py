@@ -225,6 +225,8 @@ def audit_source(source: str, kind: str = "folder", options: dict | None = None,
     from ..recipe import load_recipe, recipe_from_dict
     from ..store import results_dir
 
+    if jobs == 0 or jobs < -1:
+        raise BmbenchError(f"--jobs {jobs}: give a number of worker processes, or -1 for all cores")
     if str(source).lower().endswith((".yaml", ".yml")):
         recipe = load_recipe(source, overrides)
     else:

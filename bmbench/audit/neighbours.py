@@ -32,7 +32,7 @@ from ..cache import ArrayCache, key_for
 from .descriptors import HASH_BITS, Descriptors
 
 #: Bump when the pair search changes (its results are cached).
-PAIRS_VERSION = 1
+PAIRS_VERSION = 2
 
 PAIR_COLUMNS = ("a", "b", "kind", "evidence", "hash_distance", "colour_distance", "matches")
 
@@ -244,7 +244,9 @@ def _search(desc: Descriptors, exact_groups, settings: NearDuplicateSettings, jo
     clusters = _Clusters(n)
     records: list[tuple] = []
     exact = set()
-    for group in exact_groups:
+    exact_group = np.full(n, -1)  # copies within one exact group are never also "near" pairs
+    for g, group in enumerate(exact_groups):
+        exact_group[list(group.rows)] = g
         first = group.rows[0]
         for other in group.rows[1:]:
             a, b = sorted((int(first), int(other)))
@@ -257,6 +259,7 @@ def _search(desc: Descriptors, exact_groups, settings: NearDuplicateSettings, jo
     else:
         by_hash = np.zeros((0, 2), np.int64)
     known = set(exact)
+    by_hash = by_hash[(exact_group[by_hash[:, 0]] < 0) | (exact_group[by_hash[:, 0]] != exact_group[by_hash[:, 1]])]
     for a, b in by_hash.tolist():
         if (a, b) not in known:
             known.add((a, b))
@@ -265,6 +268,7 @@ def _search(desc: Descriptors, exact_groups, settings: NearDuplicateSettings, jo
     candidates, _ = colour_candidates(desc.hist, valid, settings.neighbours, settings.colour)
     if n > settings.hash_all_pairs and len(candidates):
         close = hash_distance(desc.phash, candidates[:, 0], candidates[:, 1]) <= settings.hash_bits
+        close &= (exact_group[candidates[:, 0]] < 0) | (exact_group[candidates[:, 0]] != exact_group[candidates[:, 1]])
         for a, b in candidates[close].tolist():
             if (a, b) not in known:
                 known.add((a, b))
@@ -277,7 +281,10 @@ def _search(desc: Descriptors, exact_groups, settings: NearDuplicateSettings, jo
 
 def _verify(desc, candidates, clusters: _Clusters, records, settings, jobs, progress) -> int:
     """Keypoint-verify candidates in batches, skipping pairs already in one cluster."""
-    batch = 64 * max(1, jobs)
+    from joblib import effective_n_jobs
+
+    jobs = effective_n_jobs(jobs)
+    batch = 64 * jobs
     done = 0
     pool = None
     if jobs != 1 and len(candidates) > batch:
@@ -291,7 +298,7 @@ def _verify(desc, candidates, clusters: _Clusters, records, settings, jobs, prog
         if pool is not None and len(chunk) > 1:
             from joblib import delayed
 
-            parts = np.array_split(chunk, max(1, jobs))
+            parts = np.array_split(chunk, jobs)
             counts = [c for part in pool(delayed(_verify_batch)(desc, p, settings.min_matches)
                                          for p in parts) for c in part]
         else:

@@ -135,6 +135,7 @@ def test_fail_on_leak_exit_status(tmp_path_factory, audit_env):
     (["{root}", "--option", "group_pattern"], "expected KEY=VALUE"),
     (["{root}", "--set", "split.group_by=patients"], "split.group_by"),
     (["{root}", "--out", "{tmp}/afile"], "is a file"),
+    (["{root}", "--jobs", "0"], "--jobs 0: give a number"),
 ])
 def test_bad_input_is_one_error_line(planted, audit_env, args, message):
     root, _ = planted

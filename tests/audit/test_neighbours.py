@@ -137,3 +137,21 @@ def test_unreadable_rows_never_pair(planted_finding):
     broken.ok[:] = False
     f = N.find_duplicates(broken)
     assert f.pairs.empty and len(set(f.clusters)) == len(desc)
+
+
+def test_three_byte_copies_are_exact_pairs_only(tmp_path):
+    from PIL import Image
+
+    from bmbench.datasets.duplicates import DuplicateGroup
+    from bmbench.datasets.synthetic import render_cell
+
+    Image.fromarray(render_cell("blast", np.random.default_rng(0), 64).image).save(tmp_path / "0.png")
+    for i in (1, 2):
+        (tmp_path / f"{i}.png").write_bytes((tmp_path / "0.png").read_bytes())
+    Image.fromarray(render_cell("monocyte", np.random.default_rng(1), 64).image).save(tmp_path / "3.png")
+    desc = describe_files([tmp_path / f"{i}.png" for i in range(4)])
+    for limit in (20_000, 0):
+        f = N.find_duplicates(desc, [DuplicateGroup((0, 1, 2), ("a", "a", "a"))],
+                              N.NearDuplicateSettings(hash_all_pairs=limit))
+        assert f.pairs[["a", "b", "kind"]].values.tolist() == [[0, 1, "exact"], [0, 2, "exact"]]
+        assert f.clusters.tolist()[:3] == [0, 0, 0] and f.clusters[3] != 0
