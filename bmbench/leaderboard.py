@@ -179,8 +179,12 @@ def _versus_leader(frame: pd.DataFrame, by_id: dict, metric: str, scored: _Score
         for i, p in zip(raw, holm(list(raw.values()))):
             p_adj[i] = float(p)
             marks[i] = "n.s." if p >= ALPHA else "worse"
-    images = (f"{min(shared)}" if shared and min(shared) == max(shared)
-              else f"{min(shared)}-{max(shared)}" if shared else "no")
+    if n_rows == 1:
+        return marks, p_adj, ""
+    if not raw:
+        return marks, p_adj, ("vs leader: - = not testable (the leader or the other runs have no "
+                              "predictions.csv, or share no scored test image).")
+    images = (f"{min(shared)}" if min(shared) == max(shared) else f"{min(shared)}-{max(shared)}")
     test = (f"vs leader: {how} of each run against the leader on their {images} shared test "
             f"images, Holm-corrected over {len(raw)} comparison(s); n.s. = not significantly "
             f"different from the leader at {ALPHA:.0%}; - = not testable (no predictions.csv).")

@@ -197,3 +197,10 @@ def test_leaderboard_chart_bars_and_whiskers_follow_the_rows(tmp_path):
     ticks = dict(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())))
     assert [ticks[i] for i in (2, 1, 0)] == ["best", "close", "far"]  # the leader on top
     assert "whiskers: 95%" in ax.get_xlabel()
+
+
+def test_a_single_run_or_untestable_runs_get_no_misleading_test_line(tmp_path):
+    (board,) = build_boards([stored_run(tmp_path, "alone", 0.8, 11)], n_resamples=200)
+    assert board.test == "" and board.rows.loc[0, "vs_leader"] == "leader"
+    (board,) = build_boards([record(1, "a", f1=0.7), record(2, "b", f1=0.6)])
+    assert "not testable" in board.test and pd.isna(board.rows.loc[1, "vs_leader"])
