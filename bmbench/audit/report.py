@@ -249,7 +249,8 @@ def contact_sheet(r: AuditResult, pairs: pd.DataFrame, thumbs: dict, per_row: in
     title_font, font, small = _font(20), _font(15), _font(13)
     pad, gap, line = 14, 8, 18
     tile_w = 2 * THUMB + gap + 2 * pad
-    tile_h = 2 * line + THUMB + 3 * line + 2 * pad
+    tallest = max((im.height for im in thumbs.values()), default=THUMB)
+    tile_h = 2 * line + tallest + 3 * line + 2 * pad + 8
     cols = max(1, min(per_row, len(pairs)))
     width = cols * tile_w + (cols + 1) * gap
     n_verdict = len(_wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), r.verdict.line, small, width - 2 * gap - 8))
