@@ -33,7 +33,7 @@ from ..metrics.paired import holm
 from ..metrics.repeated import paired_repeat_bootstrap, repeat_mean_ci
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..store import RunRecord, list_runs, write_text
-from .spec import DEFAULT_METRICS, TRAIN_FRACTION, format_value
+from .spec import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_value
 from .sweep import ablation_folder, read_manifest, task_key
 
 log = logging.getLogger("bmbench.ablation")
@@ -341,7 +341,7 @@ def display_rows(report: AblationReport, metric: str) -> tuple[list[str], list[l
               "Δ 95% CI", "p (Holm)", "status"]
     rows = []
     for _, r in report.tables[metric].iterrows():
-        label = r["variant"] + (" (base)" if r["base"] and r["variant"] != "base" else "")
+        label = _display_label(r)
         mean = _num(r["mean"]) + (" ★" if r["best"] else "")
         ci = f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else "–"
         dci = (f"[{_signed(r['diff_ci_low'])}, {_signed(r['diff_ci_high'])}]"
@@ -351,6 +351,15 @@ def display_rows(report: AblationReport, metric: str) -> tuple[list[str], list[l
                      "–" if r["base"] else _signed(r["diff"]), "–" if r["base"] else dci,
                      "–" if r["base"] else _p(r["p_holm"]), r["status"]])
     return header, rows
+
+
+def _display_label(row) -> str:
+    """The variant's label; the reference is marked "(base)", and the base variant of named
+    settings shows which setting it is."""
+    if row["variant"] == "base":
+        setting = row.get(SETTINGS)
+        return f"base ({setting})" if isinstance(setting, str) and setting != "base" else "base"
+    return row["variant"] + (" (base)" if row["base"] else "")
 
 
 def _best_rows(report: AblationReport, metric: str) -> list[list[str]]:
@@ -479,7 +488,7 @@ def _wrap(text: str, width: int = 34) -> str:
 def _bars(report: AblationReport, metric: str, table: pd.DataFrame):
     t = table[table["mean"].notna()].reset_index(drop=True)
     n = max(len(t), 1)
-    labels = [_wrap(v) for v in t["variant"]]
+    labels = [_wrap(_display_label(r)) for _, r in t.iterrows()]
     lines_per_label = max((label.count("\n") + 1 for label in labels), default=1)
     fig = _new_figure(8.5, 1.4 + n * (0.32 + 0.16 * lines_per_label))
     ax = fig.add_subplot()
