@@ -106,3 +106,22 @@ def test_deterministic_runs_repeat_exactly(recipe, tmp_path):
     ha, hb = (pd.read_csv(f"{r}/history.csv") for r in (a, b))
     assert ha[["loss", "val_loss"]].equals(hb[["loss", "val_loss"]])
     assert json.loads(open(f"{a}/run.json").read())["notes"]["devices"]["deterministic"] is True
+
+
+def test_training_without_a_validation_split_monitors_the_training_loss(recipe, tmp_path):
+    run = run_recipe(recipe, tmp_path / "results", ("split.val=0", "train.epochs=2", "model.depth=2"))
+    info = json.loads((run / "run.json").read_text())
+    assert info["n_val"] == 0
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 2 and history["val_loss"].isna().all()
+    assert info["model"]["stages"]["train"]["best_loss"] == pytest.approx(history["loss"].min(), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_xla_compiled_training(recipe, tmp_path):
+    run = run_recipe(recipe, tmp_path / "results", ("train.jit_compile=true", "train.epochs=2",
+                                                    "model.depth=2"))
+    info = json.loads((run / "run.json").read_text())
+    assert info["notes"]["devices"]["jit_compile"] is True
+    assert info["model"]["stages"]["train"]["epochs"] == 2
+    assert json.loads((run / "metrics.json").read_text())["n"] == 40
