@@ -86,7 +86,9 @@ def test_training_batches_cover_every_row_once_per_epoch(tmp_path, files):
         order = [next(j for j in range(8) if np.array_equal(s, expected[j])) for s in seen]
         assert sorted(order) == list(range(8)), "each row exactly once per epoch"
         got_y = np.concatenate([b[1] for b in batches[2 * epoch:2 * epoch + 2]])
+        got_w = np.concatenate([b[2] for b in batches[2 * epoch:2 * epoch + 2]])
         assert np.array_equal(got_y, labels[order])
+        assert np.allclose(got_w, weights[order]), "per-sample (class) weights follow their image"
     again = list(training_batches(images, rows, labels, weights, 4, ["none"], 1).take(6).as_numpy_iterator())
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again)), "seeded order"
 
