@@ -86,6 +86,9 @@ class Transfer:
             backbone = build_backbone(opts.backbone, opts.weights, size, ctx.recipe.seed)
             head = _Head(opts, len(train.classes))
             if opts.weights == "none":
+                if opts.fine_tune_layers:
+                    log.warning("weights: none trains every layer in one stage; fine_tune_layers, "
+                                "fine_tune_epochs and fine_tune_learning_rate are not used")
                 scratch_batchnorm(backbone)
                 model = head.attach(backbone, frozen=False)
                 stages = {"scratch": _train_images(model, data, preprocess, ctx, devices, "scratch")}
