@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .errors import BmbenchError
@@ -72,45 +71,106 @@ def job_from_folder(root, kind: str, options: dict, backbone: str, weights: str 
     return EmbeddingJob(source.dataset, source.split, recipe_from_dict(raw, "bmbench features"))
 
 
+#: Images embedded and written per block, so memory does not grow with the data set.
+BLOCK_ROWS = 4096
+
+
 def export_embeddings(job: EmbeddingJob, out: str | os.PathLike, cache_dir: Path | None = None) -> Path:
-    """Compute (or read from the cache) every image's embedding; write the table and its
-    data dictionary."""
+    """Compute (or read from the cache) every image's embedding, block by block; write the
+    table atomically and its data dictionary."""
     from .context import RunContext
     from .deep.devices import prepare_devices
-    from .deep.pipeline import load_images
-    from .export import TABLE_FORMATS, _write_table
-    from .families.backbones import build_backbone, check_size
-    from .families.embeddings import EMBEDDING_VERSION, embed, spec_for
-    from .families.transfer import weights_label
+    from .export import TABLE_FORMATS
+    from .families.backbones import check_size
+    from .families.embeddings import spec_for
 
     out = Path(out)
     if out.suffix.lower() not in TABLE_FORMATS:
         raise BmbenchError(f"--out {out}: use a .csv or .parquet file name")
-    recipe, table = job.recipe, job.table
-    opts, size = recipe.model.options, recipe.dataset.image_size
-    check_size(opts.backbone, size)
+    recipe = job.recipe
+    opts = recipe.model.options
+    check_size(opts.backbone, recipe.dataset.image_size)
     ctx = RunContext.for_recipe(recipe, cache_dir=cache_dir)
     devices = prepare_devices(ctx)
-    images = load_images(table.frame["path"].tolist(), ctx, "decoding images")
     spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    unreadable, dims = 0, 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _Table(tmp) as table:
+            for start in range(0, len(job.table), BLOCK_ROWS):
+                block, bad = _block(job, slice(start, start + BLOCK_ROWS), spec, ctx, devices)
+                table.write(block)
+                unreadable += bad
+                dims = block.shape[1] - 4
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise BmbenchError(f"{out}: cannot write the embeddings table ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_dictionary(out.with_suffix(".features.json"), recipe, spec, dims, unreadable)
+    if unreadable:
+        log.warning("%d unreadable images have empty rows", unreadable)
+    return out
+
+
+def _block(job: EmbeddingJob, rows: slice, spec, ctx, devices) -> tuple[pd.DataFrame, int]:
+    from .deep.pipeline import load_images
+    from .families.backbones import build_backbone
+    from .families.embeddings import embed
+
+    recipe, opts = job.recipe, job.recipe.model.options
+    part = job.table.frame.iloc[rows]
+    images = load_images(part["path"].tolist(), ctx, "decoding images")
     with devices.scope():
-        x = embed(images, spec, ctx, lambda: build_backbone(opts.backbone, opts.weights, size, recipe.seed),
+        x = embed(images, spec, ctx,
+                  lambda: build_backbone(opts.backbone, opts.weights, recipe.dataset.image_size, recipe.seed),
                   recipe.train.batch_size, "embeddings")
+    split = job.split.iloc[rows].fillna("").to_numpy() if job.split is not None else ""
+    meta = pd.DataFrame({"path": part["relpath"].to_numpy(), "label": part["label"].to_numpy(),
+                         "split": split, "patient": part["group"].fillna("").to_numpy()})
     names = [f"{opts.backbone}_{i:04d}" for i in range(x.shape[1])]
-    frame = pd.DataFrame({"path": table.frame["relpath"], "label": table.frame["label"],
-                          "split": job.split.fillna("").to_numpy() if job.split is not None else "",
-                          "patient": table.frame["group"].fillna("").to_numpy()})
-    frame = pd.concat([frame, pd.DataFrame(x, columns=names)], axis=1)
-    _write_table(frame, out)
+    return pd.concat([meta, pd.DataFrame(x, columns=names)], axis=1), int((~images.valid).sum())
+
+
+def _write_dictionary(path: Path, recipe, spec, dims: int, unreadable: int) -> None:
+    from .families.embeddings import EMBEDDING_VERSION
+    from .families.transfer import weights_label
+
+    opts = recipe.model.options
     doc = {"embedding_version": EMBEDDING_VERSION, "backbone": opts.backbone,
            "weights": weights_label(opts.weights), "weights_identity": spec.identity,
-           "image_size": size, "keep_aspect": recipe.dataset.keep_aspect, "pooling": opts.pooling,
-           "precision": spec.precision, "n_unreadable": int((~images.valid).sum()),
-           "features": [{"name": n, "family": "embedding", "region": "image", "unit": "",
-                         "description": f"dimension {i} of {opts.backbone}'s last feature map, "
-                                        f"{opts.pooling}-pooled over the image"}
-                        for i, n in enumerate(names)]}
-    out.with_suffix(".features.json").write_text(json.dumps(doc, indent=2) + "\n")
-    if not np.all(images.valid):
-        log.warning("%d unreadable images have empty rows", int((~images.valid).sum()))
-    return out
+           "image_size": recipe.dataset.image_size, "keep_aspect": recipe.dataset.keep_aspect,
+           "pooling": opts.pooling, "precision": spec.precision, "n_unreadable": unreadable,
+           "features": [{"name": f"{opts.backbone}_{i:04d}", "family": "embedding", "region": "image",
+                         "unit": "", "description": f"dimension {i} of {opts.backbone}'s last feature "
+                                                    f"map, {opts.pooling}-pooled over the image"}
+                        for i in range(dims)]}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+class _Table:
+    """Append blocks of rows to a CSV or Parquet file."""
+
+    def __init__(self, path: Path):
+        self.path, self.writer, self.first = path, None, True
+
+    def __enter__(self) -> "_Table":
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.path.suffix.lower() == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.path, table.schema)
+            self.writer.write_table(table)
+        else:
+            frame.to_csv(self.path, mode="w" if self.first else "a", header=self.first, index=False)
+        self.first = False
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()

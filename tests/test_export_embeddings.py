@@ -30,6 +30,9 @@ def invoke(*args):
 
 
 def test_backbone_embeddings_export_from_a_recipe(recipe, tmp_path, monkeypatch):
+    import bmbench.export_embeddings as export
+
+    monkeypatch.setattr(export, "BLOCK_ROWS", 10)  # 24 images: three blocks appended
     out = tmp_path / "emb.csv"
     res = invoke("features", str(recipe), "--out", str(out), "--backbone", "VGG16",
                  "--weights", "none", "-q")
