@@ -53,11 +53,13 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(cache_dir):
-    """A real two-process dask cluster on the loopback interface, no dashboard."""
+    """A real two-process dask cluster on the loopback interface, no dashboard (the
+    scheduler's remaining HTTP routes on a free loopback port, not 8787)."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as lc, Client(lc) as client:
+                      dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      ) as lc, Client(lc) as client:
         yield client
 
 
