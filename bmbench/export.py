@@ -118,21 +118,6 @@ def _block(source: ExportSource, rows: slice, jobs: int, cache, extract=None) ->
     return pd.concat([meta, pd.DataFrame(x, columns=feature_names(source.settings))], axis=1)
 
 
-def _write_table(frame: pd.DataFrame, out: Path) -> None:
-    """Write a whole table (CSV or Parquet by suffix) atomically (used by embedding export)."""
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _TableWriter(tmp) as writer:
-            writer.write(frame)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise BmbenchError(f"{out}: cannot write the table ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class _TableWriter:
     """Append blocks of rows to a CSV or Parquet file (one row group per block)."""
 
