@@ -61,3 +61,19 @@ def test_backbone_export_errors_are_one_line(recipe, tmp_path):
     res = CliRunner().invoke(main, ["features", str(recipe), "--out", str(tmp_path / "e.csv"),
                                     "--backbone", "InceptionV3", "--weights", "none"])
     assert res.exit_code == 2 and "minimum input size of InceptionV3 (75 px)" in res.output
+
+
+def test_backbone_embeddings_export_from_a_folder(tmp_path, monkeypatch, make_tree):
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    root = make_tree(tmp_path / "cells", [f"{c}/{i}.png" for c in ("a", "b") for i in range(3)])
+    (root / "b" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "folder.parquet"
+    res = invoke("features", str(root), "--out", str(out), "--backbone", "VGG19", "--weights", "none",
+                 "--image-size", "32", "-q")
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(out)
+    assert len(table) == 7 and set(table["label"]) == {"a", "b"}
+    broken = table["path"] == "b/broken.png"
+    assert table.loc[broken, "VGG19_0000"].isna().all() and table.loc[~broken, "VGG19_0511"].notna().all()
+    doc = json.loads(out.with_suffix(".features.json").read_text())
+    assert doc["n_unreadable"] == 1 and doc["image_size"] == 32
