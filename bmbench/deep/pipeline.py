@@ -88,6 +88,8 @@ def load_images(paths: Sequence[str], ctx, label: str = "decoding images",
     paths = [str(p) for p in paths]
     digests = tuple(file_digest(p) for p in paths)
     key = key_for("bmbench.images", IMAGE_CACHE_VERSION, size, reader.keep_aspect, digests)
+    if not paths:  # nothing to cache (and an empty array cannot be memory-mapped)
+        return ImageSet(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, bool), digests, key)
     store = _Store(Path(ctx.cache_dir) / "images", key)
     cached = store.read(len(paths), size)
     if cached is None:

@@ -110,3 +110,8 @@ def test_inference_batches_keep_order(tmp_path, files):
     assert np.array_equal(x, images.images[rows].astype(np.float32))
     pairs = list(inference_batches(images, rows, 2, labels=np.arange(5)).as_numpy_iterator())
     assert np.array_equal(np.concatenate([p[1] for p in pairs]), np.arange(5))
+
+
+def test_no_images(tmp_path):
+    images = load_images([], make_ctx(tmp_path))
+    assert images.images.shape == (0, 16, 16, 3) and len(images) == 0
