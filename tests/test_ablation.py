@@ -1,7 +1,6 @@
 """Ablations: expansion, up-front validation, tags, resuming, failures, tables and plots."""
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np

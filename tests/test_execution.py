@@ -5,15 +5,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from bmbench.ablation import ablation_from_options, build_report, run_ablation
 from bmbench.errors import BmbenchError, StoreError
-from bmbench.execution import (DaskBackend, LocalBackend, Task, execute, pack_run, store_bundle,
+from bmbench.execution import (DaskBackend, LocalBackend, Task, execute, store_bundle,
                                thread_share)
 from bmbench.store import list_runs, load_record
 

@@ -438,7 +438,7 @@ def to_html(report: AblationReport, figures: dict[str, bytes]) -> str:
         parts.append(f"<h2>{e(metric)}</h2>" + _html_table(header, rows))
         best = _best_rows(report, metric)
         if best:
-            parts.append(f"<h3>Best value per axis</h3>" + _html_table(BEST_HEADER, best))
+            parts.append("<h3>Best value per axis</h3>" + _html_table(BEST_HEADER, best))
         if metric in figures:
             data = base64.b64encode(figures[metric]).decode()
             parts.append(f'<img alt="{e(metric)}" src="data:image/png;base64,{data}">')
