@@ -9,7 +9,6 @@ from safe formats (JSON, npz without pickle, skops with scikit-learn/numpy types
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import N_BINS, bin_index, confidence_and_correct, per_sample_brier
+from .calibration import bin_index, confidence_and_correct, per_sample_brier
 from .scores import HEADLINE, validated
 
 N_RESAMPLES = 1000
