@@ -91,7 +91,7 @@ def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
     tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with _TableWriter(tmp) as writer, progress(len(source.dataset), "features") as bar:
+        with TableWriter(tmp) as writer, progress(len(source.dataset), "features") as bar:
             for start in range(0, len(source.dataset), STREAM_ROWS):
                 rows = slice(start, start + STREAM_ROWS)
                 writer.write(_block(source, rows, jobs, cache, extract))
@@ -118,7 +118,7 @@ def _block(source: ExportSource, rows: slice, jobs: int, cache, extract=None) ->
     return pd.concat([meta, pd.DataFrame(x, columns=feature_names(source.settings))], axis=1)
 
 
-class _TableWriter:
+class TableWriter:
     """Append blocks of rows to a CSV or Parquet file (one row group per block)."""
 
     def __init__(self, path: Path):
@@ -127,7 +127,7 @@ class _TableWriter:
         self.writer = None
         self.first = True
 
-    def __enter__(self) -> "_TableWriter":
+    def __enter__(self) -> "TableWriter":
         return self
 
     def write(self, frame: pd.DataFrame) -> None:

@@ -80,7 +80,7 @@ def export_embeddings(job: EmbeddingJob, out: str | os.PathLike, cache_dir: Path
     table atomically and its data dictionary."""
     from .context import RunContext
     from .deep.devices import prepare_devices
-    from .export import TABLE_FORMATS
+    from .export import TABLE_FORMATS, TableWriter
     from .families.backbones import check_size
     from .families.embeddings import spec_for
 
@@ -97,7 +97,7 @@ def export_embeddings(job: EmbeddingJob, out: str | os.PathLike, cache_dir: Path
     unreadable, dims = 0, 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with _Table(tmp) as table:
+        with TableWriter(tmp) as table:
             for start in range(0, len(job.table), BLOCK_ROWS):
                 block, bad = _block(job, slice(start, start + BLOCK_ROWS), spec, ctx, devices)
                 table.write(block)
@@ -147,30 +147,3 @@ def _write_dictionary(path: Path, recipe, spec, dims: int, unreadable: int) -> N
                                                     f"map, {opts.pooling}-pooled over the image"}
                         for i in range(dims)]}
     path.write_text(json.dumps(doc, indent=2) + "\n")
-
-
-class _Table:
-    """Append blocks of rows to a CSV or Parquet file."""
-
-    def __init__(self, path: Path):
-        self.path, self.writer, self.first = path, None, True
-
-    def __enter__(self) -> "_Table":
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.path.suffix.lower() == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.path, table.schema)
-            self.writer.write_table(table)
-        else:
-            frame.to_csv(self.path, mode="w" if self.first else "a", header=self.first, index=False)
-        self.first = False
-
-    def __exit__(self, *exc) -> None:
-        if self.writer is not None:
-            self.writer.close()
