@@ -2,7 +2,7 @@
 
 Features come from :mod:`bmbench.features` (families switchable by name, cached on disk
 per image content and settings); the classifier from :mod:`.classifiers` (XGBoost by
-default, early-stopped on the validation split).
+default, early-stopped on the validation split; fits memoised, see :mod:`.tabular`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 
 from ..progress import progress
 from ..schema import option
-from .classifiers import ClassifierSettings, class_weights, get_classifier
+from .classifiers import ClassifierSettings, get_classifier
 from .registry import Subset, register_family
+from .tabular import fit_classifier, predict_proba
 
 log = logging.getLogger("bmbench.run")
 
@@ -134,13 +135,9 @@ class Classical:
         settings = feature_settings(opts)
         x = feature_matrix(train.paths, settings, ctx, "features (train)")
         x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None
-        keep = _readable(x)
-        y, n_classes = train.labels[keep], len(train.classes)
-        w = class_weights(y, n_classes, ctx.recipe.train.class_weight)
-        clf = get_classifier(opts.classifier)
-        y_val = val.labels[_readable(x_val)] if val is not None else None
-        x_val = x_val[_readable(x_val)] if val is not None else None
-        fitted = clf.fit(classifier_settings(opts, ctx), x[keep], y, w, x_val, y_val, n_classes)
+        fitted = fit_classifier(opts.classifier, classifier_settings(opts, ctx), x, train.labels,
+                                x_val, val.labels if val is not None else None, len(train.classes),
+                                ctx.recipe.train.class_weight, ctx.cache_dir)
         model = ClassicalModel(train.classes, opts, fitted, feature_names(settings))
         model.log_top_features()
         return model
@@ -148,11 +145,6 @@ class Classical:
     @staticmethod
     def load(folder: Path, recipe, ctx) -> "ClassicalModel":
         return ClassicalModel.load(folder, recipe.model.options)
-
-
-def _readable(x: np.ndarray) -> np.ndarray:
-    """Rows that are not entirely NaN (unreadable images are all-NaN)."""
-    return ~np.isnan(x).all(axis=1)
 
 
 @dataclass
@@ -164,14 +156,7 @@ class ClassicalModel:
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         x = feature_matrix(paths, feature_settings(self.options), ctx, "features (test)")
-        ok = _readable(x)
-        out = np.full((len(x), len(self.classes)), np.nan)
-        if ok.any():
-            p = self.fitted.predict_proba(x[ok])
-            cols = getattr(self.fitted, "classes_", np.arange(p.shape[1]))
-            out[np.flatnonzero(ok)[:, None], np.asarray(cols)[None, :]] = p
-            out[ok] = np.nan_to_num(out[ok], nan=0.0)
-        return out
+        return predict_proba(self.fitted, x, len(self.classes))
 
     def importances(self) -> np.ndarray | None:
         return get_classifier(self.options.classifier).importances(self.fitted, len(self.names))

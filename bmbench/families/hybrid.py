@@ -28,8 +28,9 @@ import numpy as np
 from ..errors import BmbenchError
 from ..schema import option
 from .classical import ClassicalOptions, _feature_families, classifier_settings, feature_matrix, feature_settings
-from .classifiers import class_weights, get_classifier
+from .classifiers import get_classifier
 from .registry import Subset, register_family
+from .tabular import fit_classifier, predict_proba
 
 log = logging.getLogger("bmbench.run")
 
@@ -74,26 +75,16 @@ class Hybrid:
                             spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
                             ctx.recipe.seed)
         x = model.features(train.paths, ctx, "train", devices)
-        keep = _readable(x)
-        y, n_classes = train.labels[keep], len(train.classes)
-        w = class_weights(y, n_classes, ctx.recipe.train.class_weight)
-        x_val = y_val = None
-        if val is not None:
-            x_val = model.features(val.paths, ctx, "val", devices)
-            y_val = val.labels[_readable(x_val)]
-            x_val = x_val[_readable(x_val)]
-        clf = get_classifier(opts.classifier)
-        model.fitted = clf.fit(classifier_settings(opts, ctx), x[keep], y, w, x_val, y_val, n_classes)
+        x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
+        model.fitted = fit_classifier(opts.classifier, classifier_settings(opts, ctx), x, train.labels,
+                                      x_val, val.labels if val is not None else None,
+                                      len(train.classes), ctx.recipe.train.class_weight, ctx.cache_dir)
         model.log_shares()
         return model
 
     @staticmethod
     def load(folder: Path, recipe, ctx) -> "HybridModel":
         return HybridModel.load(folder, recipe.model.options)
-
-
-def _readable(x: np.ndarray) -> np.ndarray:
-    return ~np.isnan(x).all(axis=1)
 
 
 @dataclass
@@ -138,15 +129,7 @@ class HybridModel:
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         self._check_weights_file()
-        x = self.features(paths, ctx, "test")
-        ok = _readable(x)
-        out = np.full((len(x), len(self.classes)), np.nan)
-        if ok.any():
-            p = self.fitted.predict_proba(x[ok])
-            cols = getattr(self.fitted, "classes_", np.arange(p.shape[1]))
-            out[np.flatnonzero(ok)[:, None], np.asarray(cols)[None, :]] = p
-            out[ok] = np.nan_to_num(out[ok], nan=0.0)
-        return out
+        return predict_proba(self.fitted, self.features(paths, ctx, "test"), len(self.classes))
 
     def _check_weights_file(self) -> None:
         from .backbones import weights_identity
