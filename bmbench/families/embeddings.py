@@ -107,14 +107,46 @@ def embed(images: ImageSet, spec: EmbeddingSpec, ctx, build_backbone: Callable,
 
 def _compute(images: ImageSet, rows: np.ndarray, spec: EmbeddingSpec, build_backbone: Callable,
              batch_size: int) -> np.ndarray:
-    import keras
-
-    backbone = build_backbone()
-    inputs = keras.Input(backbone.input_shape[1:])
-    pooled = pooling_layer(spec.pooling)(backbone(inputs, training=False))
-    extractor = keras.Model(inputs, pooled)
+    extractor = _extractor(build_backbone(), spec.pooling)
     data = inference_batches(images, rows, batch_size, preprocess_for(spec.backbone))
     return np.asarray(extractor.predict(data, verbose=0), np.float32)
+
+
+#: The last extractor built, reused for the same backbone object and pooling, so the train,
+#: validation and test embeddings of a run share one traced predict function instead of
+#: tracing the backbone three times. One slot: it keeps at most one backbone alive.
+_LAST_EXTRACTOR: list = []
+
+
+def _extractor(backbone, pooling: str):
+    import keras
+
+    if _LAST_EXTRACTOR and _LAST_EXTRACTOR[0] is backbone and _LAST_EXTRACTOR[1] == pooling:
+        return _LAST_EXTRACTOR[2]
+    inputs = keras.Input(backbone.input_shape[1:])
+    extractor = keras.Model(inputs, pooling_layer(pooling)(backbone(inputs, training=False)))
+    _LAST_EXTRACTOR[:] = [backbone, pooling, extractor]
+    return extractor
+
+
+@dataclass
+class EmbeddingHead:
+    """Prediction through cached embeddings for a model whose backbone stayed frozen:
+    ``head`` maps ``float32[b, d]`` embeddings (``spec``) to probabilities with the same
+    layers as the full model, so test images already embedded skip the backbone."""
+
+    spec: EmbeddingSpec
+    head: object
+    backbone: object
+
+    def predict(self, images: ImageSet, ctx, batch_size: int) -> np.ndarray:
+        """``float64[n, n_classes]`` for the valid rows of ``images`` (others NaN)."""
+        x = embed(images, self.spec, ctx, lambda: self.backbone, batch_size, "test embeddings")
+        out = np.full((len(images), self.head.output_shape[-1]), np.nan)
+        rows = np.flatnonzero(images.valid)
+        if len(rows):
+            out[rows] = np.asarray(self.head.predict(x[rows], batch_size=batch_size, verbose=0), np.float64)
+        return out
 
 
 def embedding_batches(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, batch_size: int,

@@ -28,6 +28,9 @@ class KerasClassifier:
     image_size: int
     backbone: str | None = None
     info: dict = field(default_factory=dict)
+    #: in a run whose backbone stayed frozen: predict through cached embeddings (not saved;
+    #: a loaded model always runs the full network, with the same result)
+    embedding_head: object | None = None
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         """``(n, n_classes)`` float64; NaN rows for images that could not be read."""
@@ -36,6 +39,8 @@ class KerasClassifier:
 
         quiet_tensorflow()
         images = load_images(paths, ctx, "predicting", size=self.image_size)
+        if self.embedding_head is not None:
+            return self.embedding_head.predict(images, ctx, ctx.recipe.train.batch_size)
         out = np.full((len(images), len(self.classes)), np.nan)
         rows = np.flatnonzero(images.valid)
         if len(rows):

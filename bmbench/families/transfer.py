@@ -9,7 +9,8 @@ With pretrained weights (``imagenet`` or a weights file), training has two stage
    stay as pretrained); only the head trains, for ``train.epochs`` epochs at
    ``train.learning_rate``. By default it trains on cached backbone embeddings
    (:mod:`.embeddings`): the backbone runs once per image, and reruns or head ablations
-   skip it entirely. ``augment_head: true`` trains on augmented images through the frozen
+   skip it entirely; without fine-tuning, the run's test predictions go through the
+   cached embeddings too. ``augment_head: true`` trains on augmented images through the frozen
    backbone instead (slower; no cache).
 2. **Fine-tuning** (when ``fine_tune_layers > 0``): the top ``fine_tune_layers`` backbone
    layers are unfrozen (BatchNorm layers stay frozen) and the whole model trains on
@@ -74,6 +75,7 @@ class Transfer:
     def fit(self, train: Subset, val: Subset | None, ctx) -> KerasClassifier:
         from ..deep.devices import prepare_devices
         from .backbones import build_backbone, check_size, preprocess_for
+        from .embeddings import EmbeddingHead, spec_for
         from .image_data import ImageData
 
         opts: TransferOptions = ctx.recipe.model.options
@@ -106,9 +108,13 @@ class Transfer:
                     stages["fine_tune"] = _train_images(
                         model, data, preprocess, ctx, devices, "fine_tune",
                         epochs=opts.fine_tune_epochs, learning_rate=opts.fine_tune_learning_rate)
+            shortcut = None
+            if opts.weights != "none" and not opts.fine_tune_layers:
+                shortcut = EmbeddingHead(spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
+                                         head.on_embeddings(backbone.output_shape[-1]), backbone)
         info = {"backbone": opts.backbone, "weights": weights_label(opts.weights),
                 "stages": stages}
-        return KerasClassifier(train.classes, model, size, opts.backbone, info)
+        return KerasClassifier(train.classes, model, size, opts.backbone, info, shortcut)
 
     @staticmethod
     def load(folder: Path, recipe, ctx) -> KerasClassifier:
@@ -194,13 +200,14 @@ def _train_head_on_embeddings(head: _Head, backbone, data, ctx, devices) -> dict
     spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
     x = embed(data.train, spec, ctx, lambda: backbone, t.batch_size, "train embeddings")[data.train_rows]
     head_model = head.on_embeddings(x.shape[1])
-    compile_model(head_model, t.learning_rate, devices)
+    steps = steps_per_epoch(len(x), t.batch_size)
+    compile_model(head_model, t.learning_rate, devices, steps_per_execution=steps)
     batches = embedding_batches(x, data.train_labels, data.weights, t.batch_size, ctx.recipe.seed)
     val = None
     if data.val is not None:
         xv = embed(data.val, spec, ctx, lambda: backbone, t.batch_size, "validation embeddings")
         val = embedding_batches(xv[data.val_rows], data.val_labels, None, t.batch_size)
-    result = fit_stage(head_model, batches, steps_per_epoch(len(x), t.batch_size), val,
+    result = fit_stage(head_model, batches, steps, val,
                        stage="head", epochs=t.epochs, patience=t.patience,
                        batch_size=t.batch_size, ctx=ctx)
     return {**result.as_dict(), "on": "cached embeddings"}
