@@ -10,9 +10,10 @@ region gives NaN.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from .regions import BYTE_CHANNELS, BYTE_VALUES, CHANNELS, HED_BINS, HED_VALUES, CellView
+from .regions import BYTE_VALUES, CHANNELS, HED_BINS, HED_VALUES, CellView
 from .specs import REGIONS, Family, FeatureSpec, spec
 
 FAMILY_NAME = "color"
@@ -53,26 +54,39 @@ SPECS: tuple[FeatureSpec, ...] = tuple(
     for region in REGIONS for channel in CHANNELS for stat, stat_text in STATISTICS
 )
 
-_BYTE_OFFSETS = np.arange(BYTE_CHANNELS, dtype=np.int32) * 256
-_HED_OFFSETS = np.arange(3, dtype=np.int32) * HED_BINS
 _QUANTILES = np.array([0.10, 0.50, 0.90])
-_SLOTS = {"cell": 0, "nucleus": 1, "cytoplasm": 2}
+
+
+def _channel_histograms(codes: np.ndarray, masks: tuple[np.ndarray, ...], bins: int) -> np.ndarray:
+    """``int64[len(masks), n_channels, bins]``: histogram of each channel of the integer
+    ``codes`` (``[h, w, n_channels]``, values < bins) over each ``bool[h, w]`` mask."""
+    return np.array([[cv2.calcHist([codes], [c], mask, [bins], [0, bins]).ravel()
+                      for c in range(codes.shape[2])] for mask in masks]).astype(np.int64)
 
 
 def code_histograms(codes: tuple[np.ndarray, np.ndarray], nucleus: np.ndarray, cytoplasm: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per region (nucleus, cytoplasm, cell) and channel histograms of the sampled pixels'
-    codes: ``(int64[3, 9, 256], int64[3, 3, HED_BINS])``; one bincount per channel group,
-    with the pixel's region folded into the bin index."""
-    byte, hed = codes
-    region = (nucleus.view(np.uint8) + 2 * cytoplasm.view(np.uint8)).astype(np.int32)[..., None]
-    b = np.bincount((byte + (_BYTE_OFFSETS + region * (BYTE_CHANNELS * 256))).ravel(),
-                    minlength=3 * BYTE_CHANNELS * 256).reshape(3, BYTE_CHANNELS, 256)
-    h = np.bincount((hed + (_HED_OFFSETS + region * (3 * HED_BINS))).ravel(),
-                    minlength=3 * 3 * HED_BINS).reshape(3, 3, HED_BINS)
-    b[0], h[0] = b[1] + b[2], h[1] + h[2]  # slot 0 (outside the cell) becomes the cell
-    order = [_SLOTS[region] for region in REGIONS]
-    return b[order], h[order]
+    codes: ``(int64[3, 9, 256], int64[3, 3, HED_BINS])``; the cell's is the sum of the
+    nucleus and cytoplasm ones."""
+    byte, hed = (np.ascontiguousarray(c) for c in codes)
+    masks = tuple(np.ascontiguousarray(m).view(np.uint8) for m in (nucleus, cytoplasm))
+    b = _channel_histograms(byte, masks, 256)
+    h = _channel_histograms(hed, masks, HED_BINS)
+    by_region = {"nucleus": 0, "cytoplasm": 1}
+    return tuple(np.stack([x[by_region[r]] if r in by_region else x[0] + x[1] for r in REGIONS])
+                 for x in (b, h))
+
+
+def _rank_positions(cdf: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """``int[..., k]``: per row of the non-decreasing integer ``cdf`` (``[..., n]``), the
+    number of entries below each of ``ranks`` (``[..., k]``, all >= 1): one searchsorted over
+    all rows, each row lifted above the previous one."""
+    n = cdf.shape[-1]
+    rows = cdf.reshape(-1, n)
+    lift = np.arange(rows.shape[0])[:, None] * (int(rows[:, -1].max(initial=0)) + 1)
+    found = np.searchsorted((rows + lift).ravel(), (ranks.reshape(rows.shape[0], -1) + lift).ravel())
+    return (found.reshape(rows.shape[0], -1) - np.arange(rows.shape[0])[:, None] * n).reshape(ranks.shape)
 
 
 def histogram_stats(hist: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -88,7 +102,8 @@ def histogram_stats(hist: np.ndarray, values: np.ndarray) -> np.ndarray:
     var = (hist * (values - mean) ** 2).sum(axis=2) / safe_n[..., 0]
     cdf = np.cumsum(hist, axis=2)
     ranks = np.maximum(np.ceil(_QUANTILES * n), 1)  # (regions, 1, 3)
-    idx = (cdf[..., None] < ranks[:, :, None, :]).sum(axis=2)  # first code reaching each rank
+    ranks = np.broadcast_to(ranks, hist.shape[:2] + (len(_QUANTILES),)).astype(np.int64)
+    idx = _rank_positions(cdf, ranks)  # first code reaching each rank
     out = np.empty(hist.shape[:2] + (len(STATISTICS),))
     out[..., 0] = mean[..., 0]
     out[..., 1] = np.sqrt(np.maximum(var, 0.0))

@@ -45,6 +45,8 @@ _HED_T32 = _HED.T.astype(np.float32)
 # OpenCV hue h (2-degree steps, 0..179) -> code (h - 45) mod 180, so codes increase with the
 # unwrapped hue 90..450 deg and histogram percentiles stay ordered.
 _HUE_CODE = ((np.arange(256) + 135) % 180).astype(np.uint8)
+# The same as a 3-channel cv2.LUT table that leaves saturation and value alone.
+_HSV_CODE = np.stack([_HUE_CODE, np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8)], axis=-1)[:, None]
 
 
 def _byte_values() -> np.ndarray:
@@ -74,8 +76,7 @@ def rgb_to_codes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Channel codes of ``uint8[..., 3]`` RGB pixels: ``(uint8[..., 9], uint16[..., 3])``
     for RGB/HSV/Lab and HED, see :data:`BYTE_VALUES` and :data:`HED_VALUES`."""
     rgb = np.ascontiguousarray(rgb)
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-    hsv[..., 0] = _HUE_CODE[hsv[..., 0]]
+    hsv = cv2.LUT(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), _HSV_CODE)
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     od = cv2.transform(cv2.LUT(rgb, _HED_LUT), _HED_T32)
     hed = np.clip(od * (HED_BINS / _HED_MAX.astype(np.float32)), 0, HED_BINS - 1).astype(np.uint16)

@@ -37,6 +37,7 @@ raising: see :data:`FALLBACK_CELL_RADIUS` and :func:`segment`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import cv2
@@ -128,7 +129,43 @@ def _thresholds(score: np.ndarray, valid: np.ndarray, classes: int) -> np.ndarra
     hist = cv2.calcHist([score], [0], valid.view(np.uint8), [256], [0, 256]).ravel()
     if np.count_nonzero(hist) < classes:
         return np.full(classes - 1, 255)
+    if classes == 3:
+        return _multiotsu3(hist)
     return threshold_multiotsu(hist=hist, classes=classes)
+
+
+#: Added to the (t0, t1) scores of :func:`_multiotsu3`: 0 where t0 < t1, else -inf.
+_PAIR_PENALTY = np.where(np.arange(255)[None, :] > np.arange(254)[:, None], 0, -np.inf).astype(np.float32)
+
+
+def _multiotsu3(hist: np.ndarray) -> np.ndarray:
+    """``int[2]``: ``threshold_multiotsu(hist=hist, classes=3)`` of a 256-bin histogram
+    with at least 3 non-empty bins, vectorised over all threshold pairs (tested equal).
+
+    It repeats skimage's float32 arithmetic operation by operation, quirks included (the
+    first moment starts at ``prob[0]``, the class ``[0, 0]`` scores 0, the first maximum in
+    (t0, t1) order wins), so near-ties resolve the same way."""
+    nonzero = np.flatnonzero(hist)
+    start = nonzero[0]
+    if nonzero.size == 3:
+        return nonzero[:2]
+    prob = hist[start:nonzero[-1] + 1].astype(np.float32)
+    n = prob.size
+    moment = np.arange(n, dtype=np.float32) * prob
+    moment[0] = prob[0]
+    zeroth, first = np.cumsum(prob), np.cumsum(moment)
+    zeroth_before = np.concatenate([np.zeros(1, np.float32), zeroth[:-1]])
+    first_before = np.concatenate([np.zeros(1, np.float32), first[:-1]])
+    # var[i, j]: between-class term of the class of bins i..j (upper triangle used).
+    weight = zeroth[None, :] - zeroth_before[:, None]
+    mean_sum = first[None, :] - first_before[:, None]
+    var = np.divide(mean_sum * mean_sum, weight, out=np.zeros((n, n), np.float32), where=weight > 0)
+    var[0, 0] = 0
+    # sigma[t0, t1] = (var[0, t0] + var[t1 + 1, n - 1]) + var[t0 + 1, t1], t0 < t1 <= n - 2
+    sigma = (var[0, :n - 2, None] + var[1:n, n - 1][None, :]) + var[1:n - 1, :n - 1]
+    sigma += _PAIR_PENALTY[:n - 2, :n - 1]
+    t0, t1 = np.unravel_index(np.argmax(sigma), sigma.shape)
+    return np.array([start + t0, start + t1])
 
 
 def _otsu(hist: np.ndarray) -> int:
@@ -151,11 +188,19 @@ def _open(mask: np.ndarray, radius: float) -> np.ndarray:
     return cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _disk(radius)).view(bool)
 
 
+def _select(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``bool[H, W]``: pixels whose label is kept (``keep``: bool per label)."""
+    kept = np.flatnonzero(keep)
+    if kept.size == 1:
+        return labels == kept[0]
+    return np.take(keep, labels)
+
+
 def _remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
     n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
     keep = np.bincount(labels.ravel(), minlength=n) >= min_area
     keep[0] = False
-    return keep[labels]
+    return _select(labels, keep)
 
 
 def _fill_holes(mask: np.ndarray, max_hole: int | None = None) -> np.ndarray:
@@ -175,9 +220,9 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """Union of the 8-connected components of ``mask`` that overlap ``seed``."""
     n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
-    keep[labels[seed & mask]] = True
+    keep[labels[seed]] = True  # label 0 (outside the mask) is dropped below
     keep[0] = False
-    return keep[labels]
+    return _select(labels, keep)
 
 
 def _central_component(mask: np.ndarray, min_share: float = 0.15) -> np.ndarray:
@@ -213,6 +258,11 @@ class _Context:
     marker: np.ndarray       # bool[H, W], the nucleus (all lobes) of the cell of interest
     size: float              # sqrt of the marker area, px: the length scale of the cell
 
+    @cached_property
+    def to_marker(self) -> np.ndarray:
+        """float32[H, W]: distance to the marker (used by several steps, computed once)."""
+        return _distance_to(self.marker)
+
 
 def _cell_by_opening(ctx: _Context) -> np.ndarray:
     # Opening by a disk about a third of the nucleus size cuts the necks where red cells
@@ -220,7 +270,7 @@ def _cell_by_opening(ctx: _Context) -> np.ndarray:
     radius = max(2.0, 0.3 * ctx.size)
     fg = (ctx.foreground | ctx.marker).view(np.uint8)
     core = cv2.distanceTransform(fg, cv2.DIST_L2, 5) > radius
-    core = _component_at(core, _distance_to(ctx.marker) <= radius)
+    core = _component_at(core, ctx.to_marker <= radius)
     if not core.any():
         return ctx.marker.copy()
     return (_distance_to(core) <= radius) & fg.view(bool) | ctx.marker
@@ -231,7 +281,7 @@ def _cell_by_watershed(ctx: _Context) -> np.ndarray:
 
     fg = ctx.foreground | ctx.marker
     inside = cv2.distanceTransform(fg.view(np.uint8), cv2.DIST_L2, 5)
-    to_marker = _distance_to(ctx.marker)
+    to_marker = ctx.to_marker
     # Other objects (red cells, other white cells) are seeded at distance-transform peaks
     # whose inscribed disk stays clear of the nucleus; bulges of our own cytoplasm are not.
     peaks = (inside == cv2.dilate(inside, _disk(max(2.0, 0.25 * ctx.size)))) & (inside > 1)
@@ -325,7 +375,7 @@ def _segment_work(image: np.ndarray, method: str) -> _WorkResult:
         cell = METHODS[method](ctx) | marker
         if method != "none":
             # Chains of touching red cells can run far; no cytoplasm does.
-            cell &= _distance_to(marker) <= CELL_REACH * ctx.size
+            cell &= ctx.to_marker <= CELL_REACH * ctx.size
             cell = _component_at(cell, marker)
         cell = _fill_holes(cell)
     else:

@@ -59,11 +59,10 @@ def _chain_perimeter(contour: np.ndarray) -> float:
     pts = contour.reshape(-1, 2)
     if len(pts) < 2:
         return 0.0
-    steps = np.roll(pts, -1, axis=0) - pts
-    odd = np.abs(steps).sum(axis=1) == 2
+    steps = np.diff(pts, axis=0, append=pts[:1])  # closing step last
+    n_odd = np.count_nonzero(np.abs(steps).sum(axis=1) == 2)
     code = steps[:, 0] * 3 + steps[:, 1]
-    corners = np.count_nonzero(code != np.roll(code, -1))
-    n_odd = np.count_nonzero(odd)
+    corners = np.count_nonzero(code[1:] != code[:-1]) + int(code[-1] != code[0])
     return 0.980 * (len(pts) - n_odd) + 1.406 * n_odd - 0.091 * corners
 
 

@@ -2,7 +2,7 @@
 
 All measures use the luminance image of the cell crop.
 
-* GLCM (``skimage.feature.graycomatrix``; properties as ``graycoprops``) on the nucleus and
+* GLCM (as ``skimage.feature.graycomatrix``; properties as ``graycoprops``) on the nucleus and
   on the cell:
   region pixels are quantised to levels 1..GLCM_LEVELS over the region's own 1st-99th
   percentile range (so stain intensity does not change the texture scale), outside pixels
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.feature import graycomatrix
 
 from .regions import CellView
 from .specs import Family, FeatureSpec, spec
@@ -79,22 +78,63 @@ _N_GLCM = len(GLCM_PROPERTIES) * len(GLCM_DISTANCES)
 def quantise(gray: np.ndarray, mask: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
     """``uint8[h, w]``: ``mask`` pixels of the uint8 ``gray`` mapped to 1..levels over their
     1st-99th percentile range (nearest-rank; a constant region maps to 1), others to 0."""
-    out = np.zeros(gray.shape, np.uint8)
-    hist = cv2.calcHist([gray], [0], mask.view(np.uint8), [256], [0, 256]).ravel()
+    mask_u8 = mask.view(np.uint8)
+    hist = cv2.calcHist([gray], [0], mask_u8, [256], [0, 256]).ravel()
     n = hist.sum()
     if n == 0:
-        return out
+        return np.zeros(gray.shape, np.uint8)
     cdf = np.cumsum(hist)
     lo, hi = np.searchsorted(cdf, np.maximum(np.ceil(np.array([0.01, 0.99]) * n), 1))
     if hi <= lo:
-        out[mask] = 1
-        return out
+        return mask_u8.copy()
     table = np.floor((np.arange(256) - lo) * (levels / (hi - lo))).clip(0, levels - 1) + 1
-    out[mask] = table.astype(np.uint8)[gray[mask]]
-    return out
+    return cv2.LUT(gray, table.astype(np.uint8)) * mask_u8
+
+
+def _glcm_offset(distance: int, angle: float) -> tuple[int, int]:
+    """(row, column) step of a pixel pair, rounded half away from zero as graycomatrix does."""
+    r, c = np.sin(angle) * distance, np.cos(angle) * distance
+    return int(np.copysign(np.floor(abs(r) + 0.5), r)), int(np.copysign(np.floor(abs(c) + 0.5), c))
+
+
+#: Pixel-pair offsets per (distance, angle), distance-major; all point down or right.
+_GLCM_OFFSETS = tuple(_glcm_offset(d, a) for d in GLCM_DISTANCES for a in GLCM_ANGLES)
+_GLCM_PAD = max(max(abs(r), abs(c)) for r, c in _GLCM_OFFSETS)
+
+
+def cooccurrence(q: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
+    """``float64[levels, levels, n_dist, n_angle]``: symmetric co-occurrence counts of the
+    levels 1..levels of ``q`` (``uint8[h, w]``, 0 = outside, ignored) at GLCM_DISTANCES x
+    GLCM_ANGLES; equal to ``graycomatrix(q, ..., levels + 1, symmetric=True)[1:, 1:]``
+    (tested); counts are exact below 2**24 per bin.
+
+    The crop is padded with zeros below and on both sides and flattened, so each offset's
+    pairs are two shifted 1-D views (a pair that wraps a row has a padding zero); each
+    distinct offset is one 2-D histogram."""
+    h, w = q.shape
+    m = _GLCM_PAD
+    width = w + 2 * m
+    pad = np.zeros((h + m, width), np.uint8)
+    pad[:h, m:m + w] = q
+    flat = pad.reshape(-1, 1)
+    n = flat.shape[0]
+    counts: dict[tuple[int, int], np.ndarray] = {}
+    out = np.empty((levels, levels, len(_GLCM_OFFSETS)))
+    for k, (dr, dc) in enumerate(_GLCM_OFFSETS):
+        if (dr, dc) not in counts:
+            s = dr * width + dc
+            pairs = cv2.calcHist([flat[:n - s], flat[s:]], [0, 1], None, [levels, levels],
+                                 [1, levels + 1, 1, levels + 1])
+            counts[dr, dc] = pairs + pairs.T
+        out[:, :, k] = counts[dr, dc]
+    return out.reshape(levels, levels, len(GLCM_DISTANCES), len(GLCM_ANGLES))
 
 
 _I, _J = (a.ravel().astype(np.float64) for a in np.indices((GLCM_LEVELS, GLCM_LEVELS)))
+_DIFF = _I - _J
+#: Per-entry weights of the properties that are linear in p: contrast, dissimilarity,
+#: homogeneity, and the means of i and j; one matrix product gives them all.
+_LINEAR = np.stack([_DIFF ** 2, np.abs(_DIFF), 1.0 / (1.0 + _DIFF ** 2), _I, _J])
 
 
 def glcm_properties(glcm: np.ndarray) -> np.ndarray:
@@ -103,23 +143,16 @@ def glcm_properties(glcm: np.ndarray) -> np.ndarray:
     ``skimage.feature.graycoprops`` property by property (tested)."""
     levels, _, n_dist, n_angle = glcm.shape
     p = glcm.reshape(levels * levels, n_dist * n_angle)
-    diff = _I - _J
-    asm = (p * p).sum(axis=0)
-    mean_i, mean_j = _I @ p, _J @ p
+    contrast, dissimilarity, homogeneity, mean_i, mean_j = _LINEAR @ p
+    asm = np.einsum("kn,kn->n", p, p)
     dev_i, dev_j = _I[:, None] - mean_i, _J[:, None] - mean_j
-    std_i = np.sqrt((p * dev_i ** 2).sum(axis=0))
-    std_j = np.sqrt((p * dev_j ** 2).sum(axis=0))
-    cov = (p * dev_i * dev_j).sum(axis=0)
+    p_dev_i = p * dev_i
+    std_i = np.sqrt(np.einsum("kn,kn->n", p_dev_i, dev_i))
+    std_j = np.sqrt(np.einsum("kn,kn->n", p * dev_j, dev_j))
+    cov = np.einsum("kn,kn->n", p_dev_i, dev_j)
     flat = (std_i < 1e-15) | (std_j < 1e-15)
     correlation = np.where(flat, 1.0, cov / np.where(flat, 1.0, std_i * std_j))
-    props = np.stack([
-        (diff ** 2) @ p,
-        np.abs(diff) @ p,
-        (1.0 / (1.0 + diff ** 2)) @ p,
-        np.sqrt(asm),
-        correlation,
-        asm,
-    ])
+    props = np.stack([contrast, dissimilarity, homogeneity, np.sqrt(asm), correlation, asm])
     return props.reshape(len(GLCM_PROPERTIES), n_dist, n_angle)
 
 
@@ -133,8 +166,7 @@ def glcm_features(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     q = quantise(gray[box], mask[box])
-    glcm = graycomatrix(q, GLCM_DISTANCES, GLCM_ANGLES, levels=GLCM_LEVELS + 1, symmetric=True)
-    glcm = glcm[1:, 1:].astype(np.float64)
+    glcm = cooccurrence(q)
     totals = glcm.sum(axis=(0, 1))
     valid = totals > 0  # (distances, angles)
     if not valid.any():
@@ -150,22 +182,34 @@ _LBP_ROWS = np.round(-LBP_RADIUS * np.sin(_LBP_ANGLES), 5)
 _LBP_COLS = np.round(LBP_RADIUS * np.cos(_LBP_ANGLES), 5)
 
 
+def _uniform_codes() -> np.ndarray:
+    """``uint8[256]``: uniform LBP code of each 8-bit pattern (bit k = neighbour k >= centre):
+    its number of set bits if it has at most 2 transitions (counted without wrapping around,
+    as skimage does), else LBP_POINTS + 1."""
+    bits = (np.arange(256)[:, None] >> np.arange(LBP_POINTS)) & 1
+    changes = np.count_nonzero(np.diff(bits, axis=1), axis=1)
+    return np.where(changes <= 2, bits.sum(axis=1), LBP_POINTS + 1).astype(np.uint8)
+
+
+_UNIFORM_CODES = _uniform_codes()
+
+
 def uniform_lbp(image: np.ndarray, step: int = 1) -> np.ndarray:
-    """``uint8[ceil(h / step), ceil(w / step)]`` uniform LBP codes (P=8, R=1) of a 2-D image
-    at every ``step``-th row and column; with step 1 identical to
+    """``uint8[ceil(h / step), ceil(w / step)]`` uniform LBP codes (P=8, R=1) of a 2-D uint8
+    image at every ``step``-th row and column; with step 1 identical to
     ``skimage.feature.local_binary_pattern(image, 8, 1, "uniform")`` (same sample points,
-    bilinear weights and zero padding; tested), but vectorised over pixels."""
+    bilinear weights, float64 operations and zero padding; tested), but vectorised."""
     h, w = image.shape
-    pad = np.pad(image.astype(np.float64), 1)
+    pad = np.pad(image, 1)
+    pad64 = pad.astype(np.float64)
 
-    def at(dy: int, dx: int) -> np.ndarray:
-        return pad[1 + dy: 1 + dy + h: step, 1 + dx: 1 + dx + w: step]
+    def at(dy: int, dx: int, values: np.ndarray = pad) -> np.ndarray:
+        return values[1 + dy: 1 + dy + h: step, 1 + dx: 1 + dx + w: step]
 
-    center = at(0, 0)
-    ones = np.zeros(center.shape, np.uint8)
-    changes = np.zeros(center.shape, np.uint8)
-    prev = None
-    for rp, cp in zip(_LBP_ROWS, _LBP_COLS):
+    center, center64 = at(0, 0), at(0, 0, pad64)
+    pattern = np.zeros(center.shape, np.uint8)
+    top, bottom, part = (np.empty(center.shape) for _ in range(3))
+    for k, (rp, cp) in enumerate(zip(_LBP_ROWS, _LBP_COLS)):
         r0, r1, c0, c1 = int(np.floor(rp)), int(np.ceil(rp)), int(np.floor(cp)), int(np.ceil(cp))
         if r0 == r1 and c0 == c1:
             bit = at(r0, c0) >= center
@@ -173,14 +217,16 @@ def uniform_lbp(image: np.ndarray, step: int = 1) -> np.ndarray:
             r = np.arange(0, h, step, dtype=np.float64)[:, None] + rp
             c = np.arange(0, w, step, dtype=np.float64)[None, :] + cp
             dr, dc = r - np.floor(r), c - np.floor(c)
-            top = (1 - dc) * at(r0, c0) + dc * at(r0, c1)
-            bottom = (1 - dc) * at(r1, c0) + dc * at(r1, c1)
-            bit = (1 - dr) * top + dr * bottom - center >= 0
-        ones += bit
-        if prev is not None:
-            changes += bit != prev  # skimage counts transitions without wrapping around
-        prev = bit
-    return np.where(changes <= 2, ones, np.uint8(LBP_POINTS + 1))
+            # skimage's bilinear_interpolation, operation by operation (ties are common
+            # in flat areas, and there only float64 rounding decides the bit).
+            np.add(np.multiply(1 - dc, at(r0, c0, pad64), out=top),
+                   np.multiply(dc, at(r0, c1, pad64), out=part), out=top)
+            np.add(np.multiply(1 - dc, at(r1, c0, pad64), out=bottom),
+                   np.multiply(dc, at(r1, c1, pad64), out=part), out=bottom)
+            np.add(np.multiply(1 - dr, top, out=top), np.multiply(dr, bottom, out=bottom), out=top)
+            bit = top >= center64  # same as skimage's "sample - centre >= 0"
+        pattern |= bit.view(np.uint8) << k
+    return cv2.LUT(pattern, _UNIFORM_CODES)
 
 
 def lbp_histogram(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ import pytest
 from skimage.color import rgb2hed, rgb2lab
 
 from bmbench.features import color
-from bmbench.features.regions import BYTE_VALUES, CHANNELS, HED_VALUES, CellView, rgb_to_codes
+from bmbench.features.regions import BYTE_VALUES, CHANNELS, HED_BINS, HED_VALUES, CellView, rgb_to_codes
 from bmbench.features.segmentation import Segmentation
 
 
@@ -82,3 +82,21 @@ def test_channel_names_follow_the_spec_order():
     names = [s.name for s in color.SPECS]
     assert names[0] == "color_nucleus_rgb_r_mean" and names[-1] == "color_cell_hed_d_p90"
     assert len(names) == 3 * len(CHANNELS) * 5
+
+
+def test_code_histograms_count_each_region():
+    rng = np.random.default_rng(2)
+    byte, hed = rgb_to_codes(rng.integers(0, 256, (45, 52, 3), dtype=np.uint8))
+    nucleus = rng.random((45, 52)) < 0.3
+    cytoplasm = ~nucleus & (rng.random((45, 52)) < 0.5)
+    b, h = color.code_histograms((byte, hed), nucleus, cytoplasm)
+    for i, region in enumerate(color.REGIONS):
+        mask = {"nucleus": nucleus, "cytoplasm": cytoplasm, "cell": nucleus | cytoplasm}[region]
+        for c in range(9):
+            np.testing.assert_array_equal(b[i, c], np.bincount(byte[mask][:, c], minlength=256))
+        for c in range(3):
+            np.testing.assert_array_equal(h[i, c], np.bincount(hed[mask][:, c], minlength=HED_BINS))
+    empty = np.zeros_like(nucleus)
+    b, h = color.code_histograms((byte, hed), empty, empty)
+    assert not b.any() and not h.any()
+    assert np.isnan(color.histogram_stats(b, BYTE_VALUES)).all()

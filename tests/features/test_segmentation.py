@@ -104,3 +104,21 @@ def test_overlay_draws_both_contours(synthetic_cells):
     assert ((out == (0, 255, 0)).all(axis=2)).sum() > 20      # nucleus outline
     assert ((out == (255, 255, 0)).all(axis=2)).sum() > 20    # cell outline
     assert not np.shares_memory(out, c.image)
+
+
+def test_three_class_otsu_equals_skimage():
+    from skimage.filters import threshold_multiotsu
+
+    from bmbench.features.segmentation import _multiotsu3
+
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        hist = np.zeros(256, np.float32)
+        n_values = int(rng.integers(3, 257)) if trial % 2 else int(rng.integers(3, 12))
+        if trial % 3 == 0:  # a contiguous run, possibly touching either end
+            start = int(rng.integers(0, 257 - n_values))
+            bins = np.arange(start, start + n_values)
+        else:
+            bins = rng.choice(256, n_values, replace=False)
+        hist[bins] = rng.integers(1, (2, 10, 1000, 20000)[trial % 4], n_values)
+        np.testing.assert_array_equal(_multiotsu3(hist), threshold_multiotsu(hist=hist, classes=3))
