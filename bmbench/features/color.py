@@ -57,11 +57,14 @@ SPECS: tuple[FeatureSpec, ...] = tuple(
 _QUANTILES = np.array([0.10, 0.50, 0.90])
 
 
-def _channel_histograms(codes: np.ndarray, masks: tuple[np.ndarray, ...], bins: int) -> np.ndarray:
-    """``int64[len(masks), n_channels, bins]``: histogram of each channel of the integer
-    ``codes`` (``[h, w, n_channels]``, values < bins) over each ``bool[h, w]`` mask."""
-    return np.array([[cv2.calcHist([codes], [c], mask, [bins], [0, bins]).ravel()
-                      for c in range(codes.shape[2])] for mask in masks]).astype(np.int64)
+def _channel_histograms(codes: np.ndarray, region: np.ndarray, bins: int) -> np.ndarray:
+    """``int64[2, n_channels, bins]``: histogram of each channel of the integer ``codes``
+    (``[h, w, n_channels]``, values < bins) over the pixels whose ``region`` (``[h, w]``, same
+    dtype) is 1 (nucleus) and 2 (cytoplasm); one 2-D histogram per channel."""
+    last = codes.shape[2]
+    hists = [cv2.calcHist([codes, region], [c, last], None, [bins, 2], [0, bins, 1, 3])
+             for c in range(last)]
+    return np.array(hists).transpose(2, 0, 1).astype(np.int64)
 
 
 def code_histograms(codes: tuple[np.ndarray, np.ndarray], nucleus: np.ndarray, cytoplasm: np.ndarray
@@ -70,9 +73,9 @@ def code_histograms(codes: tuple[np.ndarray, np.ndarray], nucleus: np.ndarray, c
     codes: ``(int64[3, 9, 256], int64[3, 3, HED_BINS])``; the cell's is the sum of the
     nucleus and cytoplasm ones."""
     byte, hed = (np.ascontiguousarray(c) for c in codes)
-    masks = tuple(np.ascontiguousarray(m).view(np.uint8) for m in (nucleus, cytoplasm))
-    b = _channel_histograms(byte, masks, 256)
-    h = _channel_histograms(hed, masks, HED_BINS)
+    region = nucleus.view(np.uint8) + 2 * cytoplasm.view(np.uint8)
+    b = _channel_histograms(byte, region, 256)
+    h = _channel_histograms(hed, region.astype(np.uint16), HED_BINS)
     by_region = {"nucleus": 0, "cytoplasm": 1}
     return tuple(np.stack([x[by_region[r]] if r in by_region else x[0] + x[1] for r in REGIONS])
                  for x in (b, h))

@@ -80,7 +80,7 @@ def rgb_to_codes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     od = cv2.transform(cv2.LUT(rgb, _HED_LUT), _HED_T32)
     hed = np.clip(od * (HED_BINS / _HED_MAX.astype(np.float32)), 0, HED_BINS - 1).astype(np.uint16)
-    return np.concatenate([rgb, hsv, lab], axis=-1), hed
+    return cv2.merge((rgb, hsv, lab)), hed
 
 
 class CellView:

@@ -139,8 +139,9 @@ _PAIR_PENALTY = np.where(np.arange(255)[None, :] > np.arange(254)[:, None], 0, -
 
 
 def _multiotsu3(hist: np.ndarray) -> np.ndarray:
-    """``int[2]``: ``threshold_multiotsu(hist=hist, classes=3)`` of a 256-bin histogram
-    with at least 3 non-empty bins, vectorised over all threshold pairs (tested equal).
+    """``int[2]``: ``threshold_multiotsu(hist=hist, classes=3)`` of a 256-bin histogram of
+    pixel counts (under 2**24 in all) with at least 3 non-empty bins, vectorised over all
+    threshold pairs (tested equal).
 
     It repeats skimage's float32 arithmetic operation by operation, quirks included (the
     first moment starts at ``prob[0]``, the class ``[0, 0]`` scores 0, the first maximum in
@@ -158,8 +159,12 @@ def _multiotsu3(hist: np.ndarray) -> np.ndarray:
     first_before = np.concatenate([np.zeros(1, np.float32), first[:-1]])
     # var[i, j]: between-class term of the class of bins i..j (upper triangle used).
     weight = zeroth[None, :] - zeroth_before[:, None]
-    mean_sum = first[None, :] - first_before[:, None]
-    var = np.divide(mean_sum * mean_sum, weight, out=np.zeros((n, n), np.float32), where=weight > 0)
+    var = first[None, :] - first_before[:, None]
+    np.multiply(var, var, out=var)
+    # Counts are whole numbers: a zero weight is an empty class (its moment sum is exactly 0
+    # too, and skimage scores it 0), so dividing by 1 instead keeps it 0. Below the
+    # diagonal the values are meaningless and never read.
+    np.divide(var, np.maximum(weight, 1, out=weight), out=var)
     var[0, 0] = 0
     # sigma[t0, t1] = (var[0, t0] + var[t1 + 1, n - 1]) + var[t0 + 1, t1], t0 < t1 <= n - 2
     sigma = (var[0, :n - 2, None] + var[1:n, n - 1][None, :]) + var[1:n - 1, :n - 1]
