@@ -143,6 +143,22 @@ def _extract_path(path, settings: FeatureSettings, read_image, cache: ArrayCache
     return vector, seg.flags
 
 
+def _cache_hits(paths, settings: FeatureSettings, cache: ArrayCache
+                ) -> dict[int, tuple[np.ndarray, tuple[str, ...]]]:
+    """``{index: (vector, flags)}`` of the images whose features are cached."""
+    hits = {}
+    for i, path in enumerate(paths):
+        try:
+            with open(path, "rb") as f:
+                key = image_key(f.read(), settings)
+        except OSError:  # the reader reports unreadable files when extracting
+            continue
+        hit = cache.get(key)
+        if hit is not None and hit.shape == (_n_features(settings) + 1,):
+            hits[i] = (hit[:-1], mask_to_flags(int(hit[-1])))
+    return hits
+
+
 def _extract_chunk(paths, settings, read_image, cache):
     results = [_extract_path(p, settings, read_image, cache) for p in paths]
     return np.stack([r[0] for r in results]), [r[1] for r in results]
@@ -167,8 +183,9 @@ def extract_many(
         extraction and returns exactly the stored values.
     progress: called with the number of images done so far, after each chunk.
 
-    Work is streamed in chunks of :data:`CHUNK_SIZE`; memory beyond the output array stays
-    bounded by the chunks in flight.
+    Cache hits are read in this process; the rest is streamed to workers in chunks of
+    :data:`CHUNK_SIZE`, so memory beyond the output array stays bounded by the chunks in
+    flight and a fully cached run starts no worker.
     """
     if read_image is None:
         from ..datasets.imageio import read_rgb as read_image
@@ -176,18 +193,27 @@ def extract_many(
     n_features = len(feature_names(settings))
     out = np.empty((len(paths), n_features), np.float32)
     flags: list[tuple[str, ...]] = [()] * len(paths)
-    chunks = [(i, paths[i:i + CHUNK_SIZE]) for i in range(0, len(paths), CHUNK_SIZE)]
+    # Hits are read here: sending them through worker processes costs more than reading them.
+    hits = _cache_hits(paths, settings, cache) if cache is not None else {}
+    for i, (vector, f) in hits.items():
+        out[i], flags[i] = vector, f
+    todo = [i for i in range(len(paths)) if i not in hits]
+    chunks = [todo[i:i + CHUNK_SIZE] for i in range(0, len(todo), CHUNK_SIZE)]
+    work = ([paths[i] for i in chunk] for chunk in chunks)
     if jobs == 1 or len(chunks) <= 1:
-        results = (_extract_chunk(chunk, settings, read_image, cache) for _, chunk in chunks)
+        results = (_extract_chunk(chunk, settings, read_image, cache) for chunk in work)
     else:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")(
-            delayed(_extract_chunk)(chunk, settings, read_image, cache) for _, chunk in chunks)
-    done = 0
-    for (start, chunk), (vectors, chunk_flags) in zip(chunks, results):
-        out[start:start + len(chunk)] = vectors
-        flags[start:start + len(chunk)] = chunk_flags
+            delayed(_extract_chunk)(chunk, settings, read_image, cache) for chunk in work)
+    done = len(hits)
+    if done and progress is not None:
+        progress(done)
+    for chunk, (vectors, chunk_flags) in zip(chunks, results):
+        out[chunk] = vectors
+        for i, f in zip(chunk, chunk_flags):
+            flags[i] = f
         done += len(chunk)
         if progress is not None:
             progress(done)

@@ -148,6 +148,23 @@ def test_cache_hit_skips_decoding_and_is_identical(image_files, tmp_path):
     assert cache.get(key) is not None
 
 
+def test_partly_cached_set_with_workers_keeps_order_and_a_cached_set_starts_none(image_files, tmp_path,
+                                                                                 monkeypatch):
+    import joblib
+
+    cache = ArrayCache(tmp_path / "cache")
+    settings = FeatureSettings(families=("shape",))
+    expected, _ = extract_many(image_files, settings, read_png)
+    extract_many(image_files[1::2], settings, read_png, cache=cache)  # every other one cached
+    done = []
+    mixed, _ = extract_many(image_files, settings, read_png, jobs=2, cache=cache, progress=done.append)
+    np.testing.assert_array_equal(mixed, expected)
+    assert done[0] == len(image_files[1::2]) and done[-1] == len(image_files)
+    monkeypatch.setattr(joblib, "Parallel", lambda *a, **k: pytest.fail("started workers"))
+    cached, _ = extract_many(image_files, settings, read_png, jobs=2, cache=cache)
+    np.testing.assert_array_equal(cached, expected)
+
+
 def test_reader_returning_none_gives_a_nan_row(image_files, tmp_path):
     def reader(path):
         return None if path == image_files[1] else read_png(path)
