@@ -64,7 +64,7 @@ def radiomics_rate(paths) -> tuple[float, int] | None:
     return rate, len([k for k in result if not k.startswith("diagnostics")])
 
 
-def run() -> str:
+def run(argv: list[str] | None = None) -> str:
     paths = sample_paths()
     one, n_features = bmbench_rate(paths, 1)
     two, _ = bmbench_rate(paths, 2)

@@ -14,7 +14,7 @@ from .common import bmbench, machine, measure, write_section
 SIZES = (2_000, 20_000)
 
 
-def run(sizes=SIZES) -> str:
+def run(argv: list[str] | None = None, sizes=SIZES) -> str:
     from bmbench.datasets.synthetic import generate
 
     rows = []

@@ -12,7 +12,7 @@ resamples are row sums over the images of each (true, predicted) cell (``np.add.
 log loss and Brier are ``einsum`` products with the per-image losses; ECE sums the
 confidence-minus-correct gap per bin; ROC-AUC sorts each class's negatives once and reads
 prefix sums of the draw counts at the positives' ranks. 1000 resamples of 10,000 predictions
-take about 0.3 s for 8 classes on one core (see ``tests/metrics/test_bootstrap.py``).
+take well under a second for 8 classes on one core (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,88 @@
+"""Caches: the second run of a recipe against the first, same process command, same data.
+
+* Feature cache: ``recipes/xgb_handcrafted.yaml`` (as shipped, on its synthetic cells, and
+  on the real PBC subset). Target: the second run at least 20x faster end to end.
+* Embedding cache: ``recipes/densenet_tl.yaml`` frozen (``fine_tune_layers=0``, head only)
+  with DenseNet121 weights from a local file (the air-gapped path; this benchmark writes a
+  randomly initialised one, which costs the same to run as ImageNet's), on the real Matek
+  subset. Target: the second head-training run at least 10x faster.
+
+Each pair runs with a fresh, empty cache (``BMBENCH_CACHE``) and results store; the
+first run fills the cache, the second reads it. Times come from the process (wall) and
+from each run's ``run.json`` timings (fit = training incl. features/embeddings of the
+training images; predict = the test images).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .common import bmbench, machine, measure, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+CASES = (
+    ("Feature cache", "xgb_handcrafted", "synthetic (as shipped)", ()),
+    ("Feature cache", "xgb_handcrafted", "pbc (1,600 real images)",
+     ("dataset.kind=pbc", f"dataset.root={SHARED / 'pbc'}")),
+    ("Embedding cache", "densenet_tl", "matek_bm (1,400 real images), frozen, head only",
+     ("dataset.kind=matek_bm", f"dataset.root={SHARED / 'matek_bm'}", "model.fine_tune_layers=0")),
+)
+TARGETS = {"Feature cache": 20.0, "Embedding cache": 10.0}
+
+
+def _weights_file(folder: Path) -> Path:
+    """A DenseNet121 (no top) weights file, as an air-gapped lab would place one."""
+    import keras
+
+    path = folder / "DenseNet121.weights.h5"
+    keras.applications.DenseNet121(weights=None, include_top=False, input_shape=(128, 128, 3)).save_weights(path)
+    return path
+
+
+def _last_timings(store: Path) -> dict:
+    runs = sorted((store / "runs").glob("*/run.json"))
+    return json.loads(runs[-1].read_text())["timings"]
+
+
+def _pair(recipe: str, sets: tuple[str, ...], tmp: Path) -> list[tuple[float, dict]]:
+    cache, store = tmp / "cache", tmp / "results"
+    args = ["run", str(REPO / "recipes" / f"{recipe}.yaml"), "-q", "--results-dir", str(store)]
+    for s in sets:
+        args += ["--set", s]
+    out = []
+    for _ in range(2):
+        wall, _ = measure(bmbench(*args), env={"BMBENCH_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"})
+        out.append((wall, _last_timings(store)))
+    return out
+
+
+def run(argv: list[str] | None = None) -> str:
+    sections: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="bmbench-cache-") as tmp:
+        weights = None
+        for i, (section, recipe, label, sets) in enumerate(CASES):
+            if any("shared" in s for s in sets) and not SHARED.is_dir():
+                continue
+            if recipe == "densenet_tl":
+                weights = weights or _weights_file(Path(tmp))
+                sets = sets + (f"model.weights={weights}",)
+            (first, t1), (second, t2) = _pair(recipe, sets, Path(tmp) / str(i))
+            fit = t1["fit_seconds"] / max(t2["fit_seconds"], 1e-9)
+            sections.setdefault(section, []).append(
+                f"| `{recipe}` on {label} | {first:.1f} | {second:.1f} | **{first / second:.1f}x** | "
+                f"{t1['fit_seconds']:.1f} / {t2['fit_seconds']:.1f} ({fit:.0f}x) | "
+                f"{t1['predict_seconds']:.1f} / {t2['predict_seconds']:.1f} |")
+    body = []
+    for section, rows in sections.items():
+        text = (f"Machine: {machine()}\n\nTarget: second run at least {TARGETS[section]:g}x faster. "
+                "Wall = the whole `bmbench run` process (Python and TensorFlow start-up, data set "
+                "scan, split, training, test predictions, report, storing); fit and predict "
+                "from run.json, first / second.\n\n"
+                "| recipe | 1st run wall s | 2nd run wall s | wall ratio | fit s (ratio) | predict s |\n"
+                "|---|---|---|---|---|---|\n" + "\n".join(rows))
+        write_section(section, text)
+        body.append(f"## {section}\n\n{text}")
+    return "\n\n".join(body)

@@ -1,0 +1,51 @@
+"""The benchmark harness (benchmarks/): command line, RESULTS.md sections, the reference
+build's command list. The benchmarks themselves run with `python -m benchmarks`."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as cli
+from benchmarks import common, reference
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_benchmark_module_has_a_run_taking_options():
+    for name in cli.BENCHMARKS:
+        module = importlib.import_module(f"benchmarks.{name}")
+        assert callable(module.run) and module.__doc__, name
+    assert "reference" not in cli.QUICK
+
+
+def test_unknown_benchmark_is_refused_before_anything_runs(capsys, monkeypatch):
+    monkeypatch.setattr(importlib, "import_module", lambda name: pytest.fail(f"ran {name}"))
+    assert cli.main(["statistics", "nope"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+def test_write_section_replaces_its_own_section_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "RESULTS.md")
+    common.write_section("A", "first a")
+    common.write_section("B", "first b")
+    common.write_section("A", "second a")
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.startswith("# bmbench benchmarks")
+    assert "second a" in text and "first a" not in text and "first b" in text
+    assert text.index("## A") < text.index("## B")
+
+
+def test_reference_build_runs_every_shipped_recipe_on_every_set_with_three_seeds():
+    commands = dict(reference.commands())
+    assert len(commands) == len(reference.RECIPES) * len(reference.SETS) + len(reference.CROSS)
+    for key, args in commands.items():
+        assert (REPO / args[1]).is_file(), args[1]
+        assert args[args.index("--repeats") + 1] == "3"
+        assert "--results-dir" in args and not Path(args[args.index("--results-dir") + 1]).is_absolute()
+    assert set(dict(reference.commands(("small_cnn",)))) == {f"small_cnn@{s}" for s in reference.SETS}
+
+
+def test_reference_scratch_stores_are_not_committed():
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert "results/reference/runs/" in ignored and "results/reference/cross_runs/" in ignored
