@@ -31,15 +31,17 @@ SATURATION = 0.1
 class Augmentation:
     name: str
     description: str
-    apply: Callable  # (images float32[b, s, s, 3] in [0, 255], seed int32[2]) -> same
+    apply: Callable  # (images [b, s, s, 3] in [0, 255], seed int32[2]) -> same
+    #: moves pixels without changing values: runs on the uint8 batch, before the float cast
+    geometric: bool = False
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
 
 
-def _register(name: str, description: str):
+def _register(name: str, description: str, geometric: bool = False):
     def wrap(fn):
-        AUGMENTATIONS[name] = Augmentation(name, description, fn)
+        AUGMENTATIONS[name] = Augmentation(name, description, fn, geometric)
         return fn
     return wrap
 
@@ -54,7 +56,7 @@ def _per_image(mask, b):
     return tf.reshape(mask, [b, 1, 1, 1])
 
 
-@_register("flip", "random horizontal and vertical flips (each with probability 1/2)")
+@_register("flip", "random horizontal and vertical flips (each with probability 1/2)", geometric=True)
 def _flip(x, seed):
     import tensorflow as tf
 
@@ -64,7 +66,7 @@ def _flip(x, seed):
     return tf.where(_per_image(u[:, 1] < 0.5, b), tf.reverse(x, [1]), x)
 
 
-@_register("rotate90", "random rotation by 0, 90, 180 or 270 degrees (square images)")
+@_register("rotate90", "random rotation by 0, 90, 180 or 270 degrees (square images)", geometric=True)
 def _rotate90(x, seed):
     import tensorflow as tf
 
@@ -120,11 +122,16 @@ def _saturation(x, seed):
 
 
 def augment_batch(images, names, seed):
-    """Apply the transforms ``names`` (in order) to ``images`` ``float32[b, s, s, 3]``
-    in [0, 255]; ``seed`` is an ``int32[2]`` stateless seed. ``[]`` or ``["none"]``
-    returns the images unchanged."""
+    """Apply the transforms ``names`` (in order) to ``images`` ``[b, s, s, 3]`` in
+    [0, 255] (uint8 or float32) and return float32; ``seed`` is an ``int32[2]`` stateless
+    seed. Geometric transforms run on uint8 input as it is (a quarter of the bytes to move;
+    same result), the cast comes just before the first photometric one. ``[]`` or
+    ``["none"]`` returns float32 input unchanged."""
     import tensorflow as tf
 
     for i, name in enumerate(n for n in names if n != NONE):
-        images = AUGMENTATIONS[name].apply(images, tf.random.experimental.stateless_fold_in(seed, i))
-    return images
+        aug = AUGMENTATIONS[name]
+        if not aug.geometric:
+            images = tf.cast(images, tf.float32)
+        images = aug.apply(images, tf.random.experimental.stateless_fold_in(seed, i))
+    return tf.cast(images, tf.float32)

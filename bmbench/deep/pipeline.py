@@ -197,16 +197,17 @@ def _decode_chunk(paths: list[str], settings: tuple) -> tuple[np.ndarray, np.nda
 Preprocess = Callable  # float32[b, s, s, 3] in [0, 255] -> model input (same shape)
 
 
-def _gather(images: np.ndarray, size: int):
-    """A tf.data map function: ``int64[b]`` row indices -> ``uint8[b, s, s, 3]``."""
+def _gather(images: np.ndarray, size: int, batch: int | None = None):
+    """A tf.data map function: ``int64[b]`` row indices -> ``uint8[b, s, s, 3]`` (``b`` is
+    static when ``batch`` is given)."""
     import tensorflow as tf
 
     def take(rows):
         return np.ascontiguousarray(images[rows])
 
     def fn(rows):
-        batch = tf.numpy_function(take, [rows], tf.uint8, stateful=False)
-        return tf.ensure_shape(batch, [None, size, size, 3])
+        batch_of = tf.numpy_function(take, [rows], tf.uint8, stateful=False)
+        return tf.ensure_shape(batch_of, [batch, size, size, 3])
     return fn
 
 
@@ -233,13 +234,11 @@ def training_batches(images: ImageSet, rows: np.ndarray, labels: np.ndarray, wei
     rows = np.asarray(rows, np.int64)
     y = tf.constant(np.asarray(labels, np.int32))
     w = tf.constant(np.asarray(weights, np.float32))
-    gather = _gather(images.images, images.size)
+    gather = _gather(images.images, images.size, batch_size)
     names = [a for a in augment if a != "none"]
 
     def make(step, pos):
-        x = tf.cast(gather(tf.gather(rows, pos)), tf.float32)
-        if names:
-            x = augment_batch(x, names, tf.stack([tf.cast(seed, tf.int64), step]))
+        x = augment_batch(gather(tf.gather(rows, pos)), names, tf.stack([tf.cast(seed, tf.int64), step]))
         if preprocess is not None:
             x = preprocess(x)
         return x, tf.gather(y, pos), tf.gather(w, pos)
