@@ -1,7 +1,8 @@
 """On-the-fly augmentation of training batches: one registry entry per transform.
 
-Every transform maps a batch ``float32[b, s, s, 3]`` with values in [0, 255] and a
-stateless seed ``int32[2]`` to a batch of the same shape, dtype and range. Random values
+Every transform maps a batch ``[b, s, s, 3]`` with values in [0, 255] and a stateless
+seed ``int32[2]`` to a batch of the same shape and range; geometric ones (flips, right-angle
+turns) are pixel maps composed and applied in one gather. Random values
 are drawn per image, so one batch never shares a single flip or colour shift. Seeds are
 stateless: the augmented images are a function of (seed, step), identical on every rerun.
 Cells have no preferred orientation, so flips and right-angle rotations are label-safe;
@@ -29,19 +30,24 @@ SATURATION = 0.1
 
 @dataclass(frozen=True)
 class Augmentation:
+    """A photometric transform: ``apply(images float32[b, s, s, 3], seed) -> same``. A
+    geometric one (``geometric=True``) only moves pixels: ``apply(b, seed)`` draws a variant
+    per image, ``int32[b]``, and ``maps(s)`` gives, per variant, the source pixel of every
+    output pixel, ``int[n_variants, s * s]`` (row-major)."""
+
     name: str
     description: str
-    apply: Callable  # (images [b, s, s, 3] in [0, 255], seed int32[2]) -> same
-    #: moves pixels without changing values: runs on the uint8 batch, before the float cast
+    apply: Callable
     geometric: bool = False
+    maps: Callable | None = None
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
 
 
-def _register(name: str, description: str, geometric: bool = False):
+def _register(name: str, description: str, maps: Callable | None = None):
     def wrap(fn):
-        AUGMENTATIONS[name] = Augmentation(name, description, fn, geometric)
+        AUGMENTATIONS[name] = Augmentation(name, description, fn, maps is not None, maps)
         return fn
     return wrap
 
@@ -51,31 +57,38 @@ def augmentation_names() -> list[str]:
     return [*AUGMENTATIONS, NONE]
 
 
-def _per_image(mask, b):
+def _pixel_index(s: int):
+    import numpy as np
+    return np.arange(s * s, dtype=np.int32).reshape(s, s)
+
+
+def _flip_maps(s: int):
+    import numpy as np
+
+    idx = _pixel_index(s)
+    return np.stack([idx, idx[:, ::-1], idx[::-1, :], idx[::-1, ::-1]]).reshape(4, -1)
+
+
+def _rotate_maps(s: int):
+    import numpy as np
+
+    idx = _pixel_index(s)
+    return np.stack([np.rot90(idx, k) for k in range(4)]).reshape(4, -1)
+
+
+@_register("flip", "random horizontal and vertical flips (each with probability 1/2)", _flip_maps)
+def _flip(b, seed):
     import tensorflow as tf
-    return tf.reshape(mask, [b, 1, 1, 1])
 
-
-@_register("flip", "random horizontal and vertical flips (each with probability 1/2)", geometric=True)
-def _flip(x, seed):
-    import tensorflow as tf
-
-    b = tf.shape(x)[0]
     u = tf.random.stateless_uniform([b, 2], seed)
-    x = tf.where(_per_image(u[:, 0] < 0.5, b), tf.reverse(x, [2]), x)
-    return tf.where(_per_image(u[:, 1] < 0.5, b), tf.reverse(x, [1]), x)
+    return tf.cast(u[:, 0] < 0.5, tf.int32) + 2 * tf.cast(u[:, 1] < 0.5, tf.int32)
 
 
-@_register("rotate90", "random rotation by 0, 90, 180 or 270 degrees (square images)", geometric=True)
-def _rotate90(x, seed):
+@_register("rotate90", "random rotation by 0, 90, 180 or 270 degrees (square images)", _rotate_maps)
+def _rotate90(b, seed):
     import tensorflow as tf
 
-    b = tf.shape(x)[0]
-    k = tf.random.stateless_uniform([b], seed, 0, 4, dtype=tf.int32)
-    out = x
-    for turns in (1, 2, 3):
-        out = tf.where(_per_image(tf.equal(k, turns), b), tf.image.rot90(x, turns), out)
-    return out
+    return tf.random.stateless_uniform([b], seed, 0, 4, dtype=tf.int32)
 
 
 @_register("brightness", f"add a random shift of at most {BRIGHTNESS:.0%} of the range")
@@ -124,14 +137,42 @@ def _saturation(x, seed):
 def augment_batch(images, names, seed):
     """Apply the transforms ``names`` (in order) to ``images`` ``[b, s, s, 3]`` in
     [0, 255] (uint8 or float32) and return float32; ``seed`` is an ``int32[2]`` stateless
-    seed. Geometric transforms run on uint8 input as it is (a quarter of the bytes to move;
-    same result), the cast comes just before the first photometric one. ``[]`` or
-    ``["none"]`` returns float32 input unchanged."""
+    seed. Consecutive geometric transforms are composed into one source-pixel map per image
+    and applied as a single gather on the batch as it is (uint8: a quarter of the bytes),
+    just before the first photometric transform or the end; the result equals applying them
+    one by one. ``[]`` or ``["none"]`` returns float32 input unchanged."""
     import tensorflow as tf
 
+    maps = None
     for i, name in enumerate(n for n in names if n != NONE):
         aug = AUGMENTATIONS[name]
-        if not aug.geometric:
-            images = tf.cast(images, tf.float32)
-        images = aug.apply(images, tf.random.experimental.stateless_fold_in(seed, i))
-    return tf.cast(images, tf.float32)
+        step_seed = tf.random.experimental.stateless_fold_in(seed, i)
+        if aug.geometric:
+            maps = _compose(maps, images, aug, step_seed)
+        else:
+            images = aug.apply(tf.cast(_remap(images, maps), tf.float32), step_seed)
+            maps = None
+    return tf.cast(_remap(images, maps), tf.float32)
+
+
+def _compose(maps, images, aug: Augmentation, seed):
+    """Per-image source maps ``int32[b, s * s]`` after also applying ``aug``: output pixel p
+    of the new step reads pixel ``table[p]`` of the previous step's output."""
+    import tensorflow as tf
+
+    b, s = tf.shape(images)[0], images.shape[1]
+    table = tf.constant(aug.maps(s))
+    step = tf.gather(table, aug.apply(b, seed))  # (b, s*s)
+    if maps is None:
+        return step
+    return tf.gather(maps, step, batch_dims=1)
+
+
+def _remap(images, maps):
+    import tensorflow as tf
+
+    if maps is None:
+        return images
+    shape = tf.shape(images)
+    flat = tf.reshape(images, [shape[0], -1, shape[3]])
+    return tf.reshape(tf.gather(flat, maps, batch_dims=1), shape)

@@ -37,6 +37,44 @@ def test_geometric_augmentations_only_move_pixels(batch, names):
     assert np.array_equal(np.sort(out.reshape(16, -1, 3), axis=1), before)
 
 
+def _one_by_one(x, names, seed_):
+    """Reference: each transform applied to the whole batch in turn, as tf.where selects."""
+    x = tf.cast(x, tf.float32)
+    for i, name in enumerate(names):
+        s = tf.random.experimental.stateless_fold_in(seed_, i)
+        b = x.shape[0]
+        if name == "flip":
+            u = tf.random.stateless_uniform([b, 2], s)
+            x = tf.where(tf.reshape(u[:, 0] < 0.5, [b, 1, 1, 1]), tf.reverse(x, [2]), x)
+            x = tf.where(tf.reshape(u[:, 1] < 0.5, [b, 1, 1, 1]), tf.reverse(x, [1]), x)
+        elif name == "rotate90":
+            k = tf.random.stateless_uniform([b], s, 0, 4, dtype=tf.int32)
+            out = x
+            for turns in (1, 2, 3):
+                out = tf.where(tf.reshape(tf.equal(k, turns), [b, 1, 1, 1]), tf.image.rot90(x, turns), out)
+            x = out
+        else:
+            x = AUGMENTATIONS[name].apply(x, s)
+    return x.numpy()
+
+
+@pytest.mark.parametrize("names", [["flip"], ["rotate90"], ["flip", "rotate90"], ["rotate90", "flip"],
+                                   ["flip", "brightness", "rotate90", "contrast"]])
+def test_composed_pixel_maps_equal_transforms_applied_one_by_one(batch, names):
+    out = augment_batch(batch, names, seed(6, 9)).numpy()
+    np.testing.assert_array_equal(out, _one_by_one(batch, names, seed(6, 9)))
+
+
+def test_uint8_batches_give_the_float_result():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (8, 16, 16, 3)).astype(np.uint8)
+    names = ["flip", "rotate90", "brightness"]
+    out = augment_batch(tf.constant(images), names, seed(2))
+    assert out.dtype == tf.float32
+    np.testing.assert_array_equal(out.numpy(), augment_batch(tf.constant(images.astype(np.float32)),
+                                                             names, seed(2)).numpy())
+
+
 def test_rotations_are_drawn_per_image():
     image = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3) % 256
     out = augment_batch(tf.constant(np.repeat(image[None], 64, axis=0)), ["rotate90"], seed(4)).numpy()
