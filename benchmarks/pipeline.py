@@ -3,7 +3,8 @@
 Same 1,400 Matek JPEGs (``../shared/datasets/matek_bm``, 7 class folders), 64 px, batches
 of 32, random flips and 90-degree rotations per image, 3 epochs, no model: images/s the
 pipeline delivers. bmbench decodes each image once into its cache (cold: included in
-epoch 1) and augments batches in tf.data; Keras decodes and resizes every epoch.
+epoch 1; ``train.jobs: -1``, a thread per core, as tf.data uses every core for Keras) and
+augments batches in tf.data; Keras decodes and resizes every epoch.
 Target: bmbench at least 2x Keras's images/s.
 
 Then two copies of the small CNN of ``recipes/small_cnn.yaml`` train, epochs alternating,
@@ -71,7 +72,7 @@ def _context(cache: Path):
     recipe = recipe_from_dict({"name": "pipeline_bench",
                                "dataset": {"kind": "matek_bm", "root": str(SHARED), "image_size": SIZE},
                                "model": {"family": "cnn"},
-                               "train": {"batch_size": BATCH, "augment": list(AUGMENT)}})
+                               "train": {"batch_size": BATCH, "augment": list(AUGMENT), "jobs": -1}})
     return RunContext.for_recipe(recipe, cache_dir=cache)
 
 

@@ -79,7 +79,7 @@ class TrainSpec:
     learning_rate: float = option(1e-3, gt=0.0, le=10.0, doc="initial learning rate")
     patience: int = option(5, ge=1, doc="early-stopping patience on the validation set")
     class_weight: Literal["balanced", "none"] = option("balanced", doc="weight classes by 1/frequency")
-    jobs: int = option(1, ge=-1, le=256, doc="parallel worker processes for image work (-1: all cores)")
+    jobs: int = option(1, ge=-1, le=256, doc="parallel workers for image work: feature-extraction processes, decoding threads (-1: all cores)")
     augment: tuple[str, ...] = option(
         ("flip", "rotate90"), choices=_augmentations,
         doc="on-the-fly augmentation of training images (deep families), or [none]")

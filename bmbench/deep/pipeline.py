@@ -24,6 +24,8 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -159,13 +161,7 @@ def _decode_all(paths: list[str], ctx, size: int, label: str) -> tuple[np.ndarra
     valid = np.zeros(len(paths), bool)
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     settings = (size, reader.keep_aspect, reader.on_bad_image, reader.max_pixels)
-    if ctx.jobs == 1 or len(chunks) <= 1:
-        results = (_decode_chunk(chunk, settings) for chunk in chunks)
-    else:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=ctx.jobs, return_as="generator", pre_dispatch="2*n_jobs")(
-            delayed(_decode_chunk)(chunk, settings) for chunk in chunks)
+    results = _decoded_chunks(chunks, settings, ctx.jobs)
     start = 0
     with progress(len(paths), label) as bar:
         for chunk, (block, ok, skipped) in zip(chunks, results):
@@ -175,6 +171,23 @@ def _decode_all(paths: list[str], ctx, size: int, label: str) -> tuple[np.ndarra
             start += len(chunk)
             bar.update(len(chunk))
     return images, valid
+
+
+def _decoded_chunks(chunks: list[list[str]], settings: tuple, jobs: int):
+    """``_decode_chunk`` results in order; with ``jobs > 1`` from that many threads (JPEG/PNG
+    decoding and resizing release the GIL, and nothing needs pickling back), at most
+    ``2 * jobs`` chunks in flight."""
+    if jobs == 1 or len(chunks) <= 1:
+        yield from (_decode_chunk(chunk, settings) for chunk in chunks)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_decode_chunk, chunk, settings))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _decode_chunk(paths: list[str], settings: tuple) -> tuple[np.ndarray, np.ndarray, dict]:
