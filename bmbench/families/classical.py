@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import numpy as np
 
 from ..progress import progress
 from ..schema import option
-from .classifiers import ClassifierSettings, get_classifier
+from .classifiers import get_classifier
 from .registry import Subset, register_family
-from .tabular import fit_classifier, predict_proba
+from .tabular import fit_for_run, predict_proba
 
 log = logging.getLogger("bmbench.run")
 
@@ -110,12 +109,6 @@ class ImageFile:
             return None
 
 
-def classifier_settings(opts: ClassicalOptions, ctx) -> ClassifierSettings:
-    # Trees use every core whatever train.jobs says: that setting is for image work.
-    return ClassifierSettings(opts.n_estimators, opts.max_depth, opts.learning_rate, opts.C,
-                              opts.early_stopping, ctx.recipe.seed, os.cpu_count() or 1)
-
-
 @register_family
 class Classical:
     name = "classical"
@@ -135,10 +128,8 @@ class Classical:
         settings = feature_settings(opts)
         x = feature_matrix(train.paths, settings, ctx, "features (train)")
         x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None
-        fitted = fit_classifier(opts.classifier, classifier_settings(opts, ctx), x, train.labels,
-                                x_val, val.labels if val is not None else None, len(train.classes),
-                                ctx.recipe.train.class_weight, ctx.cache_dir)
-        model = ClassicalModel(train.classes, opts, fitted, feature_names(settings))
+        model = ClassicalModel(train.classes, opts, fit_for_run(opts, ctx, x, train, x_val, val),
+                               feature_names(settings))
         model.log_top_features()
         return model
 

@@ -27,10 +27,10 @@ import numpy as np
 
 from ..errors import BmbenchError
 from ..schema import option
-from .classical import ClassicalOptions, _feature_families, classifier_settings, feature_matrix, feature_settings
+from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings
 from .classifiers import get_classifier
 from .registry import Subset, register_family
-from .tabular import fit_classifier, predict_proba
+from .tabular import fit_for_run, predict_proba
 
 log = logging.getLogger("bmbench.run")
 
@@ -76,9 +76,7 @@ class Hybrid:
                             ctx.recipe.seed)
         x = model.features(train.paths, ctx, "train", devices)
         x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
-        model.fitted = fit_classifier(opts.classifier, classifier_settings(opts, ctx), x, train.labels,
-                                      x_val, val.labels if val is not None else None,
-                                      len(train.classes), ctx.recipe.train.class_weight, ctx.cache_dir)
+        model.fitted = fit_for_run(opts, ctx, x, train, x_val, val)
         model.log_shares()
         return model
 

@@ -68,6 +68,18 @@ def fit_classifier(name: str, settings: ClassifierSettings, x: np.ndarray, label
     return fitted
 
 
+def fit_for_run(opts, ctx, x: np.ndarray, train, x_val: np.ndarray | None, val):
+    """:func:`fit_classifier` with a recipe's classifier options ``opts`` (``classifier``,
+    ``n_estimators``, ``max_depth``, ``learning_rate``, ``C``, ``early_stopping``), its seed,
+    class weighting and cache; ``train``/``val`` are the subsets ``x``/``x_val`` came from."""
+    # Trees use every core whatever train.jobs says: that setting is for image work.
+    settings = ClassifierSettings(opts.n_estimators, opts.max_depth, opts.learning_rate, opts.C,
+                                  opts.early_stopping, ctx.recipe.seed, os.cpu_count() or 1)
+    return fit_classifier(opts.classifier, settings, x, train.labels, x_val,
+                          val.labels if val is not None else None, len(train.classes),
+                          ctx.recipe.train.class_weight, ctx.cache_dir)
+
+
 def predict_proba(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:
     """``float64[n, n_classes]`` probabilities of ``x`` ``(n, d)``: NaN rows where ``x`` is
     unreadable; classes the classifier never saw in training get probability 0."""
