@@ -65,6 +65,14 @@ def paired_bootstrap(y_true, proba_a, proba_b, n_classes: int, metric: str,
     b = float(rb.metrics(whole, (metric,))[metric][0])
     idx = stratified_indices(y, n_resamples, seed)
     diff = ra.metrics(idx, (metric,))[metric] - rb.metrics(idx, (metric,))[metric]
+    return difference_result(metric, a, b, diff, n_resamples, level)
+
+
+def difference_result(metric: str, a: float, b: float, diff: np.ndarray, n_resamples: int,
+                      level: float) -> dict:
+    """The paired-comparison record from full-set values ``a``, ``b`` and the bootstrap
+    samples ``diff`` ``(n_resamples,)`` of ``a - b``: interval, p-value and which is better
+    (None when the interval contains 0; lower is better for losses)."""
     ci = percentile_interval(diff, level)
     better = None
     if ci is not None and (ci[0] > 0 or ci[1] < 0):

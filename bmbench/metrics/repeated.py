@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bootstrap import LEVEL, N_RESAMPLES, SEED, Resampler, percentile_interval, stratified_indices
-from .paired import bootstrap_p_value
-from .scores import LOWER_IS_BETTER
+from .paired import difference_result
 
 
 def _repeat_mean(y, probas, n_classes: int, metric: str, idx: np.ndarray) -> np.ndarray:
@@ -57,11 +56,4 @@ def paired_repeat_bootstrap(y_true, probas_a, probas_b, n_classes: int, metric: 
     idx = stratified_indices(y, n_resamples, seed)
     diff = (_repeat_mean(y, probas_a, n_classes, metric, idx)
             - _repeat_mean(y, probas_b, n_classes, metric, idx))
-    ci = percentile_interval(diff, level)
-    better = None
-    if ci is not None and (ci[0] > 0 or ci[1] < 0):
-        a_higher = ci[0] > 0
-        better = "b" if a_higher == (metric in LOWER_IS_BETTER) else "a"
-    return {"metric": metric, "a": a, "b": b, "difference": a - b, "ci": ci,
-            "p_value": bootstrap_p_value(diff), "n_resamples": n_resamples, "level": level,
-            "better": better}
+    return difference_result(metric, a, b, diff, n_resamples, level)
