@@ -104,3 +104,25 @@ def load():
         return load_dataset(dataset_spec(raw))
 
     return _load
+
+
+TINY_RECIPE = """
+name: tiny
+dataset:
+  kind: synthetic
+  n_per_class: 12
+  render_size: 64
+  image_size: 32
+split: {test: 0.25, val: 0.15}
+model: {family: baseline, pixels: 8}
+"""
+
+
+@pytest.fixture
+def recipe_path(tmp_path, monkeypatch) -> Path:
+    """A tiny baseline recipe on 48 synthetic 64 px cells (seconds to run), in ``tmp_path``
+    with its own empty cache."""
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_RECIPE)
+    return p

@@ -18,25 +18,7 @@ from bmbench.execution import LocalBackend
 from bmbench.recipe import load_recipe
 from bmbench.store import list_runs
 
-RECIPE = """
-name: tiny
-dataset:
-  kind: synthetic
-  n_per_class: 12
-  render_size: 64
-  image_size: 32
-split: {test: 0.25, val: 0.15}
-model: {family: baseline, pixels: 8}
-"""
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def recipe_path(tmp_path, monkeypatch):
-    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
-    p = tmp_path / "tiny.yaml"
-    p.write_text(RECIPE)
-    return p
 
 
 def tagged_runs(results):

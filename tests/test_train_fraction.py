@@ -12,16 +12,6 @@ from bmbench.recipe import load_recipe
 from bmbench.runner import run_recipe
 from bmbench.splits import Fold, Split, subsample_train
 
-RECIPE = """
-name: tiny
-dataset:
-  kind: synthetic
-  n_per_class: 12
-  render_size: 64
-  image_size: 32
-split: {test: 0.25, val: 0.15}
-model: {family: baseline, pixels: 8}
-"""
 
 
 def _split(labels):
@@ -59,10 +49,8 @@ def test_subsample_is_stratified_nested_deterministic_and_keeps_val_and_test():
     assert sorted(np.unique(labels[tiny.folds[0].train])) == [0, 1, 2, 3] and len(tiny.folds[0].train) == 4
 
 
-def test_runs_with_a_fraction_are_scored_on_the_same_test_images(tmp_path, monkeypatch):
-    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
-    path = tmp_path / "tiny.yaml"
-    path.write_text(RECIPE)
+def test_runs_with_a_fraction_are_scored_on_the_same_test_images(recipe_path, tmp_path):
+    path = recipe_path
     full = run_recipe(path, tmp_path / "r")
     half = run_recipe(path, tmp_path / "r", ("train.fraction=0.5",))
     fa, fb = (json.loads((f / "run.json").read_text()) for f in (full, half))
@@ -76,8 +64,6 @@ def test_runs_with_a_fraction_are_scored_on_the_same_test_images(tmp_path, monke
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "half"])
-def test_fraction_outside_0_1_is_a_recipe_error(tmp_path, value):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(RECIPE)
+def test_fraction_outside_0_1_is_a_recipe_error(recipe_path, value):
     with pytest.raises(RecipeError, match="train.fraction"):
-        load_recipe(path, [f"train.fraction={value}"])
+        load_recipe(recipe_path, [f"train.fraction={value}"])
