@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import logging
 import random
@@ -155,6 +156,8 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
         log.info("fold %d/%d", i + 1, len(split.folds))
     train = _subset(table, fold.train)
     val = _subset(table, fold.val) if len(fold.val) else None
+    for library in getattr(family, "libraries", ()):
+        importlib.import_module(library)  # start-up (seconds for Keras) is not training time
     t0 = time.perf_counter()
     model = family.fit(train, val, ctx)
     fit_s = time.perf_counter() - t0

@@ -43,6 +43,7 @@ def pixel_matrix(paths, ctx, pixels: int, label: str) -> np.ndarray:
 @register_family
 class Baseline:
     name = "baseline"
+    libraries = ("sklearn.linear_model",)
     description = "logistic regression on downsampled pixels (the floor)"
     Options = BaselineOptions
 

@@ -112,6 +112,7 @@ class ImageFile:
 @register_family
 class Classical:
     name = "classical"
+    libraries = ("xgboost",)
     description = "handcrafted shape/colour/texture features of the segmented cell + XGBoost"
     Options = ClassicalOptions
     uses_image_size = False  # features are computed at native resolution (or feature_size)

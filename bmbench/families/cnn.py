@@ -60,6 +60,7 @@ def build_cnn(size: int, n_classes: int, depth: int = 4, width: int = 32, dropou
 @register_family
 class CNN:
     name = "cnn"
+    libraries = ("keras",)
     description = "small CNN (conv-BN-ReLU blocks, global pooling, dropout) trained from scratch"
     Options = CNNOptions
 

@@ -53,6 +53,7 @@ class HybridOptions(ClassicalOptions):
 @register_family
 class Hybrid:
     name = "hybrid"
+    libraries = ("keras", "xgboost")
     description = "handcrafted features + frozen-backbone embeddings (cached) + XGBoost or another classifier"
     Options = HybridOptions
 

@@ -3,7 +3,9 @@
 A family is a class with ``name``, ``description``, an ``Options`` dataclass (its recipe
 keys under ``model:``), ``fit(train, val, ctx) -> FittedModel`` and
 ``load(folder, recipe, ctx) -> FittedModel``. Modules import heavy libraries (TensorFlow,
-XGBoost) inside methods, so reading recipes stays fast.
+XGBoost) inside methods, so reading recipes stays fast; a family's optional ``libraries``
+(module names) are imported by the runner before it starts timing ``fit``, so
+``timings.fit_seconds`` is training, not library start-up.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ def weights_label(weights: str) -> str:
 @register_family
 class Transfer:
     name = "transfer"
+    libraries = ("keras",)
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
     Options = TransferOptions
 
