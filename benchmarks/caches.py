@@ -22,6 +22,7 @@ training images; predict = the test images).
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -81,11 +82,15 @@ def _pair(recipe: str, sets: tuple[str, ...], tmp: Path) -> list[tuple[float, di
 
 
 def run(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks caches")
+    parser.add_argument("--only", choices=("features", "embeddings"), help="one of the two caches")
+    only = {"features": "Feature cache", "embeddings": "Embedding cache", None: None}[
+        parser.parse_args(argv or []).only]
     sections: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="bmbench-cache-") as tmp:
         weights = None
         for i, (section, recipe, label, sets, per_class) in enumerate(CASES):
-            if any("shared" in s for s in sets) and not SHARED.is_dir():
+            if (only and section != only) or (any("shared" in s for s in sets) and not SHARED.is_dir()):
                 continue
             if per_class:
                 sets = sets + _synthetic(Path(tmp) / f"cells{per_class}", per_class)
