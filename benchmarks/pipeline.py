@@ -8,9 +8,10 @@ augments batches in tf.data; Keras decodes and resizes every epoch.
 Target: bmbench at least 2x Keras's images/s.
 
 Then two copies of the small CNN of ``recipes/small_cnn.yaml`` train, epochs alternating,
-one fed by bmbench's pipeline, one by the same images already in memory as float32 batches
-(no decoding, no augmentation: the fastest possible input); the first epoch (tracing) is
-left out, the median epoch counts. Target: within 10% (the input is not the bottleneck).
+one fed by bmbench's pipeline, one by the same images already in memory as whole float32
+batches served in turn (no decoding, gathering or augmentation: the fastest possible
+input); the first epoch (tracing) is left out, the fastest epoch of each counts (see
+:func:`training_rates`); which copy goes first alternates by round. Target: within 10% (the input is not the bottleneck).
 Epochs alternate in both parts so drifting load on a shared machine hits both sides.
 """
 
@@ -96,9 +97,11 @@ def pipeline_rates(paths, labels, cache: Path, steps: int) -> tuple[list[float],
     return rates
 
 
-def training_rates(paths, labels, n_classes: int, cache: Path, rounds: int = 4) -> tuple[float, float]:
+def training_rates(paths, labels, n_classes: int, cache: Path, rounds: int = 6) -> tuple[float, float]:
     """Small-CNN training images/s fed by bmbench's pipeline and from memory: two identical
-    models, epochs alternating, the first (tracing) left out, median of the rest."""
+    models, epochs alternating, the first (tracing) left out, the fastest of the rest (this
+    shared machine drops to about 60% speed at random moments, for whole epochs; the fastest
+    epoch is each feed's rate when it is not throttled, as ``timeit`` takes the minimum)."""
     import tensorflow as tf
 
     from bmbench.deep.pipeline import load_images, steps_per_epoch, training_batches
@@ -108,9 +111,12 @@ def training_rates(paths, labels, n_classes: int, cache: Path, rounds: int = 4) 
     images = load_images(paths, ctx, "decoding")
     steps = steps_per_epoch(len(paths), BATCH)
     fed = training_batches(images, np.arange(len(paths)), labels, np.ones(len(paths)), BATCH, AUGMENT, 0)
-    x = np.asarray(images.images, np.float32)
-    memory = (tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int32), np.ones(len(x), np.float32)))
-              .shuffle(len(x), seed=0).repeat().batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    # The fastest input there is: whole float32 batches already in memory, served in turn.
+    n = steps * BATCH if steps * BATCH <= len(paths) else (len(paths) // BATCH) * BATCH
+    order = np.random.default_rng(0).permutation(len(paths))[:n]
+    x = np.asarray(images.images, np.float32)[order].reshape(-1, BATCH, SIZE, SIZE, 3)
+    y = labels[order].astype(np.int32).reshape(-1, BATCH)
+    memory = tf.data.Dataset.from_tensor_slices((x, y, np.ones(y.shape, np.float32))).cache().repeat()
     models = []
     for _ in range(2):
         tf.keras.utils.set_random_seed(0)
@@ -118,13 +124,14 @@ def training_rates(paths, labels, n_classes: int, cache: Path, rounds: int = 4) 
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         models.append(model)
     rates = ([], [])
+    feeds = (fed, memory)
     for r in range(rounds):
-        for i, data in enumerate((fed, memory)):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):  # who goes first alternates too
             t0 = time.perf_counter()
-            models[i].fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+            models[i].fit(feeds[i], steps_per_epoch=steps, epochs=1, verbose=0)
             if r:
                 rates[i].append(steps * BATCH / (time.perf_counter() - t0))
-    return float(np.median(rates[0])), float(np.median(rates[1]))
+    return float(np.max(rates[0])), float(np.max(rates[1]))
 
 
 def run(argv: list[str] | None = None) -> str:
@@ -145,7 +152,7 @@ def run(argv: list[str] | None = None) -> str:
             "| pipeline | epoch 1 | epoch 2 | epoch 3 |\n|---|---|---|---|\n" + "\n".join(rows) +
             f"\n\nbmbench / Keras: **{overall:.1f}x** over the 3 epochs (epoch 1 includes bmbench's "
             f"one-time decode), **{steady:.1f}x** from epoch 2 on (target 2x).\n\n"
-            f"Small CNN (`recipes/small_cnn.yaml` architecture) training, median of epochs 2-4: fed by "
+            f"Small CNN (`recipes/small_cnn.yaml` architecture) training, fastest of epochs 2-6: fed by "
             f"bmbench's pipeline {fed:,.0f} images/s, from float32 batches already in memory "
             f"{memory:,.0f} images/s: **{fed / memory:.2f}x** (target within 10%, i.e. >= 0.90x).")
     write_section("Deep input pipeline vs image_dataset_from_directory", body)
