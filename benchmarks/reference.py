@@ -7,7 +7,7 @@ cross-data-set recipes run into ``cross_runs/`` and give ``cross.md``/``cross.cs
 command with its wall time. A command already logged in ``runs/commands.json`` is skipped,
 so an interrupted build resumes; ``--force`` reruns.
 
-    python -m benchmarks reference [--only RECIPE ...] [--force] [--tables]
+    python -m benchmarks reference [--only RECIPE ...] [--sets SET ...] [--force] [--tables]
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ def _recipe(name: str) -> str:
     return f"recipes/{name}.yaml"
 
 
-def commands(only: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
+def commands(only: tuple[str, ...] = (), sets: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
     """``(key, argv after 'bmbench')`` for every run of the reference build."""
     out = []
     for recipe in RECIPES:
         for name, (kind, folder) in SETS.items():
+            if sets and name not in sets:
+                continue
             args = ["run", _recipe(recipe), "--set", f"dataset.kind={kind}", "--set",
                     f"dataset.root={os.path.relpath(SHARED / folder, REPO)}"]
             out.append((f"{recipe}@{name}", args))
@@ -68,9 +70,9 @@ def _log() -> dict:
     return json.loads(LOG.read_text()) if LOG.exists() else {}
 
 
-def build(only: tuple[str, ...], force: bool) -> None:
+def build(only: tuple[str, ...], sets: tuple[str, ...], force: bool) -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
-    for key, args in commands(only):
+    for key, args in commands(only, sets):
         log = _log()
         if key in log and not force:
             continue
@@ -116,6 +118,7 @@ def _commands_md() -> str:
 def run(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks reference")
     parser.add_argument("--only", nargs="+", default=(), choices=RECIPES + CROSS)
+    parser.add_argument("--sets", nargs="+", default=(), choices=tuple(SETS), help="only these data sets")
     parser.add_argument("--force", action="store_true", help="rerun commands already logged")
     parser.add_argument("--tables", action="store_true", help="only rebuild the tables")
     opts = parser.parse_args(argv or [])
@@ -124,5 +127,5 @@ def run(argv: list[str] | None = None) -> str:
     if not SHARED.is_dir():
         raise SystemExit(f"needs the real data sets under {SHARED}")
     if not opts.tables:
-        build(tuple(opts.only), opts.force)
+        build(tuple(opts.only), tuple(opts.sets), opts.force)
     return tables()

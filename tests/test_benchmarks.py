@@ -44,6 +44,7 @@ def test_reference_build_runs_every_shipped_recipe_on_every_set_with_three_seeds
         assert args[args.index("--repeats") + 1] == "3"
         assert "--results-dir" in args and not Path(args[args.index("--results-dir") + 1]).is_absolute()
     assert set(dict(reference.commands(("small_cnn",)))) == {f"small_cnn@{s}" for s in reference.SETS}
+    assert set(dict(reference.commands(("small_cnn",), ("pbc",)))) == {"small_cnn@pbc"}
 
 
 def test_reference_scratch_stores_are_not_committed():
