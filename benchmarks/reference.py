@@ -103,11 +103,17 @@ def _commands_md() -> str:
     rows = ["| run | wall s | command |", "|---|---|---|"]
     rows += [f"| {key} | {entry['wall_s']:.0f} | `{entry['command']}` |" for key, entry in log.items()]
     total = sum(e["wall_s"] for e in log.values())
+    pending = [key for key, _ in commands() if key not in log]
     body = (f"Machine: {machine()}\n\nEach line runs {SEEDS} seeds on one split. Total wall time "
-            f"of the reference build: **{total / 60:.1f} min** ({len(log)} commands).\n\n"
+            f"of the reference build: **{total / 60:.1f} min** ({len(log)} commands), an upper bound "
+            "when the machine was shared while it ran (this build's first run shared it with the "
+            "benchmarks and the test suite, and was paused while they measured).\n\n"
             + "\n".join(rows) + "\n\nThen, for each set: `bmbench leaderboard --results-dir "
             f"{RUNS.relative_to(REPO)} --dataset KIND --format markdown` (and `--format csv`); for "
             f"the cross-data-set table, `--results-dir {CROSS_RUNS.relative_to(REPO)}`.\n")
+    if pending:
+        body += (f"\nNot run yet: {', '.join(pending)}. `python -m benchmarks reference` runs "
+                 "what is missing and rebuilds the tables.\n")
     (OUT / "COMMANDS.md").write_text("# Reference leaderboards: how they were made\n\nRun "
                                      "`python -m benchmarks reference` from the repository root "
                                      "(needs ../shared/datasets).\n\n" + body)
