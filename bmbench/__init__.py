@@ -9,6 +9,10 @@ import os as _os
 # machine that made an XGBoost fit 6x slower in our measurements. Users can still override.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import tf_log as _tf_log  # noqa: E402
+
+_tf_log.install()
+
 __version__ = "0.1.0"
 __all__ = ["load_recipe", "run_recipe", "load_run", "__version__"]
 

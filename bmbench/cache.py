@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
+
+from .atomic import open_atomic
 
 ENV_VAR = "BMBENCH_CACHE"
 
@@ -101,17 +102,8 @@ class ArrayCache:
             raise ValueError("ArrayCache stores numeric/string arrays only, not object arrays")
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with open_atomic(path, "wb") as f:
+            np.save(f, array, allow_pickle=False)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """``{key: array}`` for the keys present (misses are left out)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -10,6 +11,7 @@ import click
 from . import __version__
 from .errors import BmbenchError
 from .progress import set_quiet
+from .tf_log import ENV_VAR
 
 
 class _Group(click.Group):
@@ -47,8 +49,12 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="bmbench")
-def main():
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also show TensorFlow's native start-up log (as BMBENCH_TF_LOG=1 does).")
+def main(verbose):
     """Benchmark methods for classifying blood and bone-marrow cell images."""
+    if verbose:
+        os.environ[ENV_VAR] = "1"
 
 
 @main.command()
@@ -146,7 +152,7 @@ def _emit(text: str, out: str | None) -> None:
         click.echo(text, nl=False)
         return
     from pathlib import Path
-    from .store import write_text
+    from .atomic import write_text
 
     try:
         write_text(Path(out), text)

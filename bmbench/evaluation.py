@@ -22,7 +22,7 @@ from .context import RunContext
 from .datasets import load_dataset
 from .errors import DatasetError
 from .metrics.scores import compute_metrics
-from .store import write_json
+from .atomic import write_json
 
 log = logging.getLogger("bmbench.run")
 

@@ -33,6 +33,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .atomic import write_bytes
 from .errors import BmbenchError, StoreError
 
 log = logging.getLogger("bmbench.execution")
@@ -197,10 +198,7 @@ def store_bundle(results: str | os.PathLike, bundle: dict) -> Path:
             target = splits / _safe_name(name)
             if not target.exists():
                 splits.mkdir(parents=True, exist_ok=True)
-                fd, part = tempfile.mkstemp(dir=splits, prefix=".tmp-")
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(part, target)
+                write_bytes(target, data)
         os.rename(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

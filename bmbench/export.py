@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import replacing
 from .errors import BmbenchError
 from .progress import progress
 
@@ -88,19 +89,16 @@ def export_features(source: ExportSource, out: str | os.PathLike, jobs: int = 1,
     if out.suffix.lower() not in TABLE_FORMATS:
         raise BmbenchError(f"--out {out}: use a .csv or .parquet file name")
     cache = ArrayCache((cache_dir or default_root()) / "features")
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with TableWriter(tmp) as writer, progress(len(source.dataset), "features") as bar:
+        with replacing(out) as tmp, TableWriter(tmp) as writer, \
+                progress(len(source.dataset), "features") as bar:
             for start in range(0, len(source.dataset), STREAM_ROWS):
                 rows = slice(start, start + STREAM_ROWS)
                 writer.write(_block(source, rows, jobs, cache, extract))
                 bar.update(len(source.dataset.frame.iloc[rows]))
-        os.replace(tmp, out)
     except OSError as exc:
         raise BmbenchError(f"{out}: cannot write the features table ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     write_data_dictionary(out.with_suffix(".features.json"), source.settings)
     return out
 

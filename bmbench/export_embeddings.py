@@ -11,7 +11,6 @@ unreadable images are empty (NaN). Nothing is trained.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import replacing, write_json
 from .errors import BmbenchError
 
 log = logging.getLogger("bmbench.run")
@@ -93,21 +93,17 @@ def export_embeddings(job: EmbeddingJob, out: str | os.PathLike, cache_dir: Path
     ctx = RunContext.for_recipe(recipe, cache_dir=cache_dir)
     devices = prepare_devices(ctx)
     spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     unreadable, dims = 0, 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with TableWriter(tmp) as table:
+        with replacing(out) as tmp, TableWriter(tmp) as table:
             for start in range(0, len(job.table), BLOCK_ROWS):
                 block, bad = _block(job, slice(start, start + BLOCK_ROWS), spec, ctx, devices)
                 table.write(block)
                 unreadable += bad
                 dims = block.shape[1] - 4
-        os.replace(tmp, out)
     except OSError as exc:
         raise BmbenchError(f"{out}: cannot write the embeddings table ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     _write_dictionary(out.with_suffix(".features.json"), recipe, spec, dims, unreadable)
     if unreadable:
         log.warning("%d unreadable images have empty rows", unreadable)
@@ -146,4 +142,4 @@ def _write_dictionary(path: Path, recipe, spec, dims: int, unreadable: int) -> N
                          "unit": "", "description": f"dimension {i} of {opts.backbone}'s last feature "
                                                     f"map, {opts.pooling}-pooled over the image"}
                         for i in range(dims)]}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(path, doc)

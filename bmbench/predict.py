@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .atomic import open_atomic
 from .context import RunContext
 from .errors import BmbenchError
 from .families.registry import get_family
@@ -159,22 +160,17 @@ def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top
     """
     top_k = max(1, min(top_k, len(run.classes)))
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out.parent if out.parent.exists() else None, suffix=".csv")
     n_done = 0
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(_header(run.classes, top_k))
-            for start in range(0, len(paths), batch_size):
-                batch = paths[start:start + batch_size]
-                proba = run.predict_proba(batch)
-                n_done += _write_rows(writer, batch, proba, run.classes, top_k)
-                if progress:
-                    progress(len(batch))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open_atomic(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(_header(run.classes, top_k))
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start:start + batch_size]
+            proba = run.predict_proba(batch)
+            n_done += _write_rows(writer, batch, proba, run.classes, top_k)
+            if progress:
+                progress(len(batch))
     return n_done, {p: r for p, r in run.skipped.items() if p in set(paths)}
 
 

@@ -27,7 +27,8 @@ from .recipe import Recipe, dump_recipe, load_recipe
 from .audit import recipe_split
 from .splits import Split, subsample_train
 from .errors import DatasetError, StoreError
-from .store import RunWriter, results_dir, write_json, write_text
+from .atomic import write_json, write_text
+from .store import RunWriter, results_dir
 
 log = logging.getLogger("bmbench.run")
 WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}

@@ -12,14 +12,13 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text
 from .datasets.table import DatasetTable
 from .errors import DatasetError
 from .recipe import SplitSpec
@@ -273,10 +272,7 @@ def _write(store: Path, fp: str, table: DatasetTable, settings: dict, folds) -> 
             "folds": [{part: rel[getattr(f, part)].tolist() for part in ("train", "val", "test")}
                       for f in folds]}
     store.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, store / f"{fp}.json")
+    write_text(store / f"{fp}.json", json.dumps(data))
 
 
 def _read(store: Path, fp: str, table: DatasetTable):

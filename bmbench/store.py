@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,6 @@ from pathlib import Path
 from .errors import StoreError
 
 log = logging.getLogger(__name__)
-RUN_FILES = ("run.json", "metrics.json")
 
 
 def results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -32,34 +30,6 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
 def new_run_id(name: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{name}-{secrets.token_hex(3)}"
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
-    write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class RunWriter:

@@ -32,7 +32,8 @@ from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED
 from ..metrics.paired import holm
 from ..metrics.repeated import paired_repeat_bootstrap, repeat_mean_ci
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
-from ..store import RunRecord, list_runs, write_text
+from ..atomic import write_bytes, write_text
+from ..store import RunRecord, list_runs
 from .spec import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_value
 from .sweep import ablation_folder, read_manifest, task_key
 
@@ -594,7 +595,7 @@ def write_report(report: AblationReport, results: Path) -> dict[str, Path]:
         paths = {}
         for metric, data in figures.items():
             paths[f"{metric}.png"] = folder / f"{metric}.png"
-            paths[f"{metric}.png"].write_bytes(data)
+            write_bytes(paths[f"{metric}.png"], data)
         for name, text in (("summary.md", to_markdown(report)), ("summary.csv", to_csv(report)),
                            ("best_per_axis.csv", report.best.to_csv(index=False)),
                            ("summary.html", to_html(report, figures))):

@@ -18,7 +18,8 @@ from typing import Callable
 
 from ..errors import BmbenchError
 from ..execution import Task, TaskResult
-from ..store import list_runs, write_json
+from ..atomic import write_json
+from ..store import list_runs
 from .spec import Ablation
 
 log = logging.getLogger("bmbench.ablation")

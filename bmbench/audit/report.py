@@ -138,7 +138,7 @@ def to_dict(r: AuditResult) -> dict:
 
 def write_reports(r: AuditResult, out: str | os.PathLike, sheet: int = 24) -> dict[str, Path]:
     """Write every report file into ``out``; returns ``{name: path}`` (also kept in ``r.files``)."""
-    from ..store import write_text
+    from ..atomic import open_atomic, write_text
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -147,11 +147,12 @@ def write_reports(r: AuditResult, out: str | os.PathLike, sheet: int = 24) -> di
         out.mkdir(parents=True, exist_ok=True)
         files = {k: out / v for k, v in FILES.items()}
         r.files = files
-        r.pairs.loc[:, list(PAIR_CSV_COLUMNS)].to_csv(files["pairs"], index=False)
-        cluster_table(r).to_csv(files["clusters"], index=False)
+        write_text(files["pairs"], r.pairs.loc[:, list(PAIR_CSV_COLUMNS)].to_csv(index=False))
+        write_text(files["clusters"], cluster_table(r).to_csv(index=False))
         worst = r.pairs.head(sheet)
         thumbs = _thumbnails(r, worst)
-        contact_sheet(r, worst, thumbs).save(files["png"], optimize=True)
+        with open_atomic(files["png"], "wb") as fh:
+            contact_sheet(r, worst, thumbs).save(fh, format="PNG", optimize=True)
         write_text(files["html"], contact_sheet_html(r, worst, thumbs, files["png"].name))
         write_text(files["text"], render_text(r))
         write_text(files["json"], json.dumps(to_dict(r), indent=2) + "\n")

@@ -32,13 +32,14 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 from scipy.special import ndtri
+
+from ..atomic import temporary_sibling
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("blast", "lymphocyte", "monocyte", "neutrophil")
 
@@ -375,8 +376,8 @@ def generate(root: str | os.PathLike, n_per_class: int, seed: int = 0, size: int
         raise FileExistsError(f"{root} exists and is not a synthetic data set; "
                               "remove it or pick another root")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    os.chmod(tmp, 0o755)
+    tmp = temporary_sibling(root)
+    tmp.mkdir()
     try:
         _write(tmp, params)
         _install(tmp, root, params)

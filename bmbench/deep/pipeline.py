@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import open_atomic
 from ..cache import key_for
 from ..progress import progress
 
@@ -145,14 +145,8 @@ class _Store:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_atomic(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _decode_all(paths: list[str], ctx, size: int, label: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import building_dir
 from ..cache import key_for
 from .classifiers import ClassifierSettings, class_weights, get_classifier
 
@@ -130,11 +130,9 @@ def _store(clf, fitted, folder: Path) -> None:
     complete entry or none; a failure to cache never fails the run."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name[:16]}."))
-        clf.save(fitted, tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process stored the same fit first
-            shutil.rmtree(tmp, ignore_errors=True)
+        with building_dir(folder) as tmp:
+            clf.save(fitted, tmp)
     except OSError as exc:
+        if folder.is_dir():  # another process stored the same fit first
+            return
         log.warning("could not cache the fitted classifier (%s); the run goes on", exc)

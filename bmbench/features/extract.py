@@ -8,7 +8,6 @@ families in :data:`~bmbench.features.registry.FAMILIES` order of ``settings.fami
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,6 +17,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from ..atomic import write_json
 from ..cache import ArrayCache, key_for
 from .regions import CellView
 from .registry import FAMILIES, check_families, specs_for
@@ -25,7 +25,7 @@ from .segmentation import Segmentation, check_method, segment
 
 #: Bump whenever any feature's value can change (segmentation, formulas, defaults): it is
 #: part of every cache key, so stale cached vectors are never reused.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 #: Flags a segmentation can raise, in bit order for the cached flag bitmask.
 FLAG_NAMES: tuple[str, ...] = ("nucleus_empty", "cell_empty", "cell_touches_border", "cell_too_large")
@@ -82,7 +82,7 @@ def write_data_dictionary(path: str | os.PathLike, settings: FeatureSettings = F
         path = path / "features.json"
     doc = {"feature_version": FEATURE_VERSION, "settings": settings.as_dict(),
            "features": data_dictionary(settings)}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(path, doc)
     return path
 
 

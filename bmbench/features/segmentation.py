@@ -117,7 +117,10 @@ def _scores(image: np.ndarray) -> _Scores:
         background = cv2.mean(rgb, mask=bright)[:3]
     else:
         background = (255.0, 255.0, 255.0)
-    diff = cv2.absdiff(rgb, np.array(background, np.float64).reshape(1, 3)).astype(np.float32)
+    # OpenCV 4 rounds a scalar to uint8 before subtracting, OpenCV 5 rounds the result:
+    # rounding first gives both the same pixels. A 4-tuple is always a per-channel scalar
+    # (OpenCV 5 reads a (1, 3) array as a matrix on one-pixel-wide images).
+    diff = cv2.absdiff(rgb, (*np.rint(background), 0.0)).astype(np.float32)
     dist = cv2.sqrt(cv2.transform(cv2.multiply(diff, diff), np.ones((1, 3), np.float32)))
     foreground = cv2.convertScaleAbs(dist)
     return _Scores(rgb, nucleus, foreground, valid)
@@ -405,19 +408,18 @@ def _segment_work(image: np.ndarray, method: str) -> _WorkResult:
 
 
 def _upsample(mask: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None
-              ) -> np.ndarray:
+               ) -> np.ndarray:
     """Smooth upscaling (bilinear, cut at one half) of a bool mask to ``shape``, or only the
-    part ``box = (y0, y1, x0, x1)`` of that upscaled mask (sampled exactly as the full one)."""
+    part ``box = (y0, y1, x0, x1)`` of that upscaled mask.
+
+    Always a crop of one full :func:`cv2.resize`: ``warpAffine`` on the box alone rounds
+    coordinates differently in OpenCV 4.x, 5.0 and 5.1, and features must not depend on that."""
     src = mask.view(np.uint8) * np.uint8(255)
+    up = cv2.resize(src, shape[::-1], interpolation=cv2.INTER_LINEAR) > 127
     if box is None:
-        return cv2.resize(src, shape[::-1], interpolation=cv2.INTER_LINEAR) > 127
+        return up
     y0, y1, x0, x1 = box
-    sy, sx = mask.shape[0] / shape[0], mask.shape[1] / shape[1]
-    # cv2.resize samples source (x + 0.5) * sx - 0.5 for output pixel x.
-    m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]])
-    up = cv2.warpAffine(src, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                        borderMode=cv2.BORDER_REPLICATE)
-    return up > 127
+    return up[y0:y1, x0:x1]
 
 
 def _full_scale_nucleus(image: np.ndarray, work: _WorkResult, cell: np.ndarray) -> np.ndarray:

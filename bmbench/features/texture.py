@@ -172,8 +172,10 @@ def glcm_features(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if not valid.any():
         return out.ravel()
     props = glcm_properties(glcm / np.where(valid, totals, 1.0))
-    with np.errstate(invalid="ignore"):
-        out[:] = np.nanmean(np.where(valid, props, np.nan), axis=2)
+    # The mean over the angles with pixel pairs (np.nanmean's arithmetic, without its
+    # warning): NaN at a distance that no pair of pixels in the region spans.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[:] = np.where(valid, props, 0.0).sum(axis=2) / valid.sum(axis=1)
     return out.ravel()
 
 

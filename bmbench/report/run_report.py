@@ -20,7 +20,8 @@ import pandas as pd
 from ..errors import BmbenchError
 from ..metrics.bootstrap import LEVEL
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
-from ..store import RunRecord, load_record, write_text
+from ..atomic import write_bytes, write_text
+from ..store import RunRecord, load_record
 from . import html as H
 from . import plots
 
@@ -81,7 +82,7 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     try:
         folder.mkdir(exist_ok=True)
         for name, png in figures.items():
-            (folder / f"{name}.png").write_bytes(png)
+            write_bytes(folder / f"{name}.png", png)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, text)
     except OSError as exc:
