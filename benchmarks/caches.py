@@ -58,7 +58,7 @@ def _weights_file(folder: Path) -> Path:
 
 def _synthetic(root: Path, per_class: int) -> tuple[str, ...]:
     """Draw the cells before timing (a user's images exist before their first run)."""
-    from bmbench.datasets.synthetic import generate
+    from bmbench.data.synthetic import generate
 
     generate(root, per_class, seed=0, size=128)
     return (f"dataset.root={root}", f"dataset.n_per_class={per_class}", "dataset.render_size=128")

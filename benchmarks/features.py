@@ -45,7 +45,7 @@ def one_core():
 
 
 def bmbench_rate(paths, jobs: int) -> tuple[float, int]:
-    from bmbench.datasets.imageio import read_rgb
+    from bmbench.data.imageio import read_rgb
     from bmbench.features.extract import FeatureSettings, extract_many
 
     t = time.perf_counter()
@@ -57,7 +57,7 @@ def radiomics_inputs(paths):
     """(grey image, nucleus mask) SimpleITK pairs, made outside the timed part."""
     import SimpleITK as sitk
 
-    from bmbench.datasets.imageio import read_rgb
+    from bmbench.data.imageio import read_rgb
     from bmbench.features.segmentation import segment
 
     inputs = []

@@ -15,7 +15,7 @@ SIZES = (2_000, 20_000)
 
 
 def run(argv: list[str] | None = None, sizes=SIZES) -> str:
-    from bmbench.datasets.synthetic import generate
+    from bmbench.data.synthetic import generate
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bmbench-mem-") as tmp:

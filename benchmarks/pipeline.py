@@ -67,8 +67,8 @@ def keras_batches():
 
 
 def _context(cache: Path):
-    from bmbench.context import RunContext
-    from bmbench.recipe import recipe_from_dict
+    from bmbench.runs.context import RunContext
+    from bmbench.config.recipe import recipe_from_dict
 
     recipe = recipe_from_dict({"name": "pipeline_bench",
                                "dataset": {"kind": "matek_bm", "root": str(SHARED), "image_size": SIZE},
@@ -80,11 +80,11 @@ def _context(cache: Path):
 def pipeline_rates(paths, labels, cache: Path, steps: int) -> tuple[list[float], list[float]]:
     """Images/s per epoch of bmbench's and Keras's pipelines, epochs alternating. bmbench's
     epoch 1 includes decoding into its (cold) cache, as in a first run."""
-    from bmbench.deep.pipeline import load_images, training_batches
+    from bmbench.deep.pipeline import training_batches
 
     ctx = _context(cache)
     t0 = time.perf_counter()
-    images = load_images(paths, ctx, "decoding")
+    images = ctx.load_images(paths, "decoding")
     decode_s = time.perf_counter() - t0
     ours = iter(training_batches(images, np.arange(len(paths)), labels, np.ones(len(paths)), BATCH, AUGMENT, 0))
     theirs = iter(keras_batches())
@@ -104,11 +104,11 @@ def training_rates(paths, labels, n_classes: int, cache: Path, rounds: int = 6) 
     epoch is each feed's rate when it is not throttled, as ``timeit`` takes the minimum)."""
     import tensorflow as tf
 
-    from bmbench.deep.pipeline import load_images, steps_per_epoch, training_batches
-    from bmbench.families.cnn import build_cnn
+    from bmbench.deep.pipeline import steps_per_epoch, training_batches
+    from bmbench.models.families.cnn import build_cnn
 
     ctx = _context(cache)
-    images = load_images(paths, ctx, "decoding")
+    images = ctx.load_images(paths, "decoding")
     steps = steps_per_epoch(len(paths), BATCH)
     fed = training_batches(images, np.arange(len(paths)), labels, np.ones(len(paths)), BATCH, AUGMENT, 0)
     # The fastest input there is: whole float32 batches already in memory, served in turn.

@@ -9,7 +9,7 @@ import os as _os
 # machine that made an XGBoost fit 6x slower in our measurements. Users can still override.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import tf_log as _tf_log  # noqa: E402
+from .core import tf_log as _tf_log  # noqa: E402
 
 _tf_log.install()
 
@@ -20,12 +20,12 @@ __all__ = ["load_recipe", "run_recipe", "load_run", "__version__"]
 def __getattr__(name):
     # Imported on first use, so `bmbench --version` and recipe checks stay fast.
     if name == "load_recipe":
-        from .recipe import load_recipe
+        from .config.recipe import load_recipe
         return load_recipe
     if name == "run_recipe":
-        from .runner import run_recipe
+        from .runs.runner import run_recipe
         return run_recipe
     if name == "load_run":
-        from .predict import load_run
+        from .runs.predict import load_run
         return load_run
     raise AttributeError(f"module 'bmbench' has no attribute {name!r}")

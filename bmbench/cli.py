@@ -9,9 +9,9 @@ import sys
 import click
 
 from . import __version__
-from .errors import BmbenchError
-from .progress import set_quiet
-from .tf_log import ENV_VAR
+from .core.errors import BmbenchError
+from .core.progress import set_quiet
+from .core.tf_log import ENV_VAR
 
 
 class _Group(click.Group):
@@ -66,8 +66,8 @@ def main(verbose):
 @quiet_option
 def run(recipe, overrides, repeats, results_dir, quiet):
     """Train and score RECIPE (a YAML file); store the run under results/runs/."""
-    from .runner import run_repeats
-    from .store import load_record
+    from .runs.runner import run_repeats
+    from .runs.store import load_record
 
     _setup(quiet)
     for folder in run_repeats(recipe, results_dir, tuple(overrides), repeats):
@@ -92,8 +92,9 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
-    from .leaderboard import build_boards, render
-    from .store import list_runs, results_dir as resolve
+    from .views.leaderboard import build_boards, render
+    from .config.locations import results_dir as resolve
+    from .runs.store import list_runs
 
     _setup(False)
     boards = build_boards(list_runs(resolve(results_dir)), metric, dataset, recipe, family,
@@ -117,8 +118,9 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
     bootstrap CI of the METRIC difference (RUN = a run folder, an id prefix, or latest)."""
     import json
 
-    from .compare import compare_runs, format_comparison
-    from .store import load_record, resolve_run, results_dir as resolve
+    from .views.compare import compare_runs, format_comparison
+    from .config.locations import results_dir as resolve
+    from .runs.store import load_record, resolve_run
 
     _setup(False)
     store = resolve(results_dir)
@@ -138,8 +140,9 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
 def report(run_ref, out, mistakes, results_dir):
     """Write one self-contained HTML report of RUN (a run folder, an id prefix, or latest);
     its figures are also saved as PNG files in RUN/figures/."""
-    from .report import write_report
-    from .store import resolve_run, results_dir as resolve
+    from .views.report import write_report
+    from .config.locations import results_dir as resolve
+    from .runs.store import resolve_run
 
     _setup(False)
     folder = resolve_run(resolve(results_dir), run_ref)
@@ -152,7 +155,7 @@ def _emit(text: str, out: str | None) -> None:
         click.echo(text, nl=False)
         return
     from pathlib import Path
-    from .atomic import write_text
+    from .core.atomic import write_text
 
     try:
         write_text(Path(out), text)
@@ -168,7 +171,7 @@ def _emit(text: str, out: str | None) -> None:
 def datasets(ctx, fmt):
     """List the known data set kinds (or check a folder: `datasets check`)."""
     if ctx.invoked_subcommand is None:
-        from .datasets.describe import describe_kinds
+        from .data.describe import describe_kinds
 
         click.echo(describe_kinds(fmt))
 
@@ -184,7 +187,7 @@ def datasets(ctx, fmt):
 @quiet_option
 def datasets_check(root, kind, ids, options, decode, quiet):
     """Count images per class in ROOT and list unreadable files."""
-    from .datasets.check import check_dataset
+    from .data.check import check_dataset
 
     _setup(quiet)
     report = check_dataset(root, kind, ids, options, decode)
@@ -228,11 +231,11 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
     in SOURCE (a recipe or a data folder)."""
     from pathlib import Path
 
-    from .export import export_features, source_from_folder, source_from_recipe, write_overlays
+    from .views.export_features import export_features, source_from_folder, source_from_recipe, write_overlays
 
     _setup(quiet)
     if backbone:
-        from .export_embeddings import export_embeddings, job_from_folder, job_from_recipe
+        from .views.export_embeddings import export_embeddings, job_from_folder, job_from_recipe
 
         if Path(source).suffix.lower() in (".yaml", ".yml"):
             job = job_from_recipe(source, tuple(overrides), results_dir, backbone, weights, image_size, jobs)
@@ -249,7 +252,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
         src = source_from_folder(source, kind, _parse_options(options),
                                  families.split(",") if families else None, segmentation, feature_size)
     if backend == "dask":
-        from .execution import DaskBackend, DaskFeatureExtractor
+        from .runs.backends import DaskBackend, DaskFeatureExtractor
 
         cluster = DaskBackend(scheduler)
         click.echo(cluster.describe(), err=True)
@@ -291,7 +294,7 @@ def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak,
 
     from .audit import audit_source
     from .audit.report import render_text, to_dict, write_reports
-    from .store import results_dir as resolve
+    from .config.locations import results_dir as resolve
 
     _setup(quiet)
     result = audit_source(source, kind, _parse_options(options), tuple(overrides), results_dir, jobs)
@@ -334,8 +337,8 @@ def _parse_options(options) -> dict:
 def predict(run_ref, images, out, top_k, batch_size, results_dir, quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
     (a run folder, an id prefix, or latest)."""
-    from .predict import expand_inputs, load_run, predict_to_csv
-    from .progress import progress
+    from .runs.predict import expand_inputs, load_run, predict_to_csv
+    from .core.progress import progress
 
     _setup(quiet)
     run = load_run(run_ref, results_dir)
@@ -382,10 +385,11 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
     first, runs already stored are skipped, failed runs are recorded and make the exit code 1;
     tables per metric (mean, 95% CI, paired difference to the base) and plots go to
     results/ablations/ID/."""
-    from .ablation import build_report, render, run_ablation, write_report
-    from .ablation.spec import ablation_from_options, check_metrics, load_ablation
-    from .recipe import read_yaml
-    from .store import results_dir as resolve
+    from .runs.sweep import run_ablation
+    from .views.ablation import build_report, render, write_report
+    from .config.ablation import ablation_from_options, check_metrics, load_ablation
+    from .config.recipe import read_yaml
+    from .config.locations import results_dir as resolve
 
     _setup(quiet)
     store = resolve(results_dir)
@@ -420,8 +424,8 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
             click.echo(f"  {v.index:3d}  {v.label}{' (base)' if v.is_base and v.label != 'base' else ''}"
                        f"  [seeds {seeds}; recipe {v.recipes[0].fingerprint()}]")
         return
-    from .execution import make_backend
-    from .store import load_record
+    from .runs.backends import make_backend
+    from .runs.store import load_record
 
     runner = make_backend(backend, jobs, scheduler)
     click.echo(runner.describe(), err=True)
@@ -459,7 +463,7 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
 @set_option
 def validate(recipe, overrides):
     """Check RECIPE and print it fully resolved (defaults filled in)."""
-    from .recipe import dump_recipe, load_recipe
+    from .config.recipe import dump_recipe, load_recipe
 
     r = load_recipe(recipe, tuple(overrides))
     click.echo(f"# {recipe}: valid")

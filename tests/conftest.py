@@ -93,8 +93,8 @@ def make_tree():
 @pytest.fixture
 def load():
     """``load(kind=..., root=..., **flat_keys)`` -> DatasetTable, via the recipe validator."""
-    from bmbench.datasets import load_dataset
-    from bmbench.recipe import dataset_spec
+    from bmbench.data import load_dataset
+    from bmbench.config.recipe import dataset_spec
 
     def _load(**raw):
         if raw.get("root") is not None:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from bmbench import __version__
 from bmbench.cli import main
-from bmbench.datasets.registry import list_kinds
+from bmbench.data.registry import list_kinds
 
 RECIPE = """
 name: tiny

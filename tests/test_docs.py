@@ -4,8 +4,8 @@ import re
 from pathlib import Path
 
 from bmbench.cli import main
-from bmbench.datasets.describe import describe_kinds
-from bmbench.families.registry import list_families
+from bmbench.data.describe import describe_kinds
+from bmbench.models.registry import list_families
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bmbench.audit.descriptors import colour_histogram, describe, work_image
-from bmbench.datasets.imageio import resize
+from bmbench.data.imageio import resize
 from bmbench.features.extract import FEATURE_VERSION, FeatureSettings, extract_one, feature_names
 from bmbench.features.segmentation import METHODS, overlay, segment
 
@@ -84,7 +84,7 @@ GOLDEN = Path(__file__).parent / "features" / "golden_features.json"
 
 
 def _golden_vectors():
-    from bmbench.datasets.synthetic import SYNTHETIC_CLASSES, render_cell
+    from bmbench.data.synthetic import SYNTHETIC_CLASSES, render_cell
 
     rng = np.random.default_rng(11)
     cells = [render_cell(label, rng, 160) for label in SYNTHETIC_CLASSES for _ in range(2)]

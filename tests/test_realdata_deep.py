@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bmbench.runner import run_recipe
+from bmbench.runs.runner import run_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

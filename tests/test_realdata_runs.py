@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bmbench.runner import run_recipe
+from bmbench.runs.runner import run_recipe
 
 from pathlib import Path
 

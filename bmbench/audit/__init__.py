@@ -5,8 +5,8 @@
 ``split.group_by: near_duplicates``.
 """
 
-from .core import AuditResult, Verdict, audit_source, audit_table, near_duplicates, recipe_split, split_groups
+from .core import AuditResult, Verdict, audit_source, audit_table, near_duplicates, split_groups
 from .neighbours import NearDuplicateSettings
 
 __all__ = ["AuditResult", "NearDuplicateSettings", "Verdict", "audit_source", "audit_table",
-           "near_duplicates", "recipe_split", "split_groups"]
+           "near_duplicates", "split_groups"]

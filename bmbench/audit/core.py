@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..cache import ArrayCache, default_root
-from ..datasets.duplicates import exact_duplicates
-from ..datasets.table import DatasetTable
-from ..errors import BmbenchError
-from ..progress import progress
-from ..recipe import Recipe, SplitSpec
-from ..splits import Split, make_split
+from ..core.cache import ArrayCache, default_root
+from ..data.duplicates import exact_duplicates
+from ..data.table import DatasetTable
+from ..core.errors import BmbenchError
+from ..core.progress import progress
+from ..config.recipe import SplitSpec
+from ..data.splits import IMAGE_GROUPINGS, Split, make_split
 from .descriptors import Descriptors, describe_files
 from .leak import (PartSummary, group_overlaps, leak_scores, merged_groups, part_of, part_summaries,
                    rows_with_training_copies)
@@ -58,22 +58,14 @@ def near_duplicates(table: DatasetTable, jobs: int = 1, cache: ArrayCache | None
     return desc, exact, finding
 
 
+@IMAGE_GROUPINGS.register("near_duplicates")
 def split_groups(table: DatasetTable, jobs: int = 1, cache: ArrayCache | None = None,
                  max_pixels: int = 50_000_000) -> np.ndarray:
     """Group id per row for ``split.group_by: near_duplicates``: images linked by exact or
     near copies, or by a shared patient id, share a group. Pass it to
-    :func:`bmbench.splits.make_split` as ``groups``."""
+    :func:`bmbench.data.splits.make_split` as ``groups``."""
     _, _, finding = near_duplicates(table, jobs, cache, max_pixels)
     return merged_groups(table, finding.clusters)
-
-
-def recipe_split(table: DatasetTable, recipe: Recipe, store: Path | None = None, jobs: int = 1,
-                 cache: ArrayCache | None = None) -> Split:
-    """The split a run of ``recipe`` uses, near-duplicate groups computed when it asks."""
-    groups = None
-    if recipe.split.group_by == "near_duplicates":
-        groups = split_groups(table, jobs, cache, recipe.dataset.max_pixels)
-    return make_split(table, recipe.split, store, groups=groups)
 
 
 @dataclass(frozen=True)
@@ -221,9 +213,9 @@ def audit_source(source: str, kind: str = "folder", options: dict | None = None,
     """Audit a recipe (``.yaml``/``.yml``: its data set and split, ``overrides`` applied) or a
     data folder of ``kind`` (with kind ``options``) under the default split settings (or
     ``--set split.*`` overrides)."""
-    from ..datasets import load_dataset
-    from ..recipe import load_recipe, recipe_from_dict
-    from ..store import results_dir
+    from ..data import load_dataset
+    from ..config.recipe import load_recipe, recipe_from_dict
+    from ..config.locations import results_dir
 
     if jobs == 0 or jobs < -1:
         raise BmbenchError(f"--jobs {jobs}: give a number of worker processes, or -1 for all cores")

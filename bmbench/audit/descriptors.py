@@ -22,23 +22,23 @@ as much as a 250 px one) and shrunk to a *work image* whose longer side is
     image and of its mirror image, for geometric verification of candidate pairs (any
     rotation angle, shift, crop, flip): see :mod:`bmbench.audit.neighbours`.
 
-Descriptors are cached in an :class:`~bmbench.cache.ArrayCache` keyed by the sha256 of the
+Descriptors are cached in an :class:`~bmbench.core.cache.ArrayCache` keyed by the sha256 of the
 file bytes, :data:`DESCRIPTOR_VERSION` and the settings above; a cache hit skips decoding.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..cache import ArrayCache, key_for
-from ..errors import DatasetError
+from ..core.cache import ArrayCache
+from ..core.errors import DatasetError
+from ..data.imageio import resize_longest
+from ..data.images import ImageSource
 
 #: Bump whenever any descriptor value can change: it is part of every cache key.
 DESCRIPTOR_VERSION = 2
@@ -109,42 +109,17 @@ class Descriptors:
 
 # --- one image -----------------------------------------------------------------------------
 
-def decode_small(data: bytes, name: str, max_pixels: int = 50_000_000, side: int = WORK_SIDE) -> np.ndarray:
-    """Decode image bytes to ``uint8[H, W, 3]`` RGB, letting JPEG decoders shrink the image
-    by up to 8x while its longer side stays at least ``side`` px (DCT scaling: much faster
-    than decoding in full). Raises :class:`DatasetError`."""
-    from PIL import Image, ImageOps
-
-    from ..datasets.imageio import _PIL_TIFF_MODES, _check_pixels, _reason, _to_rgb, read_rgb
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            _check_pixels(Path(name), im.size, max_pixels)
-            if im.format == "TIFF" and im.mode not in _PIL_TIFF_MODES:
-                return read_rgb(name, max_pixels)
-            if im.format == "JPEG":
-                scale = side / max(im.size)
-                im.draft("RGB", (int(np.ceil(im.size[0] * scale)), int(np.ceil(im.size[1] * scale))))
-            im.load()
-            return _to_rgb(ImageOps.exif_transpose(im))
-    except DatasetError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{name}: cannot decode image ({_reason(exc)})") from None
+def audit_source(max_pixels: int = 50_000_000) -> ImageSource:
+    """The image stage as the audit reads files: raw pixels (no preprocessing steps), JPEGs
+    decoded DCT-scaled so their longer side stays at least :data:`WORK_SIDE` px."""
+    return ImageSource(max_pixels=max_pixels, draft_side=WORK_SIDE)
 
 
 def work_image(rgb: np.ndarray, side: int | None = None) -> np.ndarray:
     """``rgb`` resized so its longer side is ``side`` (default :data:`WORK_SIDE`) px, aspect
     ratio kept."""
-    import cv2
 
-    side = side or WORK_SIDE
-    h, w = rgb.shape[:2]
-    scale = side / max(h, w)
-    if scale == 1.0:
-        return np.ascontiguousarray(rgb)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(resize_longest(rgb, side or WORK_SIDE))
 
 
 def colour_histogram(work: np.ndarray) -> np.ndarray:
@@ -252,9 +227,11 @@ def unpack(record: np.ndarray) -> ImageDescriptors | None:
         (chunks[3].reshape(-1, 32).copy(), chunks[5].reshape(-1, 32).copy()), (int(h), int(w)))
 
 
-def record_key(data: bytes) -> str:
-    """Cache key of one image file's descriptors: its bytes, the settings, the version."""
-    return key_for("bmbench.audit", DESCRIPTOR_VERSION, SETTINGS, hashlib.sha256(data).digest())
+def record_key(data: bytes, source: ImageSource | None = None) -> str:
+    """Cache key of one image file's descriptors: its bytes, the image stage's identity, the
+    settings, the version."""
+    return (source or audit_source()).key(hashlib.sha256(data).digest(), "bmbench.audit", DESCRIPTOR_VERSION,
+                                          SETTINGS)
 
 
 # --- many images -----------------------------------------------------------------------------
@@ -265,6 +242,7 @@ def _describe_chunk(paths, max_pixels, cache):
     import cv2
 
     cv2.setNumThreads(1)
+    source = audit_source(max_pixels)
     out: list = [None] * len(paths)
     todo, images, keys = [], [], []
     for i, path in enumerate(paths):
@@ -274,14 +252,14 @@ def _describe_chunk(paths, max_pixels, cache):
         except OSError as exc:
             out[i] = (None, f"{path}: cannot read ({exc.strerror})", "")
             continue
-        key = record_key(data)
+        key = record_key(data, source)
         hit = cache.get(key) if cache is not None else None
         found = unpack(hit) if hit is not None else None
         if found is not None:
             out[i] = (found, None, key)
             continue
         try:
-            images.append(decode_small(data, path, max_pixels))
+            images.append(source.decode(path, data))
         except DatasetError as exc:
             out[i] = (None, str(exc), key)
             continue

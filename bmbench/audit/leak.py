@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..datasets.table import DatasetTable
-from ..errors import DatasetError
-from ..recipe import SplitSpec
-from ..splits import Split, make_split, resolve_strategy
+from ..data.table import DatasetTable
+from ..core.errors import DatasetError
+from ..config.recipe import SplitSpec
+from ..data.splits import Split, make_split, resolve_strategy
 
 PARTS = ("train", "val", "test")
 #: Smallest 1-NN accuracy gap (fraction) called a leak, whatever the sample size.

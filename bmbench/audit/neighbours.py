@@ -14,7 +14,7 @@ A pair of images is a **near-duplicate** when either
   usual augmentations).
 
 Exact duplicates (byte-identical files) come from
-:func:`bmbench.datasets.duplicates.exact_duplicates`. All pairs are edges of a graph whose
+:func:`bmbench.data.duplicates.exact_duplicates`. All pairs are edges of a graph whose
 connected components are the **clusters**. Candidate pairs are verified in order of colour
 distance and a pair whose images are already in one cluster is not verified again, so the
 pair list holds enough edges to connect every cluster, not necessarily every pair in it.
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..cache import ArrayCache, key_for
+from ..core.cache import ArrayCache, key_for
 from .descriptors import HASH_BITS, Descriptors
 
 #: Bump when the pair search changes (its results are cached).
@@ -200,7 +200,7 @@ def find_duplicates(desc: Descriptors, exact_groups=(), settings: NearDuplicateS
                     cache: ArrayCache | None = None) -> DuplicateFinding:
     """Exact and near-duplicate pairs among the described images, and their clusters.
 
-    exact_groups: :class:`~bmbench.datasets.duplicates.DuplicateGroup` objects (row indices
+    exact_groups: :class:`~bmbench.data.duplicates.DuplicateGroup` objects (row indices
     into the same order as ``desc``). progress: called with (pairs verified, candidates).
     cache: the pairs are stored under a key made of every image's descriptor key (so of the
     files' bytes, in order), the exact groups and ``settings``; a hit skips the search.

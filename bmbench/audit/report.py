@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import BmbenchError
+from ..core.errors import BmbenchError
 from .core import AuditResult
 from .descriptors import HASH_BITS
 
@@ -138,7 +138,7 @@ def to_dict(r: AuditResult) -> dict:
 
 def write_reports(r: AuditResult, out: str | os.PathLike, sheet: int = 24) -> dict[str, Path]:
     """Write every report file into ``out``; returns ``{name: path}`` (also kept in ``r.files``)."""
-    from ..atomic import open_atomic, write_text
+    from ..core.atomic import open_atomic, write_text
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -184,8 +184,8 @@ def cluster_table(r: AuditResult) -> pd.DataFrame:
 def _thumbnails(r: AuditResult, pairs: pd.DataFrame) -> dict[int, object]:
     from PIL import Image
 
-    from ..datasets.imageio import read_rgb
-    from ..errors import DatasetError
+    from ..data.imageio import read_rgb
+    from ..core.errors import DatasetError
 
     out = {}
     for row in np.unique(pairs[["row_a", "row_b"]].to_numpy()):

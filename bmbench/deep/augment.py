@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..config.registries import AUGMENTATIONS
+
 NONE = "none"
 
 #: Largest brightness shift, as a fraction of the 0-255 range.
@@ -42,19 +44,16 @@ class Augmentation:
     maps: Callable | None = None
 
 
-AUGMENTATIONS: dict[str, Augmentation] = {}
-
-
 def _register(name: str, description: str, maps: Callable | None = None):
     def wrap(fn):
-        AUGMENTATIONS[name] = Augmentation(name, description, fn, maps is not None, maps)
+        AUGMENTATIONS.register(name, Augmentation(name, description, fn, maps is not None, maps))
         return fn
     return wrap
 
 
 def augmentation_names() -> list[str]:
     """Valid values of ``train.augment`` items: every transform, and ``none``."""
-    return [*AUGMENTATIONS, NONE]
+    return [*AUGMENTATIONS.names(), NONE]
 
 
 def _pixel_index(s: int):
@@ -145,7 +144,7 @@ def augment_batch(images, names, seed):
 
     maps = None
     for i, name in enumerate(n for n in names if n != NONE):
-        aug = AUGMENTATIONS[name]
+        aug = AUGMENTATIONS.get(name)
         step_seed = tf.random.experimental.stateless_fold_in(seed, i)
         if aug.geometric:
             maps = _compose(maps, images, aug, step_seed)

@@ -79,7 +79,7 @@ class Devices:
 
 
 def select_devices(train) -> Devices:
-    """Devices and settings for ``train`` (a :class:`~bmbench.recipe.TrainSpec`)."""
+    """Devices and settings for ``train`` (a :class:`~bmbench.config.recipe.TrainSpec`)."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")

@@ -1,7 +1,7 @@
 """One training stage of a Keras classifier: compile, fit with early stopping, log history.
 
 Every stage uses Adam on sparse categorical cross-entropy (weighted per sample, see
-:func:`bmbench.families.classifiers.class_weights`), stops early when the validation loss
+:func:`bmbench.models.classifiers.class_weights`), stops early when the validation loss
 has not improved for ``train.patience`` epochs, halves the learning rate after
 ``max(1, patience // 2)`` epochs without improvement, and ends with the weights of the
 best epoch. Without a validation split the training loss is monitored instead. Each

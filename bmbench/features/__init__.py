@@ -1,7 +1,7 @@
 """Handcrafted features of segmented blood and bone-marrow cells (the classical family).
 
 ``segment`` finds the nucleus and the whole cell; the shape, colour and texture families
-(``registry.FAMILIES``) turn them into documented feature vectors; ``extract_one`` and
+(``registry.FEATURE_FAMILIES``) turn them into documented feature vectors; ``extract_one`` and
 ``extract_many`` run the lot, ``HandcraftedFeatures`` wraps it for scikit-learn.
 """
 
@@ -14,12 +14,12 @@ from .extract import (
     feature_names,
     write_data_dictionary,
 )
-from .registry import FAMILIES
+from .registry import FEATURE_FAMILIES
 from .segmentation import METHODS, Segmentation, overlay, segment
 from .specs import REGIONS, Family, FeatureSpec
 
 __all__ = [
-    "FAMILIES", "FEATURE_VERSION", "METHODS", "REGIONS", "Family", "FeatureSettings", "FeatureSpec",
+    "FEATURE_FAMILIES", "FEATURE_VERSION", "METHODS", "REGIONS", "Family", "FeatureSettings", "FeatureSpec",
     "HandcraftedFeatures", "Segmentation", "data_dictionary", "extract_many", "extract_one",
     "feature_names", "overlay", "segment", "write_data_dictionary",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 
 from .regions import BYTE_VALUES, CHANNELS, HED_BINS, HED_VALUES, CellView
 from .specs import REGIONS, Family, FeatureSpec, spec
+from .registry import FEATURE_FAMILIES
 
 FAMILY_NAME = "color"
 
@@ -123,4 +124,4 @@ def compute(view: CellView) -> np.ndarray:
     return stats.ravel()
 
 
-FAMILY = Family(FAMILY_NAME, SPECS, compute)
+FAMILY = FEATURE_FAMILIES.register(FAMILY_NAME, Family(FAMILY_NAME, SPECS, compute))

@@ -1,7 +1,7 @@
 """Turn images into handcrafted feature vectors: settings, names, one image, many images.
 
 ``extract_one`` segments an image, crops to the cell, and concatenates the selected
-families in :data:`~bmbench.features.registry.FAMILIES` order of ``settings.families``.
+families in :data:`~bmbench.features.registry.FEATURE_FAMILIES` order of ``settings.families``.
 ``extract_many`` does that for files, in parallel, streaming, with an optional disk cache.
 """
 
@@ -14,13 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
-from ..atomic import write_json
-from ..cache import ArrayCache, key_for
+from ..core.atomic import write_json
+from ..core.cache import ArrayCache
+from ..data.imageio import resize_longest
+from ..data.images import ImageSource
 from .regions import CellView
-from .registry import FAMILIES, check_families, specs_for
+from .registry import FEATURE_FAMILIES, check_families, specs_for
 from .segmentation import Segmentation, check_method, segment
 
 #: Bump whenever any feature's value can change (segmentation, formulas, defaults): it is
@@ -50,7 +51,7 @@ class FeatureSettings:
         so sizes stay comparable only within one scanner/magnification.
     """
 
-    families: tuple[str, ...] = field(default_factory=lambda: tuple(FAMILIES))
+    families: tuple[str, ...] = field(default_factory=lambda: tuple(FEATURE_FAMILIES.names()))
     segmentation: str = "otsu"
     image_size: int | None = None
 
@@ -86,24 +87,16 @@ def write_data_dictionary(path: str | os.PathLike, settings: FeatureSettings = F
     return path
 
 
-def _resize(image: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or max(image.shape[:2]) == size:
-        return image
-    scale = size / max(image.shape[:2])
-    h, w = (max(1, round(d * scale)) for d in image.shape[:2])
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-
-
 def extract_one(image: np.ndarray, settings: FeatureSettings = FeatureSettings()
                 ) -> tuple[np.ndarray, Segmentation]:
     """Features of one ``uint8[H, W, 3]`` RGB image: ``(float32[n_features], segmentation)``.
 
     The segmentation refers to the (possibly resized) image the features were computed on.
     """
-    image = _resize(np.ascontiguousarray(image), settings.image_size)
+    image = resize_longest(np.ascontiguousarray(image), settings.image_size)
     seg = segment(image, settings.segmentation)
     view = CellView(image, seg)
-    parts = [FAMILIES[name].compute(view) for name in settings.families]
+    parts = [FEATURE_FAMILIES.get(name).compute(view) for name in settings.families]
     return np.concatenate(parts).astype(np.float32), seg
 
 
@@ -120,22 +113,23 @@ def _n_features(settings: FeatureSettings) -> int:
     return len(feature_names(settings))
 
 
-def image_key(data: bytes, settings: FeatureSettings) -> str:
-    """Cache key of one image file's features: its bytes, the settings, FEATURE_VERSION."""
-    return key_for("bmbench.features", FEATURE_VERSION, settings.as_dict(), hashlib.sha256(data).digest())
+def image_key(data: bytes, settings: FeatureSettings, source: ImageSource) -> str:
+    """Cache key of one image file's features: its bytes, the image stage's identity, the
+    settings and FEATURE_VERSION."""
+    return source.key(hashlib.sha256(data).digest(), "bmbench.features", FEATURE_VERSION, settings.as_dict())
 
 
-def _extract_path(path, settings: FeatureSettings, read_image, cache: ArrayCache | None
+def _extract_path(path, settings: FeatureSettings, source: ImageSource, cache: ArrayCache | None
                   ) -> tuple[np.ndarray, tuple[str, ...]]:
     key = None
     if cache is not None:
         with open(path, "rb") as f:
-            key = image_key(f.read(), settings)
+            key = image_key(f.read(), settings, source)
         hit = cache.get(key)
         if hit is not None and hit.shape == (_n_features(settings) + 1,):
             return hit[:-1], mask_to_flags(int(hit[-1]))
-    image = read_image(path)
-    if image is None:  # the reader's policy skipped an unreadable file: not cached
+    image = source.read(path)
+    if image is None:  # the source's policy skipped an unreadable file: not cached
         return np.full(_n_features(settings), np.nan, np.float32), (UNREADABLE,)
     vector, seg = extract_one(image, settings)
     if key is not None:
@@ -143,15 +137,15 @@ def _extract_path(path, settings: FeatureSettings, read_image, cache: ArrayCache
     return vector, seg.flags
 
 
-def _cache_hits(paths, settings: FeatureSettings, cache: ArrayCache
+def _cache_hits(paths, settings: FeatureSettings, source: ImageSource, cache: ArrayCache
                 ) -> dict[int, tuple[np.ndarray, tuple[str, ...]]]:
     """``{index: (vector, flags)}`` of the images whose features are cached."""
     hits = {}
     for i, path in enumerate(paths):
         try:
             with open(path, "rb") as f:
-                key = image_key(f.read(), settings)
-        except OSError:  # the reader reports unreadable files when extracting
+                key = image_key(f.read(), settings, source)
+        except OSError:  # the source reports unreadable files when extracting
             continue
         hit = cache.get(key)
         if hit is not None and hit.shape == (_n_features(settings) + 1,):
@@ -159,27 +153,28 @@ def _cache_hits(paths, settings: FeatureSettings, cache: ArrayCache
     return hits
 
 
-def _extract_chunk(paths, settings, read_image, cache):
-    results = [_extract_path(p, settings, read_image, cache) for p in paths]
+def _extract_chunk(paths, settings, source, cache):
+    results = [_extract_path(p, settings, source, cache) for p in paths]
     return np.stack([r[0] for r in results]), [r[1] for r in results]
 
 
 def extract_many(
     paths: Sequence[str | os.PathLike],
     settings: FeatureSettings = FeatureSettings(),
-    read_image: Callable[[str | os.PathLike], np.ndarray] | None = None,
+    source: ImageSource | None = None,
     jobs: int = 1,
     cache: ArrayCache | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Features of every image file: ``(float32[n_images, n_features], flags per image)``.
 
-    read_image: ``path -> uint8[H, W, 3]`` RGB (the dataset layer's decoder; default
-        :func:`bmbench.datasets.imageio.read_rgb`). Must be picklable when ``jobs > 1``. It
-        may return None for a file to skip: that row is NaN, flagged ``"unreadable"``.
+    source: the image stage (:class:`~bmbench.data.images.ImageSource`, default: decode at
+        native size, errors raise); its ``size`` is ignored (features resize by
+        ``settings.image_size``). Must be picklable when ``jobs > 1``. Files its policy
+        skips give NaN rows, flagged ``"unreadable"``.
     jobs: worker processes (joblib); 1 runs in this process. Results do not depend on it.
-    cache: with an :class:`~bmbench.cache.ArrayCache`, vectors are keyed by the sha256 of
-        the file bytes, the settings and :data:`FEATURE_VERSION`; a hit skips decoding and
+    cache: with an :class:`~bmbench.core.cache.ArrayCache`, vectors are keyed by the sha256 of
+        the file bytes, the image stage's identity, the settings and :data:`FEATURE_VERSION`; a hit skips decoding and
         extraction and returns exactly the stored values.
     progress: called with the number of images done so far, after each chunk.
 
@@ -187,26 +182,25 @@ def extract_many(
     :data:`CHUNK_SIZE`, so memory beyond the output array stays bounded by the chunks in
     flight and a fully cached run starts no worker.
     """
-    if read_image is None:
-        from ..datasets.imageio import read_rgb as read_image
+    source = (source or ImageSource()).at(None)
     paths = list(paths)
     n_features = len(feature_names(settings))
     out = np.empty((len(paths), n_features), np.float32)
     flags: list[tuple[str, ...]] = [()] * len(paths)
     # Hits are read here: sending them through worker processes costs more than reading them.
-    hits = _cache_hits(paths, settings, cache) if cache is not None else {}
+    hits = _cache_hits(paths, settings, source, cache) if cache is not None else {}
     for i, (vector, f) in hits.items():
         out[i], flags[i] = vector, f
     todo = [i for i in range(len(paths)) if i not in hits]
     chunks = [todo[i:i + CHUNK_SIZE] for i in range(0, len(todo), CHUNK_SIZE)]
     work = ([paths[i] for i in chunk] for chunk in chunks)
     if jobs == 1 or len(chunks) <= 1:
-        results = (_extract_chunk(chunk, settings, read_image, cache) for chunk in work)
+        results = (_extract_chunk(chunk, settings, source, cache) for chunk in work)
     else:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")(
-            delayed(_extract_chunk)(chunk, settings, read_image, cache) for chunk in work)
+            delayed(_extract_chunk)(chunk, settings, source, cache) for chunk in work)
     done = len(hits)
     if done and progress is not None:
         progress(done)

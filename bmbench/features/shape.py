@@ -12,6 +12,7 @@ import numpy as np
 
 from .regions import CellView
 from .specs import Family, FeatureSpec, spec
+from .registry import FEATURE_FAMILIES
 
 FAMILY_NAME = "shape"
 #: Opening radius for lobe counting, as a fraction of the nucleus equivalent diameter:
@@ -166,4 +167,4 @@ def compute(view: CellView) -> np.ndarray:
     return np.concatenate(parts + [np.array([ratio, lobes, indentation(nucleus)])])
 
 
-FAMILY = Family(FAMILY_NAME, SPECS, compute)
+FAMILY = FEATURE_FAMILIES.register(FAMILY_NAME, Family(FAMILY_NAME, SPECS, compute))

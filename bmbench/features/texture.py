@@ -23,6 +23,7 @@ import numpy as np
 
 from .regions import CellView
 from .specs import Family, FeatureSpec, spec
+from .registry import FEATURE_FAMILIES
 
 FAMILY_NAME = "texture"
 
@@ -267,4 +268,4 @@ def compute(view: CellView) -> np.ndarray:
     return np.concatenate(parts)
 
 
-FAMILY = Family(FAMILY_NAME, SPECS, compute)
+FAMILY = FEATURE_FAMILIES.register(FAMILY_NAME, Family(FAMILY_NAME, SPECS, compute))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bmbench.datasets.synthetic import generate
+from bmbench.data.synthetic import generate
 
 
 def rotate(a: np.ndarray, degrees: float, shift=(6, -4)) -> np.ndarray:

@@ -96,9 +96,9 @@ def test_json_quiet_and_default_folder(planted, audit_env):
 
 
 def test_recipe_source_audits_the_split_a_run_uses(planted, audit_env):
-    from bmbench.audit import recipe_split
-    from bmbench.datasets import load_dataset
-    from bmbench.recipe import load_recipe
+    from bmbench.data.splits import recipe_split
+    from bmbench.data import load_dataset
+    from bmbench.config.recipe import load_recipe
 
     root, _ = planted
     recipe = audit_env / "r.yaml"

@@ -6,12 +6,12 @@ from PIL import Image
 
 from bmbench.audit import descriptors as D
 from bmbench.audit.neighbours import hash_distance
-from bmbench.cache import ArrayCache
-from bmbench.errors import DatasetError
+from bmbench.core.cache import ArrayCache
+from bmbench.core.errors import DatasetError
 
 
 def cell(seed=0, size=96):
-    from bmbench.datasets.synthetic import render_cell
+    from bmbench.data.synthetic import render_cell
 
     return render_cell("monocyte", np.random.default_rng(seed), size).image
 
@@ -87,16 +87,17 @@ def test_pack_unpack_round_trip_and_rejects_foreign_records():
     assert D.unpack(wrong) is None
 
 
-def test_decode_small_shrinks_large_jpegs_but_keeps_the_work_side(tmp_path):
+def test_the_audit_source_shrinks_large_jpegs_but_keeps_the_work_side(tmp_path):
     big = np.tile(cell(6, 256), (4, 6, 1))  # 1024 x 1536
     buf = io.BytesIO()
     Image.fromarray(big).save(buf, format="JPEG", quality=90)
-    small = D.decode_small(buf.getvalue(), "big.jpg")
+    small = D.audit_source().decode("big.jpg", buf.getvalue())
     assert max(small.shape[:2]) < 1536 / 2 and max(small.shape[:2]) >= D.WORK_SIDE
     with pytest.raises(DatasetError, match="bad.png: cannot decode"):
-        D.decode_small(b"not an image", "bad.png")
+        D.audit_source().decode("bad.png", b"not an image")
     with pytest.raises(DatasetError, match="above the limit"):
-        D.decode_small(buf.getvalue(), "big.jpg", max_pixels=1000)
+        D.audit_source(max_pixels=1000).decode("big.jpg", buf.getvalue())
+    assert D.audit_source().identity != D.audit_source().at(64).identity
 
 
 def write(path, image):
@@ -121,8 +122,8 @@ def test_describe_files_records_unreadable_files_and_uses_the_cache(tmp_path, mo
     def fail(*a, **k):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(D, "decode_small", lambda data, name, *a: fail() if "bad" not in name else
-                        (_ for _ in ()).throw(DatasetError(f"{name}: cannot decode image (x)")))
+    monkeypatch.setattr(D.ImageSource, "decode", lambda self, name, data=None: fail() if "bad" not in str(name)
+                        else (_ for _ in ()).throw(DatasetError(f"{name}: cannot decode image (x)")))
     again = D.describe_files(paths, cache=cache)
     assert np.array_equal(again.hist[:3], first.hist[:3])
     assert np.array_equal(again.phash, first.phash)

@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from bmbench.audit import recipe_split, split_groups
+from bmbench.audit import split_groups
+from bmbench.data.splits import recipe_split
 from bmbench.audit.core import audit_cache
-from bmbench.datasets import load_dataset
-from bmbench.errors import BmbenchError, DatasetError, RecipeError
-from bmbench.recipe import SplitSpec, dataset_spec, recipe_from_dict
-from bmbench.splits import make_split
+from bmbench.data import load_dataset
+from bmbench.core.errors import BmbenchError, DatasetError, RecipeError
+from bmbench.config.recipe import SplitSpec, dataset_spec, recipe_from_dict
+from bmbench.data.splits import make_split
 
 from .conftest import family_dataset
 
@@ -102,7 +103,7 @@ def test_augmented_kind_may_be_resplit_honestly_without_allow_leaky(tmp_path, ma
 
 
 def test_runs_with_group_by_keep_copies_apart(leaky, monkeypatch):
-    from bmbench.runner import run_recipe
+    from bmbench.runs.runner import run_recipe
 
     base, root, table, families, _ = leaky
     monkeypatch.setenv("BMBENCH_CACHE", str(base / "cache"))

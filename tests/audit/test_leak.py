@@ -4,10 +4,10 @@ import pytest
 
 from bmbench.audit import leak as L
 from bmbench.audit.core import audit_cache, audit_table, decide
-from bmbench.datasets import load_dataset
-from bmbench.datasets.table import make_table
-from bmbench.recipe import SplitSpec, dataset_spec
-from bmbench.splits import Fold, Split, make_split
+from bmbench.data import load_dataset
+from bmbench.data.table import make_table
+from bmbench.config.recipe import SplitSpec, dataset_spec
+from bmbench.data.splits import Fold, Split, make_split
 
 from .conftest import family_dataset
 
@@ -143,7 +143,7 @@ def test_a_split_that_cannot_keep_clusters_together_is_reported_not_fatal(tmp_pa
     from PIL import Image
 
     from bmbench.audit.descriptors import dihedral
-    from bmbench.datasets.synthetic import render_cell
+    from bmbench.data.synthetic import render_cell
 
     for label, seed in (("a", 1), ("b", 2)):  # each class: the 8 flips/rotations of one cell
         (tmp_path / "d" / label).mkdir(parents=True)

@@ -5,16 +5,16 @@ import pytest
 
 from bmbench.audit import neighbours as N
 from bmbench.audit.descriptors import describe_files
-from bmbench.cache import ArrayCache
-from bmbench.datasets.duplicates import exact_duplicates
+from bmbench.core.cache import ArrayCache
+from bmbench.data.duplicates import exact_duplicates
 
 from .conftest import PLANTS
 
 
 @pytest.fixture(scope="module")
 def planted_finding(planted):
-    from bmbench.datasets import load_dataset
-    from bmbench.recipe import dataset_spec
+    from bmbench.data import load_dataset
+    from bmbench.config.recipe import dataset_spec
 
     root, pairs = planted
     table = load_dataset(dataset_spec({"kind": "folder", "root": str(root)}))
@@ -111,7 +111,7 @@ def test_pairs_are_cached_on_file_content(planted_finding, tmp_path, monkeypatch
 def test_copies_of_copies_form_one_cluster_without_checking_every_pair(tmp_path):
     from PIL import Image
 
-    from bmbench.datasets.synthetic import render_cell
+    from bmbench.data.synthetic import render_cell
 
     from .conftest import crop, rotate
 
@@ -142,8 +142,8 @@ def test_unreadable_rows_never_pair(planted_finding):
 def test_three_byte_copies_are_exact_pairs_only(tmp_path):
     from PIL import Image
 
-    from bmbench.datasets.duplicates import DuplicateGroup
-    from bmbench.datasets.synthetic import render_cell
+    from bmbench.data.duplicates import DuplicateGroup
+    from bmbench.data.synthetic import render_cell
 
     Image.fromarray(render_cell("blast", np.random.default_rng(0), 64).image).save(tmp_path / "0.png")
     for i in (1, 2):

@@ -7,8 +7,8 @@ the first run decodes the images.
 import pytest
 
 from bmbench.audit import audit_table
-from bmbench.datasets import load_dataset
-from bmbench.recipe import SplitSpec, dataset_spec
+from bmbench.data import load_dataset
+from bmbench.config.recipe import SplitSpec, dataset_spec
 
 pytestmark = pytest.mark.realdata
 

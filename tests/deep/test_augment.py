@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from bmbench.deep.augment import AUGMENTATIONS, augment_batch, augmentation_names
-from bmbench.errors import RecipeError
-from bmbench.recipe import recipe_from_dict
+from bmbench.core.errors import RecipeError
+from bmbench.config.recipe import recipe_from_dict
 
 tf = pytest.importorskip("tensorflow")
 

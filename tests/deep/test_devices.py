@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from bmbench.deep.devices import precision_policy, select_devices
-from bmbench.recipe import TrainSpec
+from bmbench.config.recipe import TrainSpec
 
 
 @pytest.mark.parametrize("setting, kind, caps, policy", [
@@ -50,7 +50,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from bmbench.runner import run_recipe
+from bmbench.runs.runner import run_recipe
 run = run_recipe(sys.argv[1], sys.argv[2])
 print("RUN=" + str(run))
 """

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-import bmbench.deep.pipeline as pipeline
-from bmbench.context import RunContext
-from bmbench.deep.pipeline import inference_batches, load_images, steps_per_epoch, training_batches
-from bmbench.errors import DatasetError
-from bmbench.recipe import recipe_from_dict
+import bmbench.data.images as images_module
+from bmbench.runs.context import RunContext
+from bmbench.deep.pipeline import inference_batches, steps_per_epoch, training_batches
+from bmbench.core.errors import DatasetError
+from bmbench.config.recipe import recipe_from_dict
 
 
 def make_ctx(tmp_path, **dataset):
@@ -21,29 +21,29 @@ def files(tmp_path, make_image):
 
 def test_images_are_decoded_once_and_memory_mapped(tmp_path, files, monkeypatch):
     ctx = make_ctx(tmp_path)
-    first = load_images(files, ctx)
+    first = ctx.load_images(files)
     assert first.images.shape == (10, 16, 16, 3) and first.images.dtype == np.uint8
     assert first.valid.all() and isinstance(first.images, np.memmap)
-    assert np.array_equal(first.images[3], ctx.reader.read(files[3]))
-    monkeypatch.setattr(pipeline, "_decode_all", lambda *a: pytest.fail("decoded again"))
-    again = load_images(files, make_ctx(tmp_path))
+    assert np.array_equal(first.images[3], ctx.images.read(files[3]))
+    monkeypatch.setattr(images_module, "_decode_all", lambda *a: pytest.fail("decoded again"))
+    again = make_ctx(tmp_path).load_images(files)
     assert again.key == first.key and np.array_equal(again.images, first.images)
 
 
 def test_cache_key_follows_content_and_settings(tmp_path, files, make_image):
-    key = load_images(files, make_ctx(tmp_path)).key
-    assert load_images(files, make_ctx(tmp_path, image_size=20)).key != key
-    assert load_images(files, make_ctx(tmp_path, keep_aspect=True)).key != key
+    key = make_ctx(tmp_path).load_images(files).key
+    assert make_ctx(tmp_path, image_size=20).load_images(files).key != key
+    assert make_ctx(tmp_path, keep_aspect=True).load_images(files).key != key
     make_image(files[0], size=(40, 36), seed=99)
-    assert load_images(files, make_ctx(tmp_path)).key != key
+    assert make_ctx(tmp_path).load_images(files).key != key
 
 
 def test_truncated_cache_entry_is_rebuilt(tmp_path, files, caplog):
     ctx = make_ctx(tmp_path)
-    good = np.array(load_images(files, ctx).images)
+    good = np.array(ctx.load_images(files).images)
     entry = next((tmp_path / "cache" / "images").glob("*/*[0-9a-f].npy"))
     entry.write_bytes(entry.read_bytes()[:500])
-    rebuilt = load_images(files, make_ctx(tmp_path))
+    rebuilt = make_ctx(tmp_path).load_images(files)
     assert np.array_equal(rebuilt.images, good)
     assert "damaged or stale" in caplog.text
 
@@ -54,23 +54,23 @@ def test_unreadable_image_is_skipped_on_decode_and_on_hit(tmp_path, files):
     paths = [*files[:3], str(bad)]
     for _ in range(2):  # the second call is a cache hit
         ctx = make_ctx(tmp_path, on_bad_image="skip")
-        images = load_images(paths, ctx)
+        images = ctx.load_images(paths)
         assert images.valid.tolist() == [True, True, True, False]
-        assert str(bad) in ctx.reader.skipped
+        assert str(bad) in ctx.images.skipped
     with pytest.raises(DatasetError, match="bad.png"):
-        load_images(paths, make_ctx(tmp_path, on_bad_image="error"))
+        make_ctx(tmp_path, on_bad_image="error").load_images(paths)
 
 
 def test_worker_processes_decode_the_same_images(tmp_path, files, monkeypatch):
-    monkeypatch.setattr(pipeline, "CHUNK", 4)
-    one = np.array(load_images(files, make_ctx(tmp_path / "a")).images)
+    monkeypatch.setattr(images_module, "CHUNK", 4)
+    one = np.array(make_ctx(tmp_path / "a").load_images(files).images)
     ctx = make_ctx(tmp_path / "b")
     ctx.recipe = recipe_from_dict({**ctx.recipe.to_dict(), "train": {"jobs": 2}})
-    assert np.array_equal(load_images(files, ctx).images, one)
+    assert np.array_equal(ctx.load_images(files).images, one)
 
 
 def test_training_batches_cover_every_row_once_per_epoch(tmp_path, files):
-    images = load_images(files, make_ctx(tmp_path))
+    images = make_ctx(tmp_path).load_images(files)
     rows = np.array([0, 2, 3, 5, 6, 7, 8, 9])
     labels = np.arange(8) % 3
     weights = np.linspace(0.5, 2.0, 8)
@@ -94,7 +94,7 @@ def test_training_batches_cover_every_row_once_per_epoch(tmp_path, files):
 
 
 def test_augmented_and_preprocessed_batches(tmp_path, files):
-    images = load_images(files, make_ctx(tmp_path))
+    images = make_ctx(tmp_path).load_images(files)
     rows = np.arange(10)
     data = training_batches(images, rows, rows % 2, np.ones(10), 5, ["flip", "rotate90", "hue"],
                             seed=0, preprocess=lambda x: x / 127.5 - 1.0)
@@ -104,7 +104,7 @@ def test_augmented_and_preprocessed_batches(tmp_path, files):
 
 
 def test_inference_batches_keep_order(tmp_path, files):
-    images = load_images(files, make_ctx(tmp_path))
+    images = make_ctx(tmp_path).load_images(files)
     rows = np.array([9, 1, 4, 0, 7])
     x = np.concatenate(list(inference_batches(images, rows, 2).as_numpy_iterator()))
     assert np.array_equal(x, images.images[rows].astype(np.float32))
@@ -113,5 +113,5 @@ def test_inference_batches_keep_order(tmp_path, files):
 
 
 def test_no_images(tmp_path):
-    images = load_images([], make_ctx(tmp_path))
+    images = make_ctx(tmp_path).load_images([])
     assert images.images.shape == (0, 16, 16, 3) and len(images) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bmbench.datasets.synthetic import SYNTHETIC_CLASSES, render_cell
+from bmbench.data.synthetic import SYNTHETIC_CLASSES, render_cell
 
 
 @pytest.fixture(scope="session")

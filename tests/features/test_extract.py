@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bmbench.cache import ArrayCache
+from bmbench.core.cache import ArrayCache
+from bmbench.data.images import ImageSource
 from bmbench.features import extract
 from bmbench.features.extract import (
     FEATURE_VERSION, FeatureSettings, data_dictionary, extract_many, extract_one, feature_names,
     write_data_dictionary,
 )
-from bmbench.features.registry import FAMILIES
+from bmbench.features.registry import FEATURE_FAMILIES as FAMILIES
 
 NAME = re.compile(r"^(shape|color|texture)_(nucleus|cytoplasm|cell)_[A-Za-z0-9_]+$")
 
@@ -109,13 +110,25 @@ def read_png(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+class PngSource(ImageSource):
+    """The image stage with a test decoder; ``calls`` records what it decoded."""
+
+    def __init__(self, skip=None):
+        super().__init__()
+        self.calls, self.skip = [], skip
+
+    def read(self, path, data=None):
+        self.calls.append(path)
+        return None if path == self.skip else read_png(path)
+
+
 def test_extract_many_matches_extract_one_and_jobs(image_files, monkeypatch):
     monkeypatch.setattr(extract, "CHUNK_SIZE", 4)
     done = []
-    X1, flags1 = extract_many(image_files, read_image=read_png, jobs=1, progress=done.append)
+    X1, flags1 = extract_many(image_files, source=PngSource(), jobs=1, progress=done.append)
     assert X1.shape == (len(image_files), 259) and X1.dtype == np.float32
     assert done[-1] == len(image_files) and done == sorted(done) and len(done) == 4
-    X2, flags2 = extract_many(image_files, read_image=read_png, jobs=2)
+    X2, flags2 = extract_many(image_files, source=PngSource(), jobs=2)
     np.testing.assert_array_equal(X1, X2)
     assert flags1 == flags2
     assert flags1[-1] and "nucleus_empty" in flags1[-1] and flags1[0] == ()
@@ -125,12 +138,8 @@ def test_extract_many_matches_extract_one_and_jobs(image_files, monkeypatch):
 def test_cache_hit_skips_decoding_and_is_identical(image_files, tmp_path):
     cache = ArrayCache(tmp_path / "cache")
     settings = FeatureSettings(families=("shape", "texture"))
-    calls = []
-
-    def counting_reader(path):
-        calls.append(path)
-        return read_png(path)
-
+    counting_reader = PngSource()
+    calls = counting_reader.calls
     fresh, fresh_flags = extract_many(image_files, settings, counting_reader, cache=cache)
     assert len(calls) == len(image_files)
     cached, cached_flags = extract_many(image_files, settings, counting_reader, cache=cache)
@@ -140,7 +149,7 @@ def test_cache_hit_skips_decoding_and_is_identical(image_files, tmp_path):
     # Other settings are other keys; a corrupt entry is recomputed, not trusted.
     extract_many(image_files[:1], FeatureSettings(families=("shape",)), counting_reader, cache=cache)
     assert len(calls) == len(image_files) + 1
-    key = extract.image_key(image_files[0].read_bytes(), settings)
+    key = extract.image_key(image_files[0].read_bytes(), settings, counting_reader)
     cache.path(key).write_bytes(b"garbage")
     again, _ = extract_many(image_files[:1], settings, counting_reader, cache=cache)
     assert len(calls) == len(image_files) + 2
@@ -154,22 +163,19 @@ def test_partly_cached_set_with_workers_keeps_order_and_a_cached_set_starts_none
 
     cache = ArrayCache(tmp_path / "cache")
     settings = FeatureSettings(families=("shape",))
-    expected, _ = extract_many(image_files, settings, read_png)
-    extract_many(image_files[1::2], settings, read_png, cache=cache)  # every other one cached
+    expected, _ = extract_many(image_files, settings, PngSource())
+    extract_many(image_files[1::2], settings, PngSource(), cache=cache)  # every other one cached
     done = []
-    mixed, _ = extract_many(image_files, settings, read_png, jobs=2, cache=cache, progress=done.append)
+    mixed, _ = extract_many(image_files, settings, PngSource(), jobs=2, cache=cache, progress=done.append)
     np.testing.assert_array_equal(mixed, expected)
     assert done[0] == len(image_files[1::2]) and done[-1] == len(image_files)
     monkeypatch.setattr(joblib, "Parallel", lambda *a, **k: pytest.fail("started workers"))
-    cached, _ = extract_many(image_files, settings, read_png, jobs=2, cache=cache)
+    cached, _ = extract_many(image_files, settings, PngSource(), jobs=2, cache=cache)
     np.testing.assert_array_equal(cached, expected)
 
 
 def test_reader_returning_none_gives_a_nan_row(image_files, tmp_path):
-    def reader(path):
-        return None if path == image_files[1] else read_png(path)
-
-    X, flags = extract_many(image_files[:3], read_image=reader, cache=ArrayCache(tmp_path))
+    X, flags = extract_many(image_files[:3], source=PngSource(skip=image_files[1]), cache=ArrayCache(tmp_path))
     assert np.isnan(X[1]).all() and flags[1] == ("unreadable",)
     assert np.isfinite(X[0]).all() and flags[0] == ()
     assert len(list(tmp_path.rglob("*.npy"))) == 2  # the skipped file is not cached

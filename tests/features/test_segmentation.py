@@ -4,7 +4,7 @@ import pytest
 from bmbench.features.segmentation import (
     FALLBACK_CELL_RADIUS, METHODS, Segmentation, fallback_cell, overlay, segment,
 )
-from bmbench.datasets.synthetic import render_cell
+from bmbench.data.synthetic import render_cell
 
 
 def iou(a, b):

@@ -1,0 +1,391 @@
+"""Recipes: YAML files validated once into frozen dataclasses.
+
+Loading order: the file (``yaml.safe_load``, aliases refused) -> ``extends`` bases merged
+under it -> ``${ENV}`` expansion -> relative paths resolved against the file's folder ->
+``--set key.path=value`` overrides (paths relative to the working directory) -> validation.
+Every error names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from ..core.errors import RecipeError
+from ..core.registry import did_you_mean, known_list
+from .registries import AUGMENTATIONS, DATASET_KINDS, FAMILIES, PREPROCESSING
+from .schema import Context, build, option
+
+PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("model", "weights"))
+#: Values of path keys that are keywords, not file names (left as they are).
+PATH_KEYWORDS = {("model", "weights"): ("imagenet", "none")}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    kind: str = option(doc="data set kind (see `bmbench datasets`)")
+    root: Optional[str] = option(None, doc="data set folder (or CSV for kind manifest)")
+    ids: Optional[str] = option(None, doc="images ID file for kind matek_bm4 (default images_IDs.txt)")
+    classes: Optional[tuple[str, ...]] = option(None, doc="keep only these classes, in this order")
+    label_map: Optional[dict[str, Optional[str]]] = option(
+        None, doc="rename/merge classes ({old: new}), drop them ({old: null}); '*' maps the rest")
+    image_size: int = option(64, ge=8, le=2048, doc="side of the square model input, px")
+    keep_aspect: bool = option(False, doc="resize keeping the aspect ratio and pad with background")
+    on_bad_image: Literal["error", "skip"] = option("error", doc="unreadable images: stop or skip")
+    max_pixels: int = option(50_000_000, ge=1, doc="refuse images with more pixels (bomb guard)")
+    preprocess: tuple[Any, ...] = option(
+        (), doc="image preprocessing steps, in order: a name or {name: {options}} each "
+                "(`bmbench datasets --steps` lists them); fitted on the training images")
+    options: Any = option(None, doc="kind-specific options, given flat beside the keys above")
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One validated ``dataset.preprocess`` entry: the step's name and its typed options."""
+
+    name: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    strategy: Literal["auto", "stratified", "grouped", "predefined"] = option(
+        "auto", doc="auto: predefined if the data set has one, else grouped if it has "
+                    "patient ids, else stratified")
+    test: float = option(0.2, gt=0.0, lt=1.0, doc="test fraction (ignored for predefined/folds)")
+    val: float = option(0.1, ge=0.0, lt=1.0, doc="validation fraction of all images")
+    seed: int = option(0, ge=0, doc="split seed; independent of the training seed")
+    folds: Optional[int] = option(None, ge=2, le=50, doc="k-fold cross-validation instead of one test set")
+    on_leak: Literal["warn", "error"] = option(
+        "warn", doc="test images with a byte-identical copy in training: warn, or stop the run")
+    allow_leaky: bool = option(
+        False, doc="allow re-splitting a data set known to hold augmented near-duplicates")
+    group_by: Literal["none", "near_duplicates"] = option(
+        "none", doc="near_duplicates: images joined by exact or near copies (see `bmbench audit`) "
+                    "form groups of a grouped split, so copies never straddle train/test")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str = option(doc="model family (baseline, classical, cnn, transfer...)")
+    options: Any = option(None, doc="family-specific options, given flat beside 'family'")
+
+
+def _augmentations() -> list[str]:
+    return [*AUGMENTATIONS.names(), "none"]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = option(30, ge=1, le=10_000, doc="maximum epochs / boosting rounds scale")
+    batch_size: int = option(32, ge=1, le=65_536, doc="images per batch")
+    learning_rate: float = option(1e-3, gt=0.0, le=10.0, doc="initial learning rate")
+    patience: int = option(5, ge=1, doc="early-stopping patience on the validation set")
+    class_weight: Literal["balanced", "none"] = option("balanced", doc="weight classes by 1/frequency")
+    jobs: int = option(1, ge=-1, le=256, doc="parallel workers for image work: feature-extraction processes, decoding threads (-1: all cores)")
+    augment: tuple[str, ...] = option(
+        ("flip", "rotate90"), choices=_augmentations,
+        doc="on-the-fly augmentation of training images (deep families), or [none]")
+    mixed_precision: Union[Literal["auto", "on", "off"], bool] = option(
+        "auto", doc="deep families: auto = float16 on GPUs that support it, float32 on CPU; "
+                    "on/off (YAML may read them as true/false: same meaning)")
+    deterministic: bool = option(False, doc="deep families: deterministic TensorFlow ops (slower)")
+    jit_compile: bool = option(False, doc="deep families: compile training steps with XLA")
+    fraction: float = option(1.0, gt=0.0, le=1.0, doc="train on this share of the training images "
+                             "(stratified; drawn from split.seed and seed, nested across fractions); "
+                             "validation and test images unchanged")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = option(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", doc="run name")
+    dataset: DatasetSpec = option(doc="which images")
+    model: ModelSpec = option(doc="which method")
+    description: str = option("", doc="free text")
+    seed: int = option(0, ge=0, doc="training seed")
+    split: SplitSpec = option(SplitSpec(), doc="how images are divided")
+    train: TrainSpec = option(TrainSpec(), doc="training settings")
+    evaluate: tuple[DatasetSpec, ...] = option(
+        (), doc="other data sets to test the trained model on (cross-data-set evaluation); "
+                "image size and padding come from 'dataset'")
+    repeats: int = option(1, ge=1, le=1000, doc="run with this many seeds (seed, seed+1, ...)")
+    source: str = option("", doc="file the recipe came from")
+
+    def to_dict(self) -> dict:
+        """The resolved recipe as plain data (kind/family options flattened back)."""
+        return _flatten(dataclasses.asdict(self))
+
+    def fingerprint(self, ignore: tuple[str, ...] = ()) -> str:
+        """Hash of everything that affects the result (not the name, description, source or
+        repeat count; nor the top-level keys in ``ignore``, e.g. ``("seed",)``)."""
+        skip = ("name", "description", "source", "repeats", *ignore)
+        data = {k: v for k, v in self.to_dict().items() if k not in skip}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_overrides(self, overrides: list[str]) -> "Recipe":
+        raw = self.to_dict()
+        for text in overrides:
+            apply_override(raw, text, self.source)
+        return recipe_from_dict(raw, self.source)
+
+
+def _flatten(d: dict) -> dict:
+    out = dict(d)
+    for section in ("dataset", "model"):
+        out[section] = _flat_section(out[section])
+    out["evaluate"] = [_flat_section(e) for e in out.get("evaluate", ())]
+    return out
+
+
+def _flat_section(section: dict) -> dict:
+    sec = dict(section)
+    sec.update(sec.pop("options") or {})
+    steps = sec.pop("preprocess", ())
+    if steps:  # absent when empty, so recipes without steps keep their fingerprints
+        sec["preprocess"] = [{st["name"]: st["options"]} if st["options"] else st["name"] for st in steps]
+    return sec
+
+
+def _step_specs(items: tuple, ctx: Context) -> tuple[StepSpec, ...]:
+    out = []
+    for i, item in enumerate(items):
+        here = ctx.child(i)
+        if isinstance(item, str):
+            name, opts = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, opts = next(iter(item.items()))
+        else:
+            raise here.error("expected a step name or a one-key mapping {name: {options}}")
+        if not isinstance(name, str) or name not in PREPROCESSING:
+            raise here.error(f"unknown {PREPROCESSING.what} {name!r}{did_you_mean(name, PREPROCESSING.names())}; "
+                             f"known: {known_list(PREPROCESSING.names()) or 'none installed'}")
+        out.append(StepSpec(name, build(PREPROCESSING.get(name).Options, opts or {}, here.child(name))))
+    return tuple(out)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+    """Read, merge, expand and validate the recipe at ``path``."""
+    path = Path(path)
+    raw = _read_with_extends(path, ())
+    raw.setdefault("name", path.stem)
+    for text in overrides:
+        apply_override(raw, text, str(path))
+    source = f"{path}" + (" (with --set overrides)" if overrides else "")
+    return recipe_from_dict(raw, source)
+
+
+def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
+    ctx = Context(source)
+    if not isinstance(raw, dict):
+        raise ctx.error("a recipe must be a mapping of keys to values")
+    raw = dict(raw)
+    raw.pop("source", None)
+    for section, selector in (("dataset", "kind"), ("model", "family")):
+        if section in raw:
+            raw[section] = _split_options(raw[section], section, selector, ctx.child(section))
+    if isinstance(raw.get("evaluate"), list):
+        raw["evaluate"] = [_split_options(e, "dataset", "kind", ctx.child("evaluate").child(i))
+                           for i, e in enumerate(raw["evaluate"])]
+    recipe = build(Recipe, raw, ctx)
+    recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(
+        recipe.dataset, preprocess=_step_specs(recipe.dataset.preprocess, ctx.child("dataset").child("preprocess"))))
+    for i, e in enumerate(recipe.evaluate):
+        if e.preprocess:
+            raise ctx.child("evaluate").child(i).child("preprocess").error(
+                "images of an evaluation go through the training run's steps (fitted on its "
+                "training images); remove this key")
+    augment = recipe.train.augment
+    if "none" in augment and len(augment) > 1:
+        raise ctx.child("train").child("augment").error(
+            f"'none' cannot be combined with other augmentations, got {list(augment)}")
+    return dataclasses.replace(recipe, source=source.split(" (with")[0])
+
+
+def _split_options(section: Any, name: str, selector: str, ctx: Context) -> dict:
+    """Move the kind/family-specific keys of a flat section into a typed ``options`` object."""
+    if not isinstance(section, dict):
+        raise ctx.error("expected a mapping of keys to values")
+    if selector not in section:
+        raise ctx.child(selector).error("required key is missing")
+    options_cls = _options_class(name, section[selector], ctx.child(selector))
+    common_cls = DatasetSpec if name == "dataset" else ModelSpec
+    common = {f.name for f in dataclasses.fields(common_cls)} - {"options"}
+    specific = {f.name for f in dataclasses.fields(options_cls)}
+    for key in section:
+        if key not in common and key not in specific:
+            valid = sorted(common | specific)
+            raise ctx.child(key).error(
+                f"unknown key{did_you_mean(key, valid)} for {selector} '{section[selector]}'; "
+                f"valid keys here: {', '.join(valid)}")
+    opts = {k: v for k, v in section.items() if k in specific and k not in common}
+    out = {k: v for k, v in section.items() if k in common}
+    out["options"] = build(options_cls, opts, ctx)
+    return out
+
+
+def _options_class(section: str, selected: Any, ctx: Context) -> type:
+    registry = DATASET_KINDS if section == "dataset" else FAMILIES
+    if str(selected) not in registry:
+        raise ctx.error(f"unknown {registry.what} {selected!r}{did_you_mean(selected, registry.names())}; "
+                        f"known: {known_list(registry.names())}")
+    entry = registry.get(str(selected))
+    return entry.options if section == "dataset" else entry.Options
+
+
+class _SafeNoAliasLoader(yaml.SafeLoader):
+    """Safe loader that refuses aliases, so 'billion laughs' recipes cannot explode memory."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in recipes", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> Any:
+    """``safe_load`` one YAML file with errors that name it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder; give a recipe .yaml file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: recipe is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_SafeNoAliasLoader)  # noqa: S506 (safe loader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}{where}: invalid YAML ({problem})") from None
+    if data is None:
+        raise RecipeError(f"{path}: recipe is empty; see recipes/quickstart.yaml for an example")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of keys to values, got a {type(data).__name__}")
+    return data
+
+
+def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
+    real = path.resolve()
+    if real in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, real))
+        raise RecipeError(f"{path}: 'extends' forms a cycle: {cycle}")
+    raw = _expand_env(read_yaml(path), Context(str(path)))
+    _resolve_paths(raw, path.parent)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: extends: expected a path to another recipe")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    return deep_merge(_read_with_extends(base_path, (*chain, real)), raw)
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``; nested mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand_env(value: Any, ctx: Context) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, ctx.child(str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, ctx.child(i)) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        return _ENV.sub(lambda m: _env_value(m.group(1), ctx), value)
+    return value
+
+
+def _env_value(name: str, ctx: Context) -> str:
+    if name not in os.environ:
+        raise ctx.error(f"environment variable ${{{name}}} is not set; export it or edit the recipe")
+    return os.environ[name]
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    for section, key in PATH_KEYS:
+        sec = raw.get(section)
+        if isinstance(sec, dict) and _is_path(section, key, sec.get(key)):
+            sec[key] = _absolute(sec[key], base)
+    for sec in raw.get("evaluate") if isinstance(raw.get("evaluate"), list) else []:
+        for key in ("root", "ids"):
+            if isinstance(sec, dict) and isinstance(sec.get(key), str):
+                sec[key] = _absolute(sec[key], base)
+
+
+def _is_path(section: str, key: str, value: Any) -> bool:
+    return isinstance(value, str) and value not in PATH_KEYWORDS.get((section, key), ())
+
+
+def _absolute(value: str, base: Path) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def apply_override(raw: dict, text: str, source: str) -> None:
+    """Apply ``key.path=value`` (value parsed as YAML) to ``raw`` in place."""
+    key, sep, value_text = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set dataset.image_size=32")
+    try:
+        value = yaml.load(value_text, Loader=_SafeNoAliasLoader)  # noqa: S506
+    except yaml.YAMLError:
+        value = value_text
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            where = ".".join(parts[:i + 1])
+            raise RecipeError(f"--set {text!r}: '{where}' is not a section")
+        node = nxt
+    if tuple(parts) in PATH_KEYS and _is_path(parts[0], parts[-1], value):
+        value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
+    if tuple(parts) in SELECTORS and node.get(parts[-1]) != value:
+        _drop_specific(node, SELECTORS[tuple(parts)])
+    node[parts[-1]] = value
+
+
+def _drop_specific(section: dict, common_cls: type) -> None:
+    """Switching kind or family drops the old one's own keys; the common keys stay."""
+    common = {f.name for f in dataclasses.fields(common_cls)}
+    for key in [k for k in section if k not in common]:
+        del section[key]
+
+
+SELECTORS = {("dataset", "kind"): DatasetSpec, ("model", "family"): ModelSpec}
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML text (re-loadable with :func:`recipe_from_dict`)."""
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def dataset_spec(raw: dict, source: str = "command line") -> DatasetSpec:
+    """Validate a flat ``dataset`` mapping on its own (for commands that take no recipe)."""
+    ctx = Context(source, "dataset")
+    spec = build(DatasetSpec, _split_options(raw, "dataset", "kind", ctx), ctx)
+    return dataclasses.replace(spec, preprocess=_step_specs(spec.preprocess, ctx.child("preprocess")))

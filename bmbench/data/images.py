@@ -1,0 +1,284 @@
+"""The image stage: the one way a data set row becomes pixels, for every family.
+
+:class:`ImageSource` decodes a file (:mod:`.imageio`), applies the recipe's preprocessing
+steps (:mod:`.preprocessing`; none by default) and resizes or pads to ``size``. Its
+:attr:`~ImageSource.identity` is a hash of every setting that changes the pixels it returns;
+every content cache (handcrafted features, decoded images, backbone embeddings, audit
+descriptors) keys its entries with :meth:`~ImageSource.key`, i.e. the file's bytes plus that
+identity, so a new step or setting can never reuse stale results.
+
+**Decoded-image cache.** :func:`load_images` decodes a list of files once into one
+``uint8[n, s, s, 3]`` ``.npy`` file under ``<cache>/images/``, read back as a memory map
+(data sets larger than memory work; the OS page cache keeps hot ones in RAM). A ``valid``
+mask (False where a file could not be decoded under ``dataset.on_bad_image: skip``) is
+stored beside it. Both are written atomically; a missing, truncated or mismatched pair is
+deleted and rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..core.atomic import open_atomic
+from ..core.cache import key_for
+from ..core.errors import DatasetError
+from ..core.progress import progress
+from .imageio import DEFAULT_MAX_PIXELS, read_rgb, read_rgb_draft, resize
+
+log = logging.getLogger(__name__)
+
+#: Bump when decoding, preprocessing or resizing changes pixels, so every cache rebuilds.
+IMAGE_STAGE_VERSION = 1
+
+#: Bump when the layout of the decoded-image cache files changes.
+IMAGE_CACHE_VERSION = 1
+
+#: Images decoded per work unit (and per worker task when ``jobs > 1``).
+CHUNK = 256
+
+
+@dataclass
+class ImageSource:
+    """Decode -> preprocessing steps -> resize/pad, under one bad-image policy.
+
+    size: output side in px (``None``: native size, no resizing). keep_aspect: pad to a
+    square with the border's median colour instead of stretching. on_bad_image: ``error``
+    raises on an unreadable file; ``skip`` records it in :attr:`skipped` (path -> reason)
+    and returns None. max_pixels: decompression-bomb guard. steps: fitted preprocessing
+    steps (:class:`~bmbench.data.preprocessing.Step`), applied in order to the decoded
+    ``uint8[H, W, 3]`` image. draft_side: decode JPEGs DCT-scaled so that the longer side
+    stays at least this many px (the audit's fast path; much faster than a full decode).
+    """
+
+    size: int | None = None
+    keep_aspect: bool = False
+    on_bad_image: str = "error"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    steps: tuple = ()
+    draft_side: int | None = None
+    skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def identity(self) -> str:
+        """Hash of every setting that changes the returned pixels (not the bad-image policy)."""
+        return key_for("bmbench.image_stage", IMAGE_STAGE_VERSION, self.size, self.keep_aspect,
+                       self.draft_side, [step.identity for step in self.steps])
+
+    def key(self, digest: bytes | str, namespace: str, version: int, *settings) -> str:
+        """Cache key of one file's output of a stage downstream (features, embeddings...):
+        the file's sha256 ``digest``, this identity, ``namespace``, ``version``, ``settings``."""
+        return key_for(namespace, version, *settings, self.identity, digest)
+
+    def at(self, size: int | None) -> "ImageSource":
+        """The same source at another output size (sharing the skip record)."""
+        if size == self.size:
+            return self
+        other = dataclasses.replace(self, size=size)
+        other.skipped = self.skipped
+        return other
+
+    def with_steps(self, steps: tuple) -> "ImageSource":
+        """The same source with other preprocessing ``steps`` (sharing the skip record)."""
+        other = dataclasses.replace(self, steps=tuple(steps))
+        other.skipped = self.skipped
+        return other
+
+    def decode(self, path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
+        """``uint8[H, W, 3]`` RGB of ``path`` after the preprocessing steps, before resizing;
+        raises :class:`DatasetError`. ``data``: the file's bytes, when already read."""
+        if self.draft_side is not None:
+            if data is None:
+                data = _read_bytes(path)
+            image = read_rgb_draft(data, str(path), self.max_pixels, self.draft_side)
+        else:
+            image = read_rgb(path, self.max_pixels)
+        for step in self.steps:
+            image = step.apply(image)
+        return image
+
+    def read(self, path: str | os.PathLike, data: bytes | None = None) -> np.ndarray | None:
+        """:meth:`decode` then resize to :attr:`size`; None for a skipped unreadable file."""
+        try:
+            image = self.decode(path, data)
+        except DatasetError as exc:
+            if self.on_bad_image == "error":
+                raise
+            if str(path) not in self.skipped:
+                log.warning("skipping unreadable image: %s", exc)
+            self.skipped[str(path)] = str(exc)
+            return None
+        if self.size:
+            image = resize(image, self.size, self.keep_aspect)
+        return image
+
+    def __call__(self, path):
+        return self.read(path)
+
+
+def _read_bytes(path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file not found") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 hex of a file's bytes, or ``missing:<path>`` when it cannot be read (decoding
+    then reports the problem under the bad-image policy)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return f"missing:{path}"
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Decoded images of a list of files.
+
+    images: ``uint8[n, s, s, 3]`` RGB (a read-only memory map); rows where ``valid`` is
+        False are zeros. valid: ``bool[n]``. digests: sha256 hex of each file's bytes.
+    key: the cache key of the whole set. identity: the :class:`ImageSource` identity that
+        made the pixels (the per-image keys downstream combine it with ``digests``).
+    """
+
+    images: np.ndarray
+    valid: np.ndarray
+    digests: tuple[str, ...]
+    key: str
+    identity: str = ""
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[1])
+
+
+def load_images(paths: Sequence[str], source: ImageSource, cache_dir: str | os.PathLike,
+                jobs: int = 1, label: str = "decoding images") -> ImageSet:
+    """Images of ``paths`` from ``source`` (whose ``size`` must be set), from the cache under
+    ``cache_dir / "images"`` or decoded now (``jobs`` threads) and cached. Unreadable files
+    follow ``source.on_bad_image`` and are recorded in ``source.skipped`` on hits too."""
+    size = int(source.size)
+    paths = [str(p) for p in paths]
+    digests = tuple(file_digest(p) for p in paths)
+    key = key_for("bmbench.images", IMAGE_CACHE_VERSION, source.identity, digests)
+    if not paths:  # nothing to cache (and an empty array cannot be memory-mapped)
+        return ImageSet(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, bool), digests, key,
+                        source.identity)
+    store = _Store(Path(cache_dir) / "images", key)
+    cached = store.read(len(paths), size)
+    if cached is None:
+        images, valid = _decode_all(paths, source, jobs, label)
+        store.write(images, valid)
+        cached = store.read(len(paths), size)
+        if cached is None:  # the cache folder is unusable: keep the decoded arrays
+            cached = images, valid
+    else:
+        for path in np.asarray(paths)[~cached[1]]:
+            source.read(path)  # raises under on_bad_image=error; records the skip otherwise
+    return ImageSet(cached[0], cached[1], digests, key, source.identity)
+
+
+class _Store:
+    """``<key>.npy`` (images) and ``<key>.valid.npy`` in a two-level sharded folder."""
+
+    def __init__(self, root: Path, key: str):
+        self.folder = root / key[:2]
+        self.images = self.folder / f"{key}.npy"
+        self.valid = self.folder / f"{key}.valid.npy"
+
+    def read(self, n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            valid = np.load(self.valid, allow_pickle=False)
+            images = np.load(self.images, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError):
+            self._discard()
+            return None
+        if (images.shape, images.dtype, valid.shape, valid.dtype) != (
+                (n, size, size, 3), np.uint8, (n,), np.bool_):
+            self._discard()
+            return None
+        return images, valid
+
+    def write(self, images: np.ndarray, valid: np.ndarray) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, array in ((self.valid, valid), (self.images, images)):
+                with open_atomic(path, "wb") as f:
+                    np.save(f, array, allow_pickle=False)
+        except OSError as exc:
+            log.warning("cannot write the image cache in %s (%s); continuing without it",
+                        self.folder, exc.strerror or exc)
+
+    def _discard(self) -> None:
+        log.warning("image cache entry %s is damaged or stale; rebuilding it", self.images.name)
+        for p in (self.images, self.valid):
+            p.unlink(missing_ok=True)
+
+
+def _decode_all(paths: list[str], source: ImageSource, jobs: int, label: str) -> tuple[np.ndarray, np.ndarray]:
+    size = int(source.size)
+    images = np.zeros((len(paths), size, size, 3), np.uint8)
+    valid = np.zeros(len(paths), bool)
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    start = 0
+    with progress(len(paths), label) as bar:
+        for chunk, (block, ok, skipped) in zip(chunks, _decoded_chunks(chunks, source, jobs)):
+            images[start:start + len(chunk)] = block
+            valid[start:start + len(chunk)] = ok
+            source.skipped.update(skipped)
+            start += len(chunk)
+            bar.update(len(chunk))
+    return images, valid
+
+
+def _decoded_chunks(chunks: list[list[str]], source: ImageSource, jobs: int):
+    """``_decode_chunk`` results in order; with ``jobs > 1`` from that many threads (JPEG/PNG
+    decoding and resizing release the GIL, and nothing needs pickling back), at most
+    ``2 * jobs`` chunks in flight."""
+    if jobs == 1 or len(chunks) <= 1:
+        yield from (_decode_chunk(chunk, source) for chunk in chunks)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_decode_chunk, chunk, source))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _decode_chunk(paths: list[str], source: ImageSource) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Worker: ``(uint8[m, s, s, 3], bool[m], {path: reason})`` for one chunk of files."""
+    own = dataclasses.replace(source)  # a skip record of its own: threads run in parallel
+    own.skipped = {}
+    size = int(source.size)
+    block = np.zeros((len(paths), size, size, 3), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    for i, path in enumerate(paths):
+        image = own.read(path)
+        if image is not None:
+            block[i], ok[i] = image, True
+    return block, ok, own.skipped

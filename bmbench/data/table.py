@@ -1,0 +1,117 @@
+"""The data set table: one row per image (path, label, optional group and predefined split)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import DatasetError
+
+COLUMNS = ("relpath", "label", "group", "split")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetTable:
+    """Images of one data set, decoded lazily.
+
+    ``frame`` has columns ``path`` (absolute), ``relpath`` (to ``root``), ``label``,
+    ``group`` (patient/smear id or None) and ``split`` (predefined train/val/test or None).
+    ``classes`` is the ordered class list; ``fingerprint`` a hash of the sorted relative
+    paths, file sizes and labels, so the same images and labels always give the same value.
+    """
+
+    kind: str
+    root: Path
+    frame: pd.DataFrame
+    classes: tuple[str, ...]
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(n,)`` int class indices into :attr:`classes`."""
+        return self.frame["label"].map({c: i for i, c in enumerate(self.classes)}).to_numpy(np.int64)
+
+    @property
+    def has_groups(self) -> bool:
+        return bool(self.frame["group"].notna().any())
+
+    @property
+    def has_predefined_split(self) -> bool:
+        return bool(self.frame["split"].notna().any())
+
+    def class_counts(self) -> dict[str, int]:
+        counts = self.frame["label"].value_counts()
+        return {c: int(counts.get(c, 0)) for c in self.classes}
+
+
+def make_table(kind: str, root: Path, rows: pd.DataFrame, classes: tuple[str, ...] | None = None,
+               keep: tuple[str, ...] | None = None) -> DatasetTable:
+    """Validate loader ``rows`` (columns ``relpath, label[, group][, split]``) into a table.
+
+    ``classes`` fixes the class order (default: sorted labels); ``keep`` selects a subset.
+    """
+    rows = rows.copy()
+    for col in ("group", "split"):
+        if col not in rows:
+            rows[col] = None
+    if rows.empty:
+        raise DatasetError(f"{root}: no images found; check dataset.root and dataset.kind "
+                           "(`bmbench datasets` lists the layouts)")
+    found = sorted(rows["label"].unique())
+    if keep:
+        rows = _keep_classes(rows, keep, found, root)
+    order = _class_order(rows, classes, keep)
+    if len(order) < 2:
+        raise DatasetError(f"{root}: found only {len(order)} class ({', '.join(order)}); "
+                           "classification needs at least 2 class folders")
+    bad = set(rows["split"].dropna()) - set(SPLITS)
+    if bad:
+        raise DatasetError(f"{root}: unknown split value(s) {sorted(bad)}; use train, val or test")
+    rows = rows.sort_values("relpath", kind="stable").reset_index(drop=True)
+    rows.insert(0, "path", [str(root / p) for p in rows["relpath"]])
+    return DatasetTable(kind, root, rows[["path", *COLUMNS]], order, fingerprint(rows, root))
+
+
+def _keep_classes(rows: pd.DataFrame, keep: tuple[str, ...], found: list[str], root: Path) -> pd.DataFrame:
+    from ..core.registry import did_you_mean
+
+    twice = sorted({c for c in keep if keep.count(c) > 1})
+    if twice:
+        raise DatasetError(f"{root}: dataset.classes lists {', '.join(twice)} more than once; "
+                           "name each class once")
+    for c in keep:
+        if c not in found:
+            raise DatasetError(f"{root}: dataset.classes names '{c}', which is not in the data"
+                               f"{did_you_mean(c, found)}; classes found: {', '.join(found)}")
+    return rows[rows["label"].isin(keep)]
+
+
+def _class_order(rows: pd.DataFrame, classes: tuple[str, ...] | None, keep) -> tuple[str, ...]:
+    present = set(rows["label"])
+    if keep:
+        return tuple(keep)
+    if classes:
+        known = [c for c in classes if c in present]
+        return tuple(known + sorted(present - set(known)))
+    return tuple(sorted(present))
+
+
+def fingerprint(rows: pd.DataFrame, root: Path) -> str:
+    """sha256 over ``relpath, size, label`` lines, sorted by path; 16 hex characters."""
+    h = hashlib.sha256()
+    for rel, label in sorted(zip(rows["relpath"], rows["label"])):
+        try:
+            size = os.stat(root / rel).st_size
+        except OSError:
+            raise DatasetError(f"{root / rel}: listed image does not exist or cannot be read") from None
+        h.update(f"{rel}\t{size}\t{label}\n".encode())
+    return h.hexdigest()[:16]

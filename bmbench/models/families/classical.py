@@ -1,0 +1,163 @@
+"""``classical``: segment the cell and nucleus, compute handcrafted features, classify them.
+
+Features come from :mod:`bmbench.features` (families switchable by name, cached on disk
+per image content and settings); the classifier from :mod:`.classifiers` (XGBoost by
+default, early-stopped on the validation split; fits memoised, see :mod:`.tabular`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...core.progress import progress
+from ...config.schema import option
+from ..classifiers import get_classifier
+from ..registry import Subset, register_family
+from ..tabular import fit_for_run, predict_proba
+
+log = logging.getLogger("bmbench.run")
+
+
+def _feature_families():
+    from ...features.registry import FEATURE_FAMILIES
+    return FEATURE_FAMILIES.names()
+
+
+def _segmentation_methods():
+    from ...features.segmentation import METHODS
+    return METHODS
+
+
+def _classifiers():
+    from ..classifiers import CLASSIFIERS
+    return CLASSIFIERS.names()
+
+
+@dataclass(frozen=True)
+class ClassicalOptions:
+    features: tuple[str, ...] = option(("shape", "color", "texture"), choices=_feature_families,
+                                       doc="feature families to compute")
+    segmentation: str = option("otsu", choices=_segmentation_methods, doc="segmentation method")
+    feature_size: int | None = option(
+        None, ge=16, le=4096, doc="resize the longer image side to this before extraction "
+                                  "(None: native resolution; shape features are in its pixels)")
+    classifier: str = option("xgboost", choices=_classifiers, doc="classifier on the features")
+    n_estimators: int = option(600, ge=1, le=100_000, doc="boosting rounds / trees")
+    max_depth: int = option(6, ge=1, le=64, doc="tree depth (xgboost)")
+    learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate (xgboost)")
+    C: float = option(1.0, gt=0.0, doc="regularisation (logistic_regression, svm)")
+    early_stopping: int = option(50, ge=1, doc="stop after this many rounds without "
+                                               "validation improvement (xgboost)")
+
+
+def feature_settings(opts: ClassicalOptions):
+    from ...features.extract import FeatureSettings
+    return FeatureSettings(families=opts.features, segmentation=opts.segmentation,
+                           image_size=opts.feature_size)
+
+
+def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
+    """``(n, n_features)`` float32 handcrafted features; unreadable images give NaN rows.
+
+    Segmentation flags are counted into ``ctx.notes['segmentation_flags']``.
+    """
+    from ...core.cache import ArrayCache
+    from ...features.extract import extract_many
+
+    with progress(len(paths), label) as bar:
+        done = [0]
+
+        def advance(n: int) -> None:
+            bar.update(n - done[0])
+            done[0] = n
+
+        x, flags = extract_many(list(paths), settings, ctx.images, jobs=ctx.jobs,
+                                cache=ArrayCache(ctx.cache_dir / "features"), progress=advance)
+    counts = ctx.notes.setdefault("segmentation_flags", {})
+    for path, f in zip(paths, flags):
+        for name in f:
+            counts[name] = counts.get(name, 0) + 1
+        if "unreadable" in f:
+            ctx.images.skipped[str(path)] = "unreadable image (skipped)"
+    return x
+
+
+@register_family
+class Classical:
+    name = "classical"
+    libraries = ("xgboost",)
+    description = "handcrafted shape/colour/texture features of the segmented cell + XGBoost"
+    Options = ClassicalOptions
+    uses_image_size = False  # features are computed at native resolution (or feature_size)
+
+    @staticmethod
+    def summary(opts: ClassicalOptions) -> str:
+        size = f"{opts.feature_size}px" if opts.feature_size else "native px"
+        return f"{size}, {'+'.join(opts.features)}, {opts.segmentation}, {opts.classifier}"
+
+    def fit(self, train: Subset, val: Subset | None, ctx) -> "ClassicalModel":
+        from ...features.extract import feature_names
+
+        opts: ClassicalOptions = ctx.recipe.model.options
+        settings = feature_settings(opts)
+        x = feature_matrix(train.paths, settings, ctx, "features (train)")
+        x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None
+        model = ClassicalModel(train.classes, opts, fit_for_run(opts, ctx, x, train, x_val, val),
+                               feature_names(settings))
+        model.log_top_features()
+        return model
+
+    @staticmethod
+    def load(folder: Path, recipe, ctx) -> "ClassicalModel":
+        return ClassicalModel.load(folder, recipe.model.options)
+
+
+@dataclass
+class ClassicalModel:
+    classes: tuple[str, ...]
+    options: ClassicalOptions
+    fitted: object
+    names: list[str]
+
+    def predict_proba(self, paths, ctx) -> np.ndarray:
+        x = feature_matrix(paths, feature_settings(self.options), ctx, "features (test)")
+        return predict_proba(self.fitted, x, len(self.classes))
+
+    def importances(self) -> np.ndarray | None:
+        return get_classifier(self.options.classifier).importances(self.fitted, len(self.names))
+
+    def log_top_features(self, k: int = 10) -> None:
+        imp = self.importances()
+        if imp is None or not imp.any():
+            return
+        top = np.argsort(imp)[::-1][:k]
+        log.info("top features by gain: %s", ", ".join(f"{self.names[i]} ({imp[i]:.3g})" for i in top))
+
+    def details(self) -> dict:
+        best = getattr(self.fitted, "best_iteration", None)
+        return {"n_features": len(self.names), "classifier": self.options.classifier,
+                "best_iteration": int(best) if best is not None else None}
+
+    def save(self, folder: Path) -> None:
+        import pandas as pd
+
+        folder.mkdir(parents=True, exist_ok=True)
+        get_classifier(self.options.classifier).save(self.fitted, folder)
+        (folder / "classical.json").write_text(json.dumps(
+            {"classes": list(self.classes), "feature_names": self.names}, indent=2))
+        imp = self.importances()
+        if imp is not None:
+            order = np.argsort(imp)[::-1]
+            pd.DataFrame({"feature": np.array(self.names)[order], "gain": imp[order]}).to_csv(
+                folder / "feature_importances.csv", index=False)
+
+    @classmethod
+    def load(cls, folder: Path, options: ClassicalOptions) -> "ClassicalModel":
+        meta = json.loads((folder / "classical.json").read_text())
+        fitted = get_classifier(options.classifier).load(folder)
+        return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"])

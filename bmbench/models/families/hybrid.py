@@ -1,0 +1,188 @@
+"""``hybrid``: handcrafted features beside frozen-backbone embeddings, one tabular classifier.
+
+Each image becomes ``[handcrafted features | backbone embedding]``: the ``classical``
+family's features (same options: ``features``, ``segmentation``, ``feature_size``; cached
+per image) and the pooled embedding of a frozen ``keras.applications`` backbone at
+``dataset.image_size`` (same options as ``transfer``: ``backbone``, ``weights``,
+``pooling``; from the embedding cache). A classifier from :mod:`.classifiers` (XGBoost by
+default, early-stopped on the validation split) learns on the concatenation. Published work
+finds frozen features plus a classical classifier competitive with, or better than,
+fine-tuning when labelled cells are few; this family tests that on your own cells.
+``features: []`` uses the embeddings alone.
+
+The saved model is the classifier (safe formats) and ``hybrid.json``; the backbone is
+rebuilt from its weights when predicting (``none`` weights from the recorded seed, a
+weights file only if its content is unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ...core.errors import BmbenchError
+from ...config.schema import option
+from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings
+from ..classifiers import get_classifier
+from ..registry import Subset, register_family
+from ..tabular import fit_for_run, predict_proba
+
+log = logging.getLogger("bmbench.run")
+
+
+def _backbones():
+    from ..backbones import backbone_names
+    return backbone_names()
+
+
+@dataclass(frozen=True)
+class HybridOptions(ClassicalOptions):
+    features: tuple[str, ...] = option(("shape", "color", "texture"), choices=_feature_families,
+                                       doc="handcrafted feature families ([]: embeddings only)")
+    backbone: str = option("DenseNet121", choices=_backbones, doc="keras.applications backbone")
+    weights: str = option("imagenet", doc="imagenet (Keras download/cache), none (random, seeded) "
+                                          "or a .weights.h5/.h5 file of this backbone")
+    pooling: Literal["avg", "max"] = option("avg", doc="global pooling of the last feature map")
+
+
+@register_family
+class Hybrid:
+    name = "hybrid"
+    libraries = ("keras", "xgboost")
+    description = "handcrafted features + frozen-backbone embeddings (cached) + XGBoost or another classifier"
+    Options = HybridOptions
+
+    @staticmethod
+    def summary(opts: HybridOptions) -> str:
+        from .transfer import weights_label
+
+        handcrafted = "+".join(opts.features) if opts.features else "no handcrafted"
+        return f"{opts.backbone} {weights_label(opts.weights)} + {handcrafted}, {opts.classifier}"
+
+    def fit(self, train: Subset, val: Subset | None, ctx) -> "HybridModel":
+        from ...deep.devices import prepare_devices
+        from ..backbones import check_size
+        from ..embeddings import spec_for
+
+        opts: HybridOptions = ctx.recipe.model.options
+        check_size(opts.backbone, ctx.recipe.dataset.image_size)
+        devices = prepare_devices(ctx)
+        model = HybridModel(train.classes, opts, None, [],
+                            spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
+                            ctx.recipe.seed)
+        x = model.features(train.paths, ctx, "train", devices)
+        x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
+        model.fitted = fit_for_run(opts, ctx, x, train, x_val, val)
+        model.log_shares()
+        return model
+
+    @staticmethod
+    def load(folder: Path, recipe, ctx) -> "HybridModel":
+        return HybridModel.load(folder, recipe.model.options)
+
+
+@dataclass
+class HybridModel:
+    classes: tuple[str, ...]
+    options: HybridOptions
+    fitted: object
+    names: list[str]
+    spec: object  # EmbeddingSpec
+    seed: int
+
+    def features(self, paths, ctx, label: str, devices=None) -> np.ndarray:
+        """``float32[n, n_handcrafted + d]``; rows of unreadable images are all NaN."""
+        from ...deep.devices import select_devices
+        from ..backbones import build_backbone
+        from ..embeddings import embed
+        from ...features.extract import feature_names
+
+        opts, size = self.options, ctx.recipe.dataset.image_size
+        parts, names = [], []
+        if opts.features:
+            settings = feature_settings(opts)
+            parts.append(feature_matrix(paths, settings, ctx, f"features ({label})"))
+            names += feature_names(settings)
+        if devices is None:
+            devices = replace(select_devices(ctx.recipe.train), policy=self.spec.precision)
+        images = ctx.load_images(paths, f"decoding {label} images")
+        with devices.scope():
+            emb = embed(images, self.spec, ctx,
+                        lambda: build_backbone(opts.backbone, opts.weights, size, self.seed),
+                        ctx.recipe.train.batch_size, f"{label} embeddings")
+        parts.append(emb)
+        names += [f"{opts.backbone}_{i:04d}" for i in range(emb.shape[1])]
+        x = np.hstack(parts).astype(np.float32, copy=False)
+        x[~images.valid] = np.nan
+        if self.names and names != self.names:
+            raise BmbenchError(f"hybrid model expects {len(self.names)} features, got {len(names)}; "
+                               "was it trained with other feature settings?")
+        self.names = names
+        return x
+
+    def predict_proba(self, paths, ctx) -> np.ndarray:
+        self._check_weights_file()
+        return predict_proba(self.fitted, self.features(paths, ctx, "test"), len(self.classes))
+
+    def _check_weights_file(self) -> None:
+        from ..backbones import weights_identity
+
+        w = self.options.weights
+        if w not in ("imagenet", "none") and weights_identity(w, self.seed) != self.spec.identity:
+            raise BmbenchError(f"model.weights: {w} is not the weights file this hybrid model was "
+                               "trained with (missing or its content changed)")
+
+    def importances(self) -> np.ndarray | None:
+        return get_classifier(self.options.classifier).importances(self.fitted, len(self.names))
+
+    def shares(self) -> dict | None:
+        """Fraction of the classifier's total importance on handcrafted features and on
+        embedding dimensions (None for classifiers without importances)."""
+        imp = self.importances()
+        if imp is None or not imp.sum():
+            return None
+        emb = np.array([n.startswith(f"{self.options.backbone}_") for n in self.names])
+        return {"handcrafted": round(float(imp[~emb].sum() / imp.sum()), 4),
+                "embedding": round(float(imp[emb].sum() / imp.sum()), 4)}
+
+    def log_shares(self) -> None:
+        shares = self.shares()
+        if shares:
+            log.info("importance share: handcrafted %.1f%%, embedding %.1f%%",
+                     100 * shares["handcrafted"], 100 * shares["embedding"])
+
+    def details(self) -> dict:
+        best = getattr(self.fitted, "best_iteration", None)
+        n_emb = sum(n.startswith(f"{self.options.backbone}_") for n in self.names)
+        return {"n_features": len(self.names), "n_handcrafted": len(self.names) - n_emb,
+                "n_embedding": n_emb, "classifier": self.options.classifier,
+                "best_iteration": int(best) if best is not None else None,
+                "importance_share": self.shares()}
+
+    def save(self, folder: Path) -> None:
+        import pandas as pd
+
+        folder.mkdir(parents=True, exist_ok=True)
+        get_classifier(self.options.classifier).save(self.fitted, folder)
+        (folder / "hybrid.json").write_text(json.dumps(
+            {"classes": list(self.classes), "feature_names": self.names, "seed": self.seed,
+             "embedding": vars(self.spec)}, indent=2))
+        imp = self.importances()
+        if imp is not None:
+            order = np.argsort(imp)[::-1]
+            pd.DataFrame({"feature": np.array(self.names)[order], "gain": imp[order]}).to_csv(
+                folder / "feature_importances.csv", index=False)
+
+    @classmethod
+    def load(cls, folder: Path, options: HybridOptions) -> "HybridModel":
+        from ..embeddings import EmbeddingSpec
+
+        meta = json.loads((folder / "hybrid.json").read_text())
+        fitted = get_classifier(options.classifier).load(folder)
+        return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"],
+                   EmbeddingSpec(**meta["embedding"]), int(meta["seed"]))

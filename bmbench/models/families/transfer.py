@@ -1,0 +1,214 @@
+"""``transfer``: a ``keras.applications`` backbone with a new classification head.
+
+Model: ``image -> backbone -> global pooling -> dropout -> dense softmax (float32)``, with
+the backbone's own ``preprocess_input`` applied in the input pipeline.
+
+With pretrained weights (``imagenet`` or a weights file), training has two stages:
+
+1. **Head**: the backbone is frozen (and runs in inference mode, so BatchNorm statistics
+   stay as pretrained); only the head trains, for ``train.epochs`` epochs at
+   ``train.learning_rate``. By default it trains on cached backbone embeddings
+   (:mod:`.embeddings`): the backbone runs once per image, and reruns or head ablations
+   skip it entirely; without fine-tuning, the run's test predictions go through the
+   cached embeddings too. ``augment_head: true`` trains on augmented images through the frozen
+   backbone instead (slower; no cache).
+2. **Fine-tuning** (when ``fine_tune_layers > 0``): the top ``fine_tune_layers`` backbone
+   layers are unfrozen (BatchNorm layers stay frozen) and the whole model trains on
+   augmented images for ``fine_tune_epochs`` at ``fine_tune_learning_rate``.
+
+With ``weights: none`` the same architecture trains from scratch in one stage (every layer
+trainable, BatchNorm included, with momentum 0.9 as in ``cnn``) on augmented images: the
+pretrained-versus-scratch comparison. Every stage early-stops on validation loss and keeps its best epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ...config.schema import option
+from ..keras_model import KerasClassifier
+from ..registry import Subset, register_family
+
+log = logging.getLogger("bmbench.run")
+
+
+def _backbones():
+    from ..backbones import backbone_names
+    return backbone_names()
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    backbone: str = option("DenseNet121", choices=_backbones, doc="keras.applications backbone")
+    weights: str = option("imagenet", doc="imagenet (Keras download/cache), none (train from "
+                                          "scratch) or a .weights.h5/.h5 file of this backbone")
+    pooling: Literal["avg", "max"] = option("avg", doc="global pooling of the last feature map")
+    dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer")
+    augment_head: bool = option(False, doc="stage 1 on augmented images through the frozen backbone "
+                                           "(false: on cached embeddings, no augmentation)")
+    fine_tune_layers: int = option(0, ge=0, le=10_000, doc="stage 2: unfreeze the top N backbone "
+                                                           "layers (0: no stage 2)")
+    fine_tune_epochs: int = option(10, ge=1, le=10_000, doc="stage 2 maximum epochs")
+    fine_tune_learning_rate: float = option(1e-5, gt=0.0, le=1.0, doc="stage 2 learning rate")
+
+
+def weights_label(weights: str) -> str:
+    return weights if weights in ("imagenet", "none") else f"file {Path(weights).name}"
+
+
+@register_family
+class Transfer:
+    name = "transfer"
+    libraries = ("keras",)
+    description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
+    Options = TransferOptions
+
+    @staticmethod
+    def summary(opts: TransferOptions) -> str:
+        if opts.weights == "none":
+            return f"{opts.backbone} from scratch"
+        stages = f", fine-tune top {opts.fine_tune_layers}" if opts.fine_tune_layers else ", head only"
+        return f"{opts.backbone} {weights_label(opts.weights)}{stages}"
+
+    def fit(self, train: Subset, val: Subset | None, ctx) -> KerasClassifier:
+        from ...deep.devices import prepare_devices
+        from ..backbones import build_backbone, check_size, preprocess_for
+        from ..embeddings import EmbeddingHead, spec_for
+        from ..image_data import ImageData
+
+        opts: TransferOptions = ctx.recipe.model.options
+        size = ctx.recipe.dataset.image_size
+        check_size(opts.backbone, size)
+        devices = prepare_devices(ctx)
+        data = ImageData.load(train, val, ctx)
+        preprocess = preprocess_for(opts.backbone)
+        with devices.scope():
+            backbone = build_backbone(opts.backbone, opts.weights, size, ctx.recipe.seed)
+            head = _Head(opts, len(train.classes))
+            if opts.weights == "none":
+                if opts.fine_tune_layers:
+                    log.warning("weights: none trains every layer in one stage; fine_tune_layers, "
+                                "fine_tune_epochs and fine_tune_learning_rate are not used")
+                scratch_batchnorm(backbone)
+                model = head.attach(backbone, frozen=False)
+                stages = {"scratch": _train_images(model, data, preprocess, ctx, devices, "scratch")}
+            else:
+                backbone.trainable = False
+                model = head.attach(backbone, frozen=True)
+                if opts.augment_head:
+                    stages = {"head": _train_images(model, data, preprocess, ctx, devices, "head")}
+                else:
+                    stages = {"head": _train_head_on_embeddings(head, backbone, data, ctx, devices)}
+                if opts.fine_tune_layers:
+                    n = unfreeze_top(backbone, opts.fine_tune_layers)
+                    log.info("fine-tuning the top %d layers of %s (%d trainable weights)",
+                             opts.fine_tune_layers, opts.backbone, n)
+                    stages["fine_tune"] = _train_images(
+                        model, data, preprocess, ctx, devices, "fine_tune",
+                        epochs=opts.fine_tune_epochs, learning_rate=opts.fine_tune_learning_rate)
+            shortcut = None
+            if opts.weights != "none" and not opts.fine_tune_layers:
+                shortcut = EmbeddingHead(spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
+                                         head.on_embeddings(backbone.output_shape[-1]), backbone)
+        info = {"backbone": opts.backbone, "weights": weights_label(opts.weights),
+                "stages": stages}
+        return KerasClassifier(train.classes, model, size, opts.backbone, info, shortcut)
+
+    @staticmethod
+    def load(folder: Path, recipe, ctx) -> KerasClassifier:
+        return KerasClassifier.load(folder)
+
+
+class _Head:
+    """Pooling, dropout and softmax layers, shared by the full model and the model that
+    trains them on cached embeddings."""
+
+    def __init__(self, opts: TransferOptions, n_classes: int):
+        from keras import layers
+
+        from ..embeddings import pooling_layer
+
+        self.pool = pooling_layer(opts.pooling)
+        self.dropout = layers.Dropout(opts.dropout, name="head_dropout")
+        self.dense = layers.Dense(n_classes, activation="softmax", dtype="float32",
+                                  name="probabilities")
+
+    def attach(self, backbone, frozen: bool):
+        """``image -> backbone -> head`` (backbone in inference mode when ``frozen``)."""
+        import keras
+
+        inputs = keras.Input(backbone.input_shape[1:], name="image")
+        x = backbone(inputs, training=False) if frozen else backbone(inputs)
+        return keras.Model(inputs, self.dense(self.dropout(self.pool(x))), name="transfer")
+
+    def on_embeddings(self, dims: int):
+        import keras
+
+        inputs = keras.Input((dims,), name="embedding")
+        return keras.Model(inputs, self.dense(self.dropout(inputs)), name="head")
+
+
+def scratch_batchnorm(backbone) -> None:
+    """Give every BatchNorm layer the momentum for training from scratch (see
+    :data:`bmbench.deep.training.SCRATCH_BN_MOMENTUM`)."""
+    from keras import layers
+
+    from ...deep.training import SCRATCH_BN_MOMENTUM
+
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = SCRATCH_BN_MOMENTUM
+
+
+def unfreeze_top(backbone, n_layers: int) -> int:
+    """Make the last ``n_layers`` layers of ``backbone`` trainable, keeping every
+    BatchNormalization layer frozen; returns the number of trainable weight tensors."""
+    from keras import layers
+
+    backbone.trainable = True
+    for layer in backbone.layers[:-n_layers]:
+        layer.trainable = False
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    return len(backbone.trainable_weights)
+
+
+def _train_images(model, data, preprocess, ctx, devices, stage: str, epochs: int | None = None,
+                  learning_rate: float | None = None) -> dict:
+    from ...deep.training import compile_model, fit_stage
+
+    t = ctx.recipe.train
+    compile_model(model, learning_rate or t.learning_rate, devices)
+    batches, steps = data.training(ctx, preprocess, t.augment)
+    data.measure_input(ctx, batches, steps)
+    result = fit_stage(model, batches, steps, data.validation(ctx, preprocess), stage=stage,
+                       epochs=epochs or t.epochs, patience=t.patience, batch_size=t.batch_size,
+                       ctx=ctx)
+    return result.as_dict()
+
+
+def _train_head_on_embeddings(head: _Head, backbone, data, ctx, devices) -> dict:
+    from ...deep.pipeline import steps_per_epoch
+    from ...deep.training import compile_model, fit_stage
+    from ..embeddings import embed, embedding_batches, spec_for
+
+    t = ctx.recipe.train
+    opts: TransferOptions = ctx.recipe.model.options
+    spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
+    x = embed(data.train, spec, ctx, lambda: backbone, t.batch_size, "train embeddings")[data.train_rows]
+    head_model = head.on_embeddings(x.shape[1])
+    steps = steps_per_epoch(len(x), t.batch_size)
+    compile_model(head_model, t.learning_rate, devices, steps_per_execution=steps)
+    batches = embedding_batches(x, data.train_labels, data.weights, t.batch_size, ctx.recipe.seed)
+    val = None
+    if data.val is not None:
+        xv = embed(data.val, spec, ctx, lambda: backbone, t.batch_size, "validation embeddings")
+        val = embedding_batches(xv[data.val_rows], data.val_labels, None, t.batch_size)
+    result = fit_stage(head_model, batches, steps, val,
+                       stage="head", epochs=t.epochs, patience=t.patience,
+                       batch_size=t.batch_size, ctx=ctx)
+    return {**result.as_dict(), "on": "cached embeddings"}

@@ -1,0 +1,50 @@
+"""What a family needs from the run around it: the recipe, the image stage, the cache,
+logging and progress bars. Built once per run by :mod:`bmbench.runs.runner`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.images import ImageSet, ImageSource, load_images
+from ..config.recipe import Recipe
+
+#: Environment variable capping every run's worker processes/threads (``train.jobs``).
+MAX_JOBS_ENV = "BMBENCH_MAX_JOBS"
+
+
+@dataclass
+class RunContext:
+    recipe: Recipe
+    images: ImageSource
+    cache_dir: Path
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("bmbench.run"))
+    notes: dict = field(default_factory=dict)
+    run_dir: Path | None = None  # the run folder being written (artifacts such as history.csv)
+    fold: int = 0  # index of the fold being trained (k-fold runs)
+
+    @property
+    def jobs(self) -> int:
+        """``train.jobs`` (-1: all cores), capped by ``$BMBENCH_MAX_JOBS`` when set: parallel
+        ablation variants each get their share of the cores (:mod:`bmbench.runs.backends`)."""
+        j = self.recipe.train.jobs
+        j = (os.cpu_count() or 1) if j == -1 else j
+        cap = os.environ.get(MAX_JOBS_ENV, "")
+        return max(1, min(j, int(cap))) if cap.isdigit() and int(cap) > 0 else j
+
+    @classmethod
+    def for_recipe(cls, recipe: Recipe, cache_dir: Path | None = None,
+                   run_dir: Path | None = None) -> "RunContext":
+        from ..core.cache import default_root as default_cache_dir
+
+        d = recipe.dataset
+        images = ImageSource(d.image_size, d.keep_aspect, d.on_bad_image, d.max_pixels)
+        return cls(recipe, images, Path(cache_dir) if cache_dir else default_cache_dir(),
+                   run_dir=run_dir)
+
+    def load_images(self, paths, label: str = "decoding images", size: int | None = None) -> ImageSet:
+        """The image stage's output for ``paths`` at ``size`` (default ``dataset.image_size``),
+        through the decoded-image cache."""
+        return load_images(paths, self.images.at(size or self.images.size), self.cache_dir, self.jobs, label)

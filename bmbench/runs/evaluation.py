@@ -1,0 +1,111 @@
+"""Cross-data-set evaluation: test a trained model on other data sets (``recipe.evaluate``).
+
+Each evaluation set is stored inside the run as ``evaluations/<n>-<kind>/`` with its own
+``run.json``, ``metrics.json`` and ``predictions.csv``, so the leaderboard ranks it in its
+own table ("trained on pbc, tested on matek_bm"). Classes are matched by name after each
+side's ``label_map``; classes present on one side only are reported and excluded from the
+evaluation set explicitly, never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .context import RunContext
+from ..data import load_dataset
+from ..core.errors import DatasetError
+from ..metrics.scores import compute_metrics
+from ..core.atomic import write_json
+
+log = logging.getLogger("bmbench.run")
+
+
+def evaluate_elsewhere(recipe, models: list, train_table, split, info: dict, run_dir: Path) -> list[dict]:
+    """Score ``models`` (one per fold; probabilities averaged) on every ``recipe.evaluate`` set.
+
+    Returns one summary dict per set (also written into each set's folder).
+    """
+    summaries = []
+    for i, spec in enumerate(recipe.evaluate):
+        table = load_dataset(spec)
+        folder = run_dir / "evaluations" / f"{i}-{table.kind}"
+        folder.mkdir(parents=True)
+        summaries.append(_evaluate_one(recipe, models, train_table, split, info, spec, table, folder, i))
+    return summaries
+
+
+def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder: Path, i: int) -> dict:
+    classes = train_table.classes
+    shared = [c for c in table.classes if c in classes]
+    if not shared:
+        raise DatasetError(f"evaluate[{i}] ({table.kind} at {table.root}): no class in common with the "
+                           f"training classes ({', '.join(classes)}); map them with label_map")
+    excluded = {c: n for c, n in table.class_counts().items() if c not in classes}
+    untested = [c for c in classes if c not in table.classes]
+    keep = table.frame["label"].isin(shared).to_numpy()
+    frame = table.frame[keep]
+    y = frame["label"].map({c: j for j, c in enumerate(classes)}).to_numpy(np.int64)
+    if excluded or untested:
+        log.warning("evaluate[%d] %s: excluded classes not seen in training: %s; training classes "
+                    "absent here: %s", i, table.kind, _fmt(excluded), ", ".join(untested) or "none")
+    ctx = RunContext.for_recipe(recipe, run_dir=folder)
+    ctx.images.on_bad_image, ctx.images.max_pixels = spec.on_bad_image, spec.max_pixels
+    t0 = time.perf_counter()
+    paths = frame["path"].to_numpy()
+    proba = np.mean([np.asarray(m.predict_proba(paths, ctx), dtype=np.float64) for m in models], axis=0)
+    seconds = time.perf_counter() - t0
+    ok = np.isfinite(proba).all(axis=1)
+    metrics = compute_metrics(y[ok], proba[ok], classes)
+    _predictions(frame, y, proba, ok, classes).to_csv(folder / "predictions.csv", index=False)
+    write_json(folder / "metrics.json", metrics)
+    eval_info = _info(info, recipe, train_table, split, table, spec, i, len(frame), seconds,
+                      excluded, untested, int((~ok).sum()), ctx.images.skipped)
+    write_json(folder / "run.json", eval_info)
+    log.info("%s: macro-F1 %.4f on %d images", eval_info["title"], metrics["macro_f1"], metrics["n"])
+    return {"folder": str(folder.relative_to(folder.parent.parent)), "kind": table.kind,
+            "root": str(table.root), "n_images": int(len(frame)), "macro_f1": metrics["macro_f1"],
+            "accuracy": metrics["accuracy"], "excluded_classes": excluded, "untested_classes": untested}
+
+
+def _predictions(frame, y, proba, ok, classes) -> pd.DataFrame:
+    names = np.array(classes)
+    out = pd.DataFrame({"path": frame["relpath"].to_numpy(), "true_label": names[y]})
+    out["predicted_label"] = np.where(ok, names[np.nan_to_num(proba, nan=-1).argmax(axis=1)], "")
+    for j, c in enumerate(classes):
+        out[f"p_{c}"] = proba[:, j]
+    return out
+
+
+def _info(info, recipe, train_table, split, table, spec, i, n, seconds, excluded, untested,
+          unscored, skipped) -> dict:
+    key = json.dumps({"trained_on": split.fingerprint, "tested_on": table.fingerprint,
+                      "classes": list(train_table.classes)}, sort_keys=True)
+    fp = hashlib.sha256(key.encode()).hexdigest()[:16]
+    title = (f"trained on {train_table.kind} (split {split.fingerprint}), tested on {table.kind} "
+             f"({n} images, {len([c for c in table.classes if c in train_table.classes])} shared "
+             f"classes) - evaluation {fp}")
+    return {**{k: info[k] for k in ("name", "description", "family", "settings", "recipe_fingerprint",
+                                    "seed", "timings", "model", "bmbench_version") if k in info},
+            "id": f"{info['id']}/evaluations/{i}-{table.kind}", "title": title,
+            "dataset": {"kind": table.kind, "root": str(table.root), "fingerprint": table.fingerprint,
+                        "n_images": n, "classes": list(train_table.classes),
+                        "class_counts": {c: int(v) for c, v in table.class_counts().items()
+                                         if c in train_table.classes}},
+            "split_fingerprint": fp,
+            "split": {"strategy": f"trained on {train_table.kind}", "trained_on_split": split.fingerprint},
+            "n_folds": 1, "n_train": info["n_train"], "n_val": info["n_val"], "n_test": n,
+            "n_unscored_test_images": unscored, "skipped_images": dict(skipped),
+            "evaluation": {"of_run": info["id"], "index": i, "label_map": spec.label_map,
+                           "excluded_classes": excluded, "untested_classes": untested,
+                           "predict_seconds": round(seconds, 3)}}
+
+
+def _fmt(counts: dict) -> str:
+    return ", ".join(f"{c} ({n})" for c, n in counts.items()) or "none"

@@ -1,0 +1,195 @@
+"""Using a stored run: rebuild its preprocessing from the resolved recipe and predict.
+
+``load_run(ref)`` returns a :class:`LoadedRun` whose ``predict_proba`` gives, for an image
+the run scored, exactly the probabilities in its ``predictions.csv``. Models are read only
+from safe formats (JSON, npz without pickle, skops with scikit-learn/numpy types,
+``.keras`` in safe mode); bmbench never writes or loads pickle.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..core.atomic import open_atomic
+from .context import RunContext
+from ..core.errors import BmbenchError
+from ..models.registry import get_family
+from ..config.recipe import Recipe, load_recipe
+from .staged import StagedModel, load_steps
+from ..config.locations import results_dir
+from .store import load_record, resolve_run
+
+
+@dataclass
+class LoadedRun:
+    """A trained run: ``classes``, ``recipe``, ``metrics``, ``info`` and its model(s).
+
+    k-fold runs hold one model per fold; new images get the mean of their probabilities.
+    """
+
+    path: Path
+    recipe: Recipe
+    info: dict
+    metrics: dict
+    models: list
+    skipped: dict = field(default_factory=dict)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.info["dataset"]["classes"])
+
+    def predict_proba(self, images: Sequence) -> np.ndarray:
+        """``(n, n_classes)`` probabilities for image paths or ``(H, W, 3)`` uint8 RGB arrays.
+
+        Rows of unreadable files are NaN; the reasons are in :attr:`skipped`.
+        """
+        with _as_paths(images) as paths:
+            ctx = self._context()
+            probas = [np.asarray(m.predict_proba(np.array(paths), ctx), dtype=np.float64)
+                      for m in self.models]
+            self.skipped.update(ctx.images.skipped)
+        return probas[0] if len(probas) == 1 else np.mean(probas, axis=0)
+
+    def predict(self, images: Sequence) -> np.ndarray:
+        """Predicted class names ``(n,)``; empty string for unreadable images."""
+        proba = self.predict_proba(images)
+        ok = np.isfinite(proba).all(axis=1)
+        names = np.array(self.classes, dtype=object)
+        return np.where(ok, names[np.nan_to_num(proba, nan=-1).argmax(axis=1)], "")
+
+    def _context(self) -> RunContext:
+        ctx = RunContext.for_recipe(self.recipe)
+        ctx.images.on_bad_image = "skip"
+        return ctx
+
+
+def load_run(ref: str | os.PathLike, results: str | os.PathLike | None = None) -> LoadedRun:
+    """A stored run from a folder, an id (prefix) or ``latest``."""
+    folder = resolve_run(results_dir(results), str(ref))
+    record = load_record(folder)
+    recipe = load_recipe(folder / "recipe.yaml")
+    family = get_family(recipe.model.family)
+    ctx = RunContext.for_recipe(recipe)
+    n_folds = int(record.info.get("n_folds", 1))
+    model_dirs = [folder / "model"] if n_folds == 1 else [folder / "model" / f"fold-{i}" for i in range(n_folds)]
+    models = []
+    for d in model_dirs:
+        if not d.is_dir():
+            raise BmbenchError(f"{d}: the run's model is missing; the run folder is incomplete")
+        models.append(StagedModel(family.load(d, recipe, ctx), load_steps(d)))
+    return LoadedRun(folder, recipe, record.info, record.metrics, models)
+
+
+class _as_paths:
+    """Context manager: image arrays are written to lossless temporary PNGs, paths pass through."""
+
+    def __init__(self, images: Sequence):
+        self.images = images
+        self.tmp: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> list[str]:
+        out = []
+        for i, item in enumerate(self.images):
+            if isinstance(item, np.ndarray):
+                out.append(self._write(i, item))
+            else:
+                out.append(str(item))
+        return out
+
+    def _write(self, i: int, image: np.ndarray) -> str:
+        from PIL import Image
+
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise BmbenchError(f"image {i}: expected an (H, W, 3) uint8 RGB array, got "
+                               f"{image.dtype} {image.shape}")
+        if self.tmp is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="bmbench-predict-")
+        path = Path(self.tmp.name) / f"{i:06d}.png"
+        Image.fromarray(image).save(path)
+        return str(path)
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+# --- command line: expand inputs, stream in batches, write a CSV ---------------------------
+
+def expand_inputs(items: Iterable[str]) -> list[str]:
+    """Files as given, folders searched recursively for images, ``.csv`` manifests' ``path``
+    column (relative to the CSV). Missing inputs are an error naming them."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            from ..data.layouts import walk_images
+            out += [str(p / rel) for rel in walk_images(p)]
+        elif p.suffix.lower() == ".csv" and p.is_file():
+            out += _manifest_paths(p)
+        elif p.exists() or p.is_symlink():
+            out.append(str(p))
+        else:
+            raise BmbenchError(f"{item}: no such file or folder")
+    if not out:
+        raise BmbenchError("no images found in the given files and folders")
+    return out
+
+
+def _manifest_paths(csv_path: Path) -> list[str]:
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BmbenchError(f"{csv_path}: cannot read CSV ({str(exc).splitlines()[0]})") from None
+    if "path" not in frame:
+        raise BmbenchError(f"{csv_path}: a manifest needs a 'path' column")
+    return [str(csv_path.parent / p) for p in frame["path"]]
+
+
+def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top_k: int = 3,
+                   batch_size: int = 256, progress=None) -> tuple[int, dict[str, str]]:
+    """Predict ``paths`` in batches and write ``out``; return (n predicted, skipped path -> reason).
+
+    Columns: ``path, predicted_label, probability, top1_label, top1_probability, ...`` and
+    ``p_<class>`` for every class. The file is written atomically.
+    """
+    top_k = max(1, min(top_k, len(run.classes)))
+    out = Path(out)
+    n_done = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open_atomic(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(_header(run.classes, top_k))
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start:start + batch_size]
+            proba = run.predict_proba(batch)
+            n_done += _write_rows(writer, batch, proba, run.classes, top_k)
+            if progress:
+                progress(len(batch))
+    return n_done, {p: r for p, r in run.skipped.items() if p in set(paths)}
+
+
+def _header(classes, k: int) -> list[str]:
+    tops = [c for i in range(1, k + 1) for c in (f"top{i}_label", f"top{i}_probability")]
+    return ["path", "predicted_label", "probability", *tops, *(f"p_{c}" for c in classes)]
+
+
+def _write_rows(writer, paths, proba, classes, k: int) -> int:
+    names = np.array(classes)
+    written = 0
+    for path, p in zip(paths, proba):
+        if not np.isfinite(p).all():
+            continue
+        order = np.argsort(-p, kind="stable")[:k]
+        tops = [v for j in order for v in (names[j], repr(float(p[j])))]
+        writer.writerow([path, names[order[0]], repr(float(p[order[0]])), *tops,
+                         *(repr(float(v)) for v in p)])
+        written += 1
+    return written

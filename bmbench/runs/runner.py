@@ -1,0 +1,249 @@
+"""One run: recipe -> data set -> split -> family fit/predict -> shared metrics -> run store."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .context import RunContext
+from ..data import load_dataset
+from ..data.duplicates import exact_duplicates
+from .environment import environment
+from .evaluation import evaluate_elsewhere
+from ..models.registry import Subset, get_family
+from ..metrics.scores import compute_metrics
+from ..metrics.summary import add_statistics
+from .model_card import render_model_card
+from ..config.recipe import Recipe, dump_recipe, load_recipe
+from ..data.splits import Split, recipe_split, subsample_train
+from ..core.errors import DatasetError, StoreError
+from ..core.atomic import write_json, write_text
+from .staged import StagedModel, fit_preprocessing
+from ..config.locations import results_dir
+from .store import RunWriter
+
+log = logging.getLogger("bmbench.run")
+WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}
+
+
+@dataclass
+class FoldResult:
+    test_rows: np.ndarray
+    proba: np.ndarray
+    fit_seconds: float
+    predict_seconds: float
+    details: dict
+    model: object = None
+
+
+def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
+               overrides: tuple[str, ...] = (), tags: dict | None = None) -> Path:
+    """Train and score ``recipe``; return the stored run folder. ``tags`` (JSON-ready, e.g.
+    an ablation id and its varied values) are stored as ``tags`` in ``run.json``."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        recipe = recipe.with_overrides(list(overrides))
+    store = results_dir(results)
+    started = time.perf_counter()
+    _seed_everything(recipe.seed)
+    family = get_family(recipe.model.family)()
+    with RunWriter(store, recipe.name) as writer:
+        handler = _log_to(writer.path / "run.log")
+        try:
+            table = load_dataset(recipe.dataset)
+            split = recipe_split(table, recipe, store / "splits", recipe.train.jobs)  # split.group_by
+            split = subsample_train(split, table.labels, recipe.train.fraction,
+                                    (recipe.split.seed, recipe.seed))
+            log.info("%s: %s, %d images, %d classes; split %s (%s): %d train, %d val, %d test",
+                     recipe.name, table.kind, len(table), len(table.classes), split.fingerprint,
+                     split.strategy, len(split.folds[0].train), len(split.folds[0].val),
+                     len(split.folds[0].test))
+            ctx = RunContext.for_recipe(recipe, run_dir=writer.path)
+            ctx.notes["duplicates"] = duplicate_report(table, split)
+            if ctx.notes["duplicates"]["test_images_with_train_copy"] and recipe.split.on_leak == "error":
+                raise DatasetError(f"{table.root}: {ctx.notes['duplicates']['test_images_with_train_copy']} "
+                                   "test image(s) have a byte-identical copy among the training images "
+                                   "(split.on_leak: error); remove the copies or split by groups")
+            folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
+            _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags)
+            if recipe.evaluate:
+                _add_evaluations(writer.path, recipe, [f.model for f in folds], table, split)
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            raise StoreError(f"{exc.filename or writer.path}: cannot write the run ({exc.strerror}); "
+                             "free disk space or choose another --results-dir") from None
+        finally:
+            logging.getLogger("bmbench").removeHandler(handler)
+            handler.close()
+        final = writer.commit()
+    log.info("stored run %s", final)
+    return final
+
+
+def duplicate_report(table, split: Split) -> dict:
+    """Warn about byte-identical images: label noise across classes, and test images with a
+    copy among the training/validation images of the same fold (a leak)."""
+    groups = exact_duplicates(table)
+    conflicts = [g for g in groups if g.conflicting]
+    leaked = 0
+    for fold in split.folds:
+        seen = set(fold.train) | set(fold.val)
+        test = set(fold.test)
+        leaked += sum(len(test & set(g.rows)) for g in groups if seen & set(g.rows))
+    paths = table.frame["relpath"].to_numpy()
+    if conflicts:
+        g = conflicts[0]
+        log.warning("%d group(s) of byte-identical images carry different labels (label noise), "
+                    "e.g. %s", len(conflicts), ", ".join(f"{paths[i]} [{l}]" for i, l in zip(g.rows, g.labels)))
+    if leaked:
+        log.warning("%d test image(s) have a byte-identical copy among the training images: the "
+                    "scores are optimistic", leaked)
+    return {"groups": len(groups), "label_conflicts": len(conflicts), "test_images_with_train_copy": leaked}
+
+
+def run_repeats(recipe: Recipe | str | Path, results: str | Path | None = None,
+                overrides: tuple[str, ...] = (), repeats: int | None = None) -> list[Path]:
+    """Run ``recipe`` with seeds ``seed, seed+1, ...`` (``repeats`` or ``recipe.repeats``
+    times) on the same split; return the run folders."""
+    import dataclasses
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        recipe = recipe.with_overrides(list(overrides))
+    n = repeats or recipe.repeats
+    return [run_recipe(dataclasses.replace(recipe, seed=recipe.seed + i), results) for i in range(n)]
+
+
+def _add_evaluations(folder: Path, recipe, models, table, split) -> None:
+    """Cross-data-set evaluations, summarised into the run's ``run.json``."""
+    info = json.loads((folder / "run.json").read_text())
+    info["evaluations"] = evaluate_elsewhere(recipe, models, table, split, info, folder)
+    write_json(folder / "run.json", info)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bmbench")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _subset(table, rows: np.ndarray) -> Subset:
+    return Subset(table.frame["path"].to_numpy()[rows], table.labels[rows], table.classes)
+
+
+def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path) -> FoldResult:
+    fold = split.folds[i]
+    ctx.fold = i
+    if len(split.folds) > 1:
+        log.info("fold %d/%d", i + 1, len(split.folds))
+    train = _subset(table, fold.train)
+    val = _subset(table, fold.val) if len(fold.val) else None
+    for library in getattr(family, "libraries", ()):
+        importlib.import_module(library)  # start-up (seconds for Keras) is not training time
+    steps = fit_preprocessing(ctx.recipe.dataset.preprocess, train.paths, ctx)
+    ctx.images = ctx.images.with_steps(steps)
+    t0 = time.perf_counter()
+    model = StagedModel(family.fit(train, val, ctx), steps)
+    fit_s = time.perf_counter() - t0
+    model.save(folder / "model" if len(split.folds) == 1 else folder / "model" / f"fold-{i}")
+    t1 = time.perf_counter()
+    proba = np.asarray(model.predict_proba(_subset(table, fold.test).paths, ctx), dtype=np.float64)
+    return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details(), model)
+
+
+def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
+                   tags: dict | None = None) -> None:
+    rows = np.concatenate([f.test_rows for f in folds])
+    proba = np.concatenate([f.proba for f in folds])
+    fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
+    ok = np.isfinite(proba).all(axis=1)
+    y = table.labels[rows]
+    metrics = compute_metrics(y[ok], proba[ok], table.classes)
+    if len(folds) > 1:
+        metrics["folds"] = [compute_metrics(y[ok & (fold_of == i)], proba[ok & (fold_of == i)],
+                                            table.classes) for i in range(len(folds))]
+    reliability = add_statistics(metrics, y[ok], proba[ok], table.classes)  # CIs, fold mean/std
+    preds = _predictions(table, rows, proba, fold_of, ok, len(folds) > 1)
+    preds.to_csv(writer.path / "predictions.csv", index=False)
+    write_json(writer.path / "metrics.json", metrics)
+    write_json(writer.path / "reliability.json", reliability)
+    info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
+    if tags:
+        info["tags"] = dict(tags)
+    write_json(writer.path / "run.json", info)
+    write_json(writer.path / "environment.json", environment(recipe.seed))
+    write_text(writer.path / "recipe.yaml", dump_recipe(recipe))
+    write_text(writer.path / "MODEL_CARD.md", render_model_card(info, metrics, dump_recipe(recipe)))
+    log.info("macro-F1 %.4f, accuracy %.4f on %d test images", metrics["macro_f1"],
+             metrics["accuracy"], metrics["n"])
+
+
+def _predictions(table, rows, proba, fold_of, ok, kfold: bool) -> pd.DataFrame:
+    classes = np.array(table.classes)
+    out = pd.DataFrame({"path": table.frame["relpath"].to_numpy()[rows],
+                        "true_label": classes[table.labels[rows]]})
+    pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
+    out["predicted_label"] = np.where(ok, classes[np.maximum(pred, 0)], "")
+    if kfold:
+        out["fold"] = fold_of
+    for j, c in enumerate(classes):
+        out[f"p_{c}"] = proba[:, j]
+    return out
+
+
+def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> dict:
+    import bmbench
+
+    fold0 = split.folds[0]
+    fit_s = sum(f.fit_seconds for f in folds)
+    pred_s = sum(f.predict_seconds for f in folds)
+    n_test = sum(len(f.test_rows) for f in folds)
+    return {
+        "id": run_id, "name": recipe.name, "description": recipe.description,
+        "family": recipe.model.family, "settings": settings_summary(recipe),
+        "recipe_fingerprint": recipe.fingerprint(), "seed": recipe.seed,
+        "seed_group": recipe.fingerprint(ignore=("seed",)),
+        "dataset": {"kind": table.kind, "root": str(table.root), "fingerprint": table.fingerprint,
+                    "n_images": len(table), "classes": list(table.classes),
+                    "class_counts": table.class_counts()},
+        "split_fingerprint": split.fingerprint, "split": split.settings,
+        "n_folds": len(split.folds),
+        "n_train": int(len(fold0.train)), "n_val": int(len(fold0.val)), "n_test": int(n_test),
+        "n_unscored_test_images": n_unscored,
+        "skipped_images": dict(ctx.images.skipped),
+        "timings": {"fit_seconds": round(fit_s, 3), "predict_seconds": round(pred_s, 3),
+                    "inference_images_per_s": round(n_test / pred_s, 2) if pred_s > 0 else None,
+                    "total_seconds": round(elapsed, 3)},
+        "model": [f.details for f in folds] if len(folds) > 1 else folds[0].details,
+        "notes": ctx.notes, "bmbench_version": bmbench.__version__,
+    }
+
+
+def settings_summary(recipe: Recipe) -> str:
+    """A short human description of the settings that distinguish this recipe."""
+    family = get_family(recipe.model.family)
+    describe = getattr(family, "summary", None)
+    extra = describe(recipe.model.options) if describe else ""
+    size = f"{recipe.dataset.image_size}px" if getattr(family, "uses_image_size", True) else ""
+    share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
+    return ", ".join(x for x in (size, extra, share) if x)

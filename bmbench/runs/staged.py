@@ -1,0 +1,77 @@
+"""A trained model together with the image-stage steps it was trained with.
+
+Preprocessing steps (``dataset.preprocess``) are fitted on each fold's training images only;
+the fitted steps travel with that fold's model (``preprocessing.json`` in its folder), so
+test images, cross-data-set evaluations and ``bmbench predict`` all see exactly the pixels
+the model was trained on. Model folders without the file (older runs, no steps) load with
+no steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config.recipe import StepSpec
+from ..config.schema import Context, build
+from ..core.atomic import write_json
+from ..core.errors import BmbenchError
+from ..data.preprocessing import FittedStep, fit_rows, fit_steps, needs_fit, rebuild
+
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+@dataclass
+class StagedModel:
+    """``model`` (a family's fitted model) and the fitted ``steps`` its inputs go through."""
+
+    model: object
+    steps: tuple[FittedStep, ...] = ()
+
+    def predict_proba(self, paths, ctx) -> np.ndarray:
+        ctx.images = ctx.images.with_steps(self.steps)
+        return self.model.predict_proba(paths, ctx)
+
+    def details(self) -> dict:
+        details = dict(self.model.details())
+        if self.steps:
+            details["preprocessing"] = [s.record() for s in self.steps]
+        return details
+
+    def save(self, folder: Path) -> None:
+        self.model.save(folder)
+        if self.steps:
+            write_json(folder / PREPROCESSING_FILE, [s.record() for s in self.steps])
+
+
+def fit_preprocessing(specs: tuple[StepSpec, ...], paths, ctx) -> tuple[FittedStep, ...]:
+    """Fit ``specs`` on (at most :data:`~bmbench.data.preprocessing.FIT_IMAGES` of) the
+    training image files ``paths``, decoded by the run's image stage without steps."""
+    if not specs:
+        return ()
+    images = None
+    if any(needs_fit(s) for s in specs):
+        raw = ctx.images.with_steps(()).at(None)
+        images = [im for im in (raw.read(p) for p in np.asarray(paths)[fit_rows(len(paths))]) if im is not None]
+    try:
+        steps = fit_steps(specs, images)
+    except ValueError as exc:
+        raise BmbenchError(f"dataset.preprocess: {exc}") from None
+    ctx.log.info("preprocessing: %s (fitted on %d training images)", ", ".join(s.spec.name for s in steps),
+                 len(images or ()))
+    return steps
+
+
+def load_steps(folder: Path) -> tuple[FittedStep, ...]:
+    """The steps saved beside a model, or none."""
+    path = folder / PREPROCESSING_FILE
+    if not path.exists():
+        return ()
+    try:
+        records = json.loads(path.read_text())
+        return rebuild(records, lambda cls, opts: build(cls, opts, Context(str(path), "options")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BmbenchError(f"{path}: damaged preprocessing record ({exc}); the run cannot be reused") from None

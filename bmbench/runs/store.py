@@ -1,0 +1,137 @@
+"""The run store: ``results/runs/<UTC time>-<recipe>-<hash>/``, written atomically.
+
+A run is assembled in ``runs/.tmp-<id>-<pid>/`` and renamed into place only when complete,
+so an interrupted run never appears half-written and concurrent runs never clash (each id
+carries a random part). Listing skips temporary and damaged folders with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..core.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id(name: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{name}-{secrets.token_hex(3)}"
+
+
+class RunWriter:
+    """Context manager for one run folder: files go into a temporary folder that becomes
+    ``runs/<id>`` on :meth:`commit`; on error or interruption it is removed."""
+
+    def __init__(self, results: Path, name: str):
+        self.results = Path(results)
+        self.id = new_run_id(name)
+        self.final = self.results / "runs" / self.id
+        self.path = self.results / "runs" / f".tmp-{self.id}-{os.getpid()}"
+
+    def __enter__(self) -> "RunWriter":
+        try:
+            self.path.mkdir(parents=True)
+        except OSError as exc:
+            raise StoreError(f"{self.results}: cannot write the results folder ({exc.strerror}); "
+                             "choose another with --results-dir or BMBENCH_RESULTS") from None
+        sweep_stale(self.results / "runs")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(self) -> Path:
+        try:
+            os.rename(self.path, self.final)
+        except OSError as exc:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise StoreError(f"{self.final}: cannot store the run ({exc.strerror})") from None
+        return self.final
+
+
+def sweep_stale(runs: Path) -> None:
+    """Remove temporary run folders left by processes that no longer exist."""
+    for tmp in runs.glob(".tmp-*"):
+        m = re.search(r"-(\d+)$", tmp.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored run: its folder, ``run.json`` facts and ``metrics.json`` scores."""
+
+    id: str
+    path: Path
+    info: dict
+    metrics: dict
+
+
+def load_record(path: Path) -> RunRecord:
+    path = Path(path)
+    try:
+        info = json.loads((path / "run.json").read_text())
+        metrics = json.loads((path / "metrics.json").read_text())
+    except FileNotFoundError as exc:
+        raise StoreError(f"{path}: not a bmbench run (missing {Path(exc.filename).name})") from None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: damaged run record ({str(exc).splitlines()[0]})") from None
+    if not isinstance(info, dict) or not isinstance(metrics, dict) or "split_fingerprint" not in info:
+        raise StoreError(f"{path}: damaged run record (run.json or metrics.json lacks its fields)")
+    return RunRecord(str(info.get("id", path.name)), path, info, metrics)
+
+
+def list_runs(results: Path) -> list[RunRecord]:
+    """Every complete run, oldest first, each followed by its cross-data-set evaluations
+    (``runs/<id>/evaluations/*``); damaged or foreign folders are skipped with a warning."""
+    runs = Path(results) / "runs"
+    if not runs.is_dir():
+        return []
+    records = []
+    for path in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        evaluations = sorted((path / "evaluations").glob("[!.]*"))
+        for folder in (path, *evaluations):
+            try:
+                records.append(load_record(folder))
+            except StoreError as exc:
+                log.warning("skipping %s", exc)
+    return records
+
+
+def resolve_run(results: Path, ref: str) -> Path:
+    """A run folder from a path, an id (or unique id prefix), or ``latest``."""
+    if Path(ref).is_dir() and (Path(ref) / "run.json").exists():
+        return Path(ref)
+    runs = sorted(p for p in (Path(results) / "runs").glob("[!.]*") if p.is_dir())
+    if not runs:
+        raise StoreError(f"{results}: no runs stored yet; run `bmbench run RECIPE` first")
+    if ref == "latest":
+        return runs[-1]
+    hits = [p for p in runs if p.name.startswith(ref) or ref in p.name.split("-", 1)[-1]]
+    exact = [p for p in hits if p.name == ref]
+    if exact or len(hits) == 1:
+        return (exact or hits)[0]
+    if not hits:
+        raise StoreError(f"no run matches '{ref}' in {results}/runs; use a folder, an id, or latest")
+    raise StoreError(f"'{ref}' matches {len(hits)} runs ({', '.join(p.name for p in hits[:3])}...); "
+                     "give more of the id")

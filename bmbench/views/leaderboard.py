@@ -1,0 +1,287 @@
+"""Rank stored runs that share a data set and a test split (same split fingerprint).
+
+Runs on different data or splits are never mixed: each split gets its own table, titled
+with the data set and split settings. The ranking metric carries its 95% bootstrap interval,
+and every run is tested against the leader on the shared test images (paired by path):
+an exact McNemar test when ranking by accuracy, a paired stratified bootstrap of the metric
+difference otherwise, Holm-corrected over the comparisons in the table. Runs whose adjusted
+p-value is at least 0.05 are marked ``n.s.``: not significantly different from the leader.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import BmbenchError
+from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap_ci
+from ..metrics.paired import holm, mcnemar_exact, paired_bootstrap
+from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
+from ..runs.store import RunRecord
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Board:
+    """One ranking: runs with the same split fingerprint, best first.
+
+    ``rows`` columns: rank, run, recipe, family, settings, the metric, ``<metric>_ci_low``,
+    ``<metric>_ci_high``, ``vs_leader`` (leader / n.s. / worse / None when untestable),
+    ``p_vs_leader`` (Holm-adjusted), the other headline metrics, fit_s, img_per_s, n_train,
+    n_test. ``test`` says how the ``vs_leader`` marks were made.
+    """
+
+    title: str
+    split_fingerprint: str
+    rows: pd.DataFrame
+    metric: str = "macro_f1"
+    test: str = ""
+    dataset: dict = field(default_factory=dict)
+
+
+def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: str | None = None,
+                 recipe: str | None = None, family: str | None = None,
+                 best_per_recipe: bool = False, n_resamples: int = N_RESAMPLES,
+                 seed: int = SEED) -> list[Board]:
+    from .compare import check_metric
+
+    check_metric(metric)
+    records = [r for r in records if _keep(r, dataset, recipe, family)]
+    groups: dict[str, list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault(r.info["split_fingerprint"], []).append(r)
+    return [_board(runs, metric, best_per_recipe, n_resamples, seed) for runs in groups.values()]
+
+
+def _keep(r: RunRecord, dataset, recipe, family) -> bool:
+    return ((dataset is None or r.info["dataset"]["kind"] == dataset)
+            and (recipe is None or r.info["name"] == recipe)
+            and (family is None or r.info["family"] == family))
+
+
+def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resamples: int,
+           seed: int) -> Board:
+    scored = _ScoredCache()
+    frame = pd.DataFrame([_row(r, metric, scored, n_resamples, seed) for r in runs])
+    ascending = metric in LOWER_IS_BETTER
+    frame = frame.sort_values([metric, "run"], ascending=[ascending, True], na_position="last")
+    if best_per_recipe:
+        frame = frame.drop_duplicates("recipe", keep="first")
+    frame.insert(0, "rank", frame[metric].rank(method="min", ascending=ascending).astype("Int64"))
+    frame = frame.reset_index(drop=True)
+    by_id = {r.id: r for r in runs}
+    marks, p_adj, test = _versus_leader(frame, by_id, metric, scored, n_resamples, seed)
+    at = frame.columns.get_loc(f"{metric}_ci_high") + 1
+    frame.insert(at, "vs_leader", marks)
+    frame.insert(at + 1, "p_vs_leader", p_adj)
+    frame.insert(at + 2, "across_seeds", [_seed_spread(runs, by_id[i], metric) for i in frame["run"]])
+    first = runs[0]
+    return Board(_title(first), first.info["split_fingerprint"], frame, metric, test,
+                 dict(first.info["dataset"]))
+
+
+def _seed_spread(runs: list[RunRecord], run: RunRecord, metric: str) -> str:
+    """``mean ± SD (n=k)`` of ``metric`` over the runs of the same recipe that differ only in
+    their training seed (same ``seed_group``); empty when there is a single seed."""
+    group = run.info.get("seed_group")
+    values = [r.metrics.get(metric) for r in runs if group and r.info.get("seed_group") == group]
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return ""
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (n={len(values)})"
+
+
+class _ScoredCache:
+    """Each run's predictions read once per board; None when a run has none."""
+
+    def __init__(self):
+        self._seen: dict[str, object] = {}
+
+    def get(self, r: RunRecord):
+        from .compare import load_scored
+        from ..core.errors import StoreError
+
+        if r.id not in self._seen:
+            try:
+                self._seen[r.id] = load_scored(r)
+            except StoreError:
+                self._seen[r.id] = None
+        return self._seen[r.id]
+
+
+def _row(r: RunRecord, metric: str, scored: _ScoredCache, n_resamples: int, seed: int) -> dict:
+    m, info = r.metrics, r.info
+    low, high = _interval(r, metric, scored, n_resamples, seed)
+    row = {"run": r.id, "recipe": info["name"], "family": info["family"],
+           "settings": info.get("settings", ""), metric: m.get(metric),
+           f"{metric}_ci_low": low, f"{metric}_ci_high": high}
+    for key in HEADLINE:
+        if key != metric:
+            row[key] = m.get(key)
+    t = info.get("timings", {})
+    row.update({"fit_s": t.get("fit_seconds"), "img_per_s": t.get("inference_images_per_s"),
+                "n_train": info.get("n_train"), "n_test": info.get("n_test")})
+    return row
+
+
+def _interval(r: RunRecord, metric: str, scored: _ScoredCache, n_resamples: int, seed: int):
+    """The stored interval; for runs stored before intervals existed, one computed from
+    their predictions; ``(None, None)`` when neither is available."""
+    stored = (r.metrics.get("ci") or {})
+    if metric in stored:
+        return tuple(stored[metric]) if stored[metric] else (None, None)
+    s = scored.get(r)
+    if s is None or len(s.y) == 0:
+        return None, None
+    ci = bootstrap_ci(s.y, s.proba, s.classes, (metric,), n_resamples, LEVEL, seed)[metric]
+    return tuple(ci) if ci else (None, None)
+
+
+def _versus_leader(frame: pd.DataFrame, by_id: dict, metric: str, scored: _ScoredCache,
+                   n_resamples: int, seed: int) -> tuple[list, list, str]:
+    """Holm-corrected paired tests of every row against row 0 (the leader)."""
+    from .compare import align
+
+    n_rows = len(frame)
+    marks: list = [None] * n_rows
+    p_adj: list = [None] * n_rows
+    how = ("exact McNemar test" if metric == "accuracy"
+           else f"paired stratified bootstrap of {metric} ({n_resamples} resamples)")
+    if n_rows == 0 or pd.isna(frame.loc[0, metric]):
+        return marks, p_adj, ""
+    marks[0] = "leader"
+    leader = scored.get(by_id[frame.loc[0, "run"]])
+    raw: dict[int, float] = {}
+    shared: list[int] = []
+    if leader is not None:
+        for i in range(1, n_rows):
+            other = scored.get(by_id[frame.loc[i, "run"]])
+            if other is None or pd.isna(frame.loc[i, metric]):
+                continue
+            try:
+                y, pa, pb = align(leader, other)
+            except BmbenchError:
+                continue
+            if metric == "accuracy":
+                p = mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)["p_value"]
+            else:
+                p = paired_bootstrap(y, pa, pb, len(leader.classes), metric, n_resamples,
+                                     LEVEL, seed)["p_value"]
+            if np.isfinite(p):
+                raw[i] = p
+                shared.append(len(y))
+    if raw:
+        for i, p in zip(raw, holm(list(raw.values()))):
+            p_adj[i] = float(p)
+            marks[i] = "n.s." if p >= ALPHA else "worse"
+    if n_rows == 1:
+        return marks, p_adj, ""
+    if not raw:
+        return marks, p_adj, ("vs leader: - = not testable (the leader or the other runs have no "
+                              "predictions.csv, or share no scored test image).")
+    images = (f"{min(shared)}" if min(shared) == max(shared) else f"{min(shared)}-{max(shared)}")
+    test = (f"vs leader: {how} of each run against the leader on their {images} shared test "
+            f"images, Holm-corrected over {len(raw)} comparison(s); n.s. = not significantly "
+            f"different from the leader at {ALPHA:.0%}; - = not testable (no predictions.csv).")
+    return marks, p_adj, test
+
+
+def _title(r: RunRecord) -> str:
+    if "title" in r.info:  # cross-data-set evaluations name both data sets
+        return r.info["title"]
+    d, s = r.info["dataset"], r.info["split"]
+    settings = ", ".join(f"{k}={v}" for k, v in s.items() if k != "strategy")
+    return (f"{d['kind']} ({len(d['classes'])} classes, {d['n_images']} images) - "
+            f"{s['strategy']} split ({settings}) - split {r.info['split_fingerprint']}")
+
+
+def render(boards: list[Board], fmt: str = "table") -> str:
+    if fmt not in FORMATS:
+        raise BmbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt == "html":
+        from .report.html import leaderboard_page
+
+        return leaderboard_page(boards)
+    if not boards:
+        return "No runs stored yet: try `bmbench run recipes/quickstart.yaml`.\n" if fmt == "table" else (
+            "[]\n" if fmt == "json" else "")
+    return {"table": _text, "markdown": _markdown, "csv": _csv, "json": _json}[fmt](boards)
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def format_p(p) -> str:
+    if p is None or p != p:
+        return "-"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def display_columns(board: Board) -> tuple[list[str], list[list[str]]]:
+    """Header and text cells as shown to people: the metric with its interval in one
+    column, the leader mark with its adjusted p-value in another."""
+    m = board.metric
+    rows = board.rows
+    skip = {m, f"{m}_ci_low", f"{m}_ci_high", "vs_leader", "p_vs_leader"}
+    rest = [c for c in rows.columns if c not in skip and c not in ("rank", "run", "recipe",
+                                                                    "family", "settings")]
+    header = ["rank", "run", "recipe", "family", "settings", f"{m} [{LEVEL:.0%} CI]", "vs leader", *rest]
+    body = []
+    for _, r in rows.iterrows():
+        low, high = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
+        value = _fmt(r[m])
+        if not (pd.isna(low) or pd.isna(high)):
+            value += f" [{low:.4f}, {high:.4f}]"
+        mark = r["vs_leader"]
+        if mark is None or pd.isna(mark):
+            shown = "-"
+        elif mark == "leader":
+            shown = "leader"
+        else:
+            shown = f"{mark} (p={format_p(r['p_vs_leader'])})"
+        body.append([_fmt(r["rank"]), r["run"], r["recipe"], r["family"], _fmt(r["settings"]),
+                     value, shown, *(_fmt(r[c]) for c in rest)])
+    return header, body
+
+
+def _text(boards: list[Board]) -> str:
+    out = []
+    for b in boards:
+        header, body = display_columns(b)
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        out += [b.title, line(header), line(["-" * w for w in widths]), *map(line, body)]
+        out += [b.test, ""] if b.test else [""]
+    return "\n".join(out)
+
+
+def _markdown(boards: list[Board]) -> str:
+    out = []
+    for b in boards:
+        header, body = display_columns(b)
+        out += [f"### {b.title}", "", "| " + " | ".join(header) + " |",
+                "|" + "|".join("---" for _ in header) + "|",
+                *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body), ""]
+        out += [b.test, ""] if b.test else []
+    return "\n".join(out)
+
+
+def _csv(boards: list[Board]) -> str:
+    frames = [b.rows.assign(split_fingerprint=b.split_fingerprint, table=b.title) for b in boards]
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+
+
+def _json(boards: list[Board]) -> str:
+    data = [{"title": b.title, "split_fingerprint": b.split_fingerprint, "metric": b.metric,
+             "test": b.test, "rows": json.loads(b.rows.to_json(orient="records"))} for b in boards]
+    return json.dumps(data, indent=2) + "\n"

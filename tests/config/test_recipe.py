@@ -1,0 +1,207 @@
+from pathlib import Path
+
+import pytest
+
+from bmbench.core.errors import RecipeError
+from bmbench.config.recipe import load_recipe, recipe_from_dict, dump_recipe
+
+BASE = """
+name: demo
+dataset:
+  kind: synthetic
+  n_per_class: 10
+  image_size: 32
+model:
+  family: baseline
+  pixels: 8
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_valid_recipe_becomes_typed_objects(tmp_path):
+    r = load_recipe(write(tmp_path, BASE))
+    assert r.name == "demo"
+    assert r.dataset.image_size == 32
+    assert r.dataset.options.n_per_class == 10
+    assert r.model.options.pixels == 8
+    assert r.split.strategy == "auto" and r.split.test == 0.2
+    assert r.train.class_weight == "balanced"
+
+
+def test_resolved_recipe_round_trips(tmp_path):
+    import yaml
+    r = load_recipe(write(tmp_path, BASE))
+    again = recipe_from_dict(yaml.safe_load(dump_recipe(r)), "again")
+    drop = lambda d: {k: v for k, v in d.items() if k != "source"}
+    assert drop(again.to_dict()) == drop(r.to_dict())
+    assert again.fingerprint() == r.fingerprint()
+
+
+@pytest.mark.parametrize("patch, message", [
+    ("modle: {}", "modle: unknown key (did you mean 'model'?)"),
+    ("seed: abc", "seed: expected an integer, got 'abc'"),
+    ("seed: -1", "seed: value -1 is out of range; it must be >= 0"),
+    ("split: {test: 1.5}", "split.test: value 1.5 is out of range; it must be < 1.0"),
+    ("split: {strategy: stratifed}", "did you mean 'stratified'"),
+    ("train: {epochs: 2.5}", "train.epochs: expected an integer"),
+    ("train: [1, 2]", "train: expected a mapping"),
+])
+def test_errors_name_the_file_and_key(tmp_path, patch, message):
+    path = write(tmp_path, BASE + patch + "\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert str(path) in str(exc.value)
+    assert message in str(exc.value)
+
+
+def test_deep_training_keys(tmp_path):
+    r = load_recipe(write(tmp_path, BASE + "train: {augment: [flip, hue], mixed_precision: off, "
+                                          "deterministic: true, jit_compile: true}\n"))
+    t = r.train
+    assert t.augment == ("flip", "hue") and t.deterministic and t.jit_compile
+    assert t.mixed_precision is False, "YAML reads an unquoted off as false; bmbench treats it as 'off'"
+    assert load_recipe(write(tmp_path, BASE + "train: {mixed_precision: 'on'}\n")).train.mixed_precision == "on"
+    defaults = load_recipe(write(tmp_path, BASE)).train
+    assert (defaults.augment, defaults.mixed_precision, defaults.deterministic, defaults.jit_compile) == (
+        ("flip", "rotate90"), "auto", False, False)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ("train: {mixed_precision: half}", "train.mixed_precision: invalid value 'half' (str); expected 'auto', 'on', 'off' or bool"),
+    ("train: {deterministic: 1}", "train.deterministic: expected true or false"),
+    ("train: {augment: [none, hue]}", "train.augment: 'none' cannot be combined"),
+    ("train: {augment: [flips]}", "train.augment[0]: unknown value 'flips' (did you mean 'flip'?)"),
+])
+def test_deep_training_keys_are_validated(tmp_path, patch, message):
+    path = write(tmp_path, BASE + patch + "\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert str(path) in str(exc.value) and message in str(exc.value)
+
+
+def test_family_and_kind_options_are_validated(tmp_path):
+    with pytest.raises(RecipeError, match=r"model.pixls: unknown key \(did you mean 'pixels'\?\)"):
+        load_recipe(write(tmp_path, BASE.replace("pixels: 8", "pixls: 8")))
+    with pytest.raises(RecipeError, match=r"model.pixels: value 1 is out of range"):
+        load_recipe(write(tmp_path, BASE.replace("pixels: 8", "pixels: 1")))
+    with pytest.raises(RecipeError, match=r"dataset.kind: unknown dataset kind 'synthetc' \(did you mean 'synthetic'\?\)"):
+        load_recipe(write(tmp_path, BASE.replace("kind: synthetic", "kind: synthetc")))
+    with pytest.raises(RecipeError, match=r"model.family: unknown model family 'baseline2'"):
+        load_recipe(write(tmp_path, BASE.replace("family: baseline", "family: baseline2")))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "recipe is empty"),
+    (b"\xff\xfe\x00bad", "not UTF-8"),
+    (b"- a\n- b\n", "must be a mapping"),
+    (b"name: [unclosed\n", "invalid YAML"),
+    (b"a: &x [1, 2]\nb: *x\n", "aliases"),
+])
+def test_unreadable_recipes(tmp_path, content, message):
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(content)
+    with pytest.raises(RecipeError, match=message) as exc:
+        load_recipe(p)
+    assert str(p) in str(exc.value)
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_extends_merges_and_detects_cycles(tmp_path):
+    write(tmp_path, BASE, "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\nname: child\nmodel: {pixels: 4}\n", "child.yaml")
+    r = load_recipe(child)
+    assert r.name == "child" and r.model.options.pixels == 4 and r.model.family == "baseline"
+    write(tmp_path, "extends: b.yaml\n", "a.yaml")
+    write(tmp_path, "extends: a.yaml\n", "b.yaml")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_env_expansion_and_relative_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("BMB_DATA", str(tmp_path / "data"))
+    r = load_recipe(write(tmp_path, BASE.replace("image_size: 32", "image_size: 32\n  root: ${BMB_DATA}/x")))
+    assert r.dataset.root == str(tmp_path / "data" / "x")
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    r = load_recipe(write(sub, BASE.replace("image_size: 32", "image_size: 32\n  root: ../imgs")))
+    assert r.dataset.root == str((tmp_path / "imgs").resolve())
+    monkeypatch.delenv("BMB_DATA")
+    with pytest.raises(RecipeError, match=r"dataset.root: environment variable \$\{BMB_DATA\} is not set"):
+        load_recipe(write(tmp_path, BASE.replace("image_size: 32", "image_size: 32\n  root: ${BMB_DATA}")))
+
+
+def test_set_overrides(tmp_path, monkeypatch):
+    path = write(tmp_path, BASE)
+    r = load_recipe(path, ["dataset.image_size=48", "split.test=0.3", "train.class_weight=none"])
+    assert (r.dataset.image_size, r.split.test, r.train.class_weight) == (48, 0.3, "none")
+    monkeypatch.chdir(tmp_path)
+    r = load_recipe(path, ["dataset.kind=pbc", "dataset.root=imgs"])
+    assert r.dataset.kind == "pbc" and r.dataset.root == str(tmp_path / "imgs")
+    assert r.dataset.image_size == 32, "common keys survive a change of kind"
+    with pytest.raises(RecipeError, match="expected KEY.PATH=VALUE"):
+        load_recipe(path, ["dataset.image_size"])
+    with pytest.raises(RecipeError, match=r"with --set overrides\): dataset.image_size: value 2 is out of range"):
+        load_recipe(path, ["dataset.image_size=2"])
+
+
+def test_name_defaults_to_file_stem_and_is_checked(tmp_path):
+    r = load_recipe(write(tmp_path, BASE.replace("name: demo\n", ""), "my_recipe.yaml"))
+    assert r.name == "my_recipe"
+    with pytest.raises(RecipeError, match="name: invalid value 'a b'"):
+        load_recipe(write(tmp_path, BASE.replace("name: demo", "name: a b")))
+
+
+def test_shipped_recipes_are_valid():
+    root = Path(__file__).resolve().parents[2] / "recipes"
+    recipes = sorted(root.rglob("*.yaml"))
+    assert recipes
+    for p in recipes:
+        if "ablations" not in p.parts:
+            load_recipe(p)
+
+
+from hypothesis import given, settings, strategies as st
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                     st.floats(allow_nan=True), st.text(max_size=12))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=12)
+_keys = st.sampled_from(["name", "dataset", "model", "split", "train", "seed", "kind", "family",
+                         "image_size", "test", "pixels", "features", "extends", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6),
+       st.dictionaries(_keys, _values, max_size=4), st.dictionaries(_keys, _values, max_size=4))
+def test_any_mapping_gives_a_recipe_or_a_recipe_error(top, dataset, model):
+    raw = dict(top)
+    if dataset:
+        raw["dataset"] = {"kind": "synthetic", **dataset}
+    if model:
+        raw["model"] = {"family": "baseline", **model}
+    try:
+        recipe = recipe_from_dict(raw, "fuzz.yaml")
+    except RecipeError as exc:
+        assert str(exc).startswith("fuzz.yaml") and "\n" not in str(exc)
+    else:
+        assert recipe.dataset.kind == "synthetic" and recipe.model.family == "baseline"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_file_gives_a_recipe_or_a_recipe_error(tmp_path_factory, text):
+    p = tmp_path_factory.mktemp("fuzz") / "r.yaml"
+    p.write_text(text, encoding="utf-8")
+    try:
+        load_recipe(p)
+    except RecipeError as exc:
+        assert str(p) in str(exc) and "\n" not in str(exc)

@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bmbench.features.extract as extract
+from bmbench.core.errors import RecipeError
+from bmbench.config.recipe import load_recipe
+from bmbench.runs.runner import run_recipe
+
+RECIPE = """
+name: classical_tiny
+dataset: {kind: synthetic, n_per_class: 20, render_size: 96}
+split: {test: 0.3, val: 0.15}
+model: {family: classical, n_estimators: 200, early_stopping: 20}
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    p = tmp_path / "c.yaml"
+    p.write_text(RECIPE)
+    return p
+
+
+def test_classical_run_beats_the_baseline_on_the_same_split(recipe, tmp_path):
+    results = tmp_path / "results"
+    classical = run_recipe(recipe, results)
+    baseline = run_recipe(recipe, results, ("model.family=baseline", "name=floor"))
+    mc, mb = (json.loads((r / "metrics.json").read_text()) for r in (classical, baseline))
+    ic, ib = (json.loads((r / "run.json").read_text()) for r in (classical, baseline))
+    assert ic["split_fingerprint"] == ib["split_fingerprint"]
+    assert mc["macro_f1"] >= 0.9 and mc["macro_f1"] > mb["macro_f1"] + 0.05
+    model = classical / "model"
+    assert (model / "xgboost.json").is_file()
+    imp = pd.read_csv(model / "feature_importances.csv")
+    assert imp["gain"].is_monotonic_decreasing and imp["feature"].str.contains("_").all()
+    assert "top features by gain" in (classical / "run.log").read_text()
+    assert "segmentation_flags" in ic["notes"]
+
+
+def test_saved_model_reproduces_the_stored_predictions(recipe, tmp_path):
+    from bmbench.runs.context import RunContext
+    from bmbench.models.families.classical import Classical
+
+    run = run_recipe(recipe, tmp_path / "results")
+    r = load_recipe(run / "recipe.yaml")
+    ctx = RunContext.for_recipe(r)
+    model = Classical.load(run / "model", r, ctx)
+    preds = pd.read_csv(run / "predictions.csv")
+    root = json.loads((run / "run.json").read_text())["dataset"]["root"]
+    proba = model.predict_proba([f"{root}/{p}" for p in preds["path"]], ctx)
+    assert np.array_equal(proba, preds.filter(like="p_").to_numpy())
+
+
+def test_second_run_hits_the_feature_cache(recipe, tmp_path, monkeypatch):
+    run_recipe(recipe, tmp_path / "results")
+    calls = []
+    original = extract.extract_one
+    monkeypatch.setattr(extract, "extract_one", lambda *a, **k: calls.append(1) or original(*a, **k))
+    second = run_recipe(recipe, tmp_path / "results")
+    assert calls == [], "every image should come from the cache"
+    assert json.loads((second / "run.json").read_text())["n_test"] == 24
+    run_recipe(recipe, tmp_path / "results", ("model.features=[shape]",))
+    assert len(calls) == 80, "other settings are other cache keys"
+
+
+def test_jobs_do_not_change_the_result(recipe, tmp_path):
+    a = run_recipe(recipe, tmp_path / "r1", ("train.jobs=1",))
+    b = run_recipe(recipe, tmp_path / "r2", ("train.jobs=2",))
+    assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.features=[shape,colour]", r"model.features\[1\]: unknown value 'colour' \(did you mean 'color'\?\)"),
+    ("model.segmentation=otsuu", r"model.segmentation: unknown value 'otsuu' \(did you mean 'otsu'\?\)"),
+    ("model.classifier=svn", r"model.classifier: unknown value 'svn' \(did you mean 'svm'\?\)"),
+])
+def test_bad_options_name_the_key(recipe, override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(recipe, [override])
+
+
+def test_unreadable_image_is_skipped_and_recorded(recipe, tmp_path, monkeypatch):
+    run_recipe(recipe, tmp_path / "warm", ("model.family=baseline",))
+    gen = next((tmp_path / "cache" / "synthetic").iterdir())
+    victim = sorted((gen / "monocyte").glob("*.png"))[3]
+    victim.write_bytes(victim.read_bytes()[:100])
+    run = run_recipe(recipe, tmp_path / "results", ("dataset.on_bad_image=skip",))
+    info = json.loads((run / "run.json").read_text())
+    assert str(victim) in info["skipped_images"]

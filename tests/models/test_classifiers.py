@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from bmbench.core.errors import RecipeError
+from bmbench.models.classifiers import (CLASSIFIERS, ClassifierSettings, class_weights,
+                                          get_classifier)
+
+SETTINGS = ClassifierSettings(n_estimators=30, max_depth=3, learning_rate=0.3, C=1.0,
+                              early_stopping=5, seed=0, jobs=1)
+
+
+def data(n=90, k=3, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    x = rng.normal(size=(n, d)) + y[:, None] * 1.5
+    x[::7, 2] = np.nan
+    return x, y
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_fit_save_load_gives_identical_probabilities(name, tmp_path):
+    x, y = data()
+    clf = get_classifier(name)
+    fitted = clf.fit(SETTINGS, x[:60], y[:60], np.ones(60), x[60:75], y[60:75], 3)
+    p = fitted.predict_proba(x[75:])
+    assert p.shape == (15, 3) and (p.argmax(1) == y[75:]).mean() > 0.6
+    clf.save(fitted, tmp_path)
+    assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.joblib"))
+    again = clf.load(tmp_path)
+    assert np.array_equal(again.predict_proba(x[75:]), p)
+
+
+def test_xgboost_early_stops_and_reports_gain():
+    x, y = data(300)
+    clf = get_classifier("xgboost")
+    s = ClassifierSettings(2000, 3, 0.3, 1.0, 10, 0, 1)
+    fitted = clf.fit(s, x[:200], y[:200], np.ones(200), x[200:], y[200:], 3)
+    assert fitted.best_iteration < 1999
+    gain = clf.importances(fitted, x.shape[1])
+    assert gain.shape == (6,) and gain.max() > 0
+
+
+def test_balanced_class_weights():
+    y = np.array([0, 0, 0, 1])
+    w = class_weights(y, 3, "balanced")
+    assert w[:3].sum() == pytest.approx(w[3]) and w.mean() == pytest.approx(1.0)
+    assert (class_weights(y, 3, "none") == 1).all()
+
+
+def test_unknown_classifier_names_the_known_ones():
+    with pytest.raises(RecipeError, match="did you mean 'xgboost'.*known: logistic_regression"):
+        get_classifier("xgbost")

@@ -1,0 +1,70 @@
+import json
+
+import pandas as pd
+import pytest
+
+from bmbench.core.errors import DatasetError
+from bmbench.views.leaderboard import build_boards
+from bmbench.runs.runner import run_recipe, run_repeats
+from bmbench.runs.store import list_runs
+
+
+@pytest.fixture
+def two_sets(tmp_path, monkeypatch):
+    """Two synthetic 'labs' (different generator seeds) with different class names."""
+    from bmbench.data.synthetic import generate
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    a = generate(tmp_path / "lab_a", 12, seed=1, size=64)
+    b = generate(tmp_path / "lab_b", 8, seed=2, size=64)
+    for cls, new in (("lymphocyte", "LYT"), ("neutrophil", "NGS"), ("blast", "BLA"), ("monocyte", "MON")):
+        (b / cls).rename(b / new)
+    return a, b
+
+
+def recipe(tmp_path, a, b, extra=""):
+    p = tmp_path / "cross.yaml"
+    p.write_text(f"""name: cross
+dataset: {{kind: folder, root: {a}, image_size: 32,
+          label_map: {{lymphocyte: LYT, neutrophil: NGS, blast: BLA, monocyte: null}}}}
+evaluate:
+  - {{kind: folder, root: {b}{extra}}}
+model: {{family: baseline, pixels: 8}}
+""")
+    return p
+
+
+def test_cross_dataset_run_has_its_own_table(two_sets, tmp_path, caplog):
+    a, b = two_sets
+    run = run_recipe(recipe(tmp_path, a, b), tmp_path / "results")
+    info = json.loads((run / "run.json").read_text())
+    (summary,) = info["evaluations"]
+    assert summary["excluded_classes"] == {"MON": 8} and summary["untested_classes"] == []
+    assert summary["n_images"] == 24
+    folder = run / summary["folder"]
+    preds = pd.read_csv(folder / "predictions.csv")
+    assert len(preds) == 24 and set(preds["true_label"]) == {"BLA", "LYT", "NGS"}
+    assert "excluded classes not seen in training: MON (8)" in caplog.text
+    records = list_runs(tmp_path / "results")
+    assert len(records) == 2
+    titles = sorted(b.title for b in build_boards(records, n_resamples=50))
+    assert titles[1].startswith("trained on folder") and "tested on folder (24 images, 3 shared classes)" in titles[1]
+
+
+def test_evaluation_label_map_and_no_shared_class(two_sets, tmp_path):
+    a, b = two_sets
+    extra = ", label_map: {LYT: lymphocyte_b, NGS: x, BLA: y, MON: z}"
+    with pytest.raises(DatasetError, match=r"evaluate\[0\].*no class in common"):
+        run_recipe(recipe(tmp_path, a, b, extra), tmp_path / "results")
+
+
+def test_repeats_use_consecutive_seeds_on_one_split(two_sets, tmp_path):
+    a, _ = two_sets
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: rep\nseed: 5\nrepeats: 3\ndataset: {{kind: folder, root: {a}, image_size: 16}}\n"
+                 "model: {family: baseline, pixels: 4}\n")
+    runs = run_repeats(p, tmp_path / "results")
+    infos = [json.loads((r / "run.json").read_text()) for r in runs]
+    assert [i["seed"] for i in infos] == [5, 6, 7]
+    assert len({i["split_fingerprint"] for i in infos}) == 1 and len({i["seed_group"] for i in infos}) == 1
+    (board,) = build_boards(list_runs(tmp_path / "results"), n_resamples=50)
+    assert board.rows["across_seeds"].str.endswith("(n=3)").all()

@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import bmbench
+from bmbench.cli import main
+from bmbench.data.imageio import read_rgb
+
+# One tiny synthetic recipe per landed family; new families add an entry here.
+FAMILY_RECIPES = {
+    "baseline": "model: {family: baseline, pixels: 8}",
+    "classical": "model: {family: classical, features: [shape, color], n_estimators: 60}",
+    "cnn": "model: {family: cnn, depth: 2, width: 8}\ntrain: {epochs: 1, batch_size: 16}",
+    "transfer": "model: {family: transfer, backbone: MobileNetV2, weights: none, fine_tune_layers: 2, "
+                "fine_tune_epochs: 1}\ntrain: {epochs: 1, batch_size: 16}",
+    "hybrid": "model: {family: hybrid, features: [shape], backbone: MobileNetV2, weights: none, "
+              "n_estimators: 30}",
+}
+
+
+def write_recipe(tmp_path, family):
+    p = tmp_path / f"{family}.yaml"
+    p.write_text(f"name: p_{family}\ndataset: {{kind: synthetic, n_per_class: 12, render_size: 64, "
+                 f"image_size: 32}}\nsplit: {{test: 0.25, val: 0.15}}\n{FAMILY_RECIPES[family]}\n")
+    return p
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BMBENCH_RESULTS", str(tmp_path / "results"))
+    return tmp_path
+
+
+def stored(run):
+    preds = pd.read_csv(run / "predictions.csv")
+    root = json.loads((run / "run.json").read_text())["dataset"]["root"]
+    return preds, [f"{root}/{p}" for p in preds["path"]]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_RECIPES))
+def test_predict_reproduces_the_stored_predictions(env, family):
+    run = bmbench.run_recipe(write_recipe(env, family))
+    preds, paths = stored(run)
+    expected = preds.filter(like="p_").to_numpy()
+    loaded = bmbench.load_run(run.name)
+    assert loaded.classes == tuple(c[2:] for c in preds.filter(like="p_").columns)
+    assert np.array_equal(loaded.predict_proba(paths), expected)
+    assert (loaded.predict(paths) == preds["predicted_label"].to_numpy()).all()
+    arrays = [read_rgb(p) for p in paths[:3]]
+    assert np.array_equal(loaded.predict_proba(arrays), expected[:3])
+    out = env / "cli.csv"
+    res = CliRunner().invoke(main, ["predict", "latest", *paths, "--out", str(out), "-q", "--top-k", "2"])
+    assert res.exit_code == 0, res.output
+    cli = pd.read_csv(out)
+    assert np.array_equal(cli.filter(like="p_").to_numpy(), expected)
+    assert (cli["predicted_label"] == preds["predicted_label"]).all()
+    assert list(cli.columns[:7]) == ["path", "predicted_label", "probability", "top1_label",
+                                     "top1_probability", "top2_label", "top2_probability"]
+    assert (cli["top1_probability"] >= cli["top2_probability"]).all()
+
+
+def test_corrupt_image_is_reported_and_the_rest_predicted(env):
+    run = bmbench.run_recipe(write_recipe(env, "baseline"))
+    _, paths = stored(run)
+    folder = env / "new images"
+    (folder / "sub").mkdir(parents=True)
+    for i, p in enumerate(paths[:4]):
+        (folder / "sub" / f"cell {i}.png").write_bytes(open(p, "rb").read())
+    (folder / "broken.png").write_bytes(b"\x89PNG truncated")
+    out = env / "p.csv"
+    res = CliRunner().invoke(main, ["predict", str(run), str(folder), "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "skipped" in res.output and "broken.png" in res.output
+    assert len(pd.read_csv(out)) == 4
+    only_bad = CliRunner().invoke(main, ["predict", str(run), str(folder / "broken.png"), "--out", str(out)])
+    assert only_bad.exit_code == 2 and "no image could be predicted" in only_bad.output
+
+
+def test_manifest_input_and_missing_input(env):
+    run = bmbench.run_recipe(write_recipe(env, "baseline"))
+    _, paths = stored(run)
+    manifest = env / "m.csv"
+    pd.DataFrame({"path": paths[:2]}).to_csv(manifest, index=False)
+    out = env / "p.csv"
+    assert CliRunner().invoke(main, ["predict", "latest", str(manifest), "--out", str(out)]).exit_code == 0
+    assert len(pd.read_csv(out)) == 2
+    res = CliRunner().invoke(main, ["predict", "latest", str(env / "nope.png"), "--out", str(out)])
+    assert res.exit_code == 2 and "nope.png: no such file or folder" in res.output
+    res = CliRunner().invoke(main, ["predict", "zzz-no-run", paths[0], "--out", str(out)])
+    assert res.exit_code == 2 and "no run matches" in res.output
+
+
+def test_kfold_run_predicts_with_the_mean_of_its_fold_models(env):
+    run = bmbench.run_recipe(write_recipe(env, "baseline"), overrides=("split.folds=3",))
+    loaded = bmbench.load_run(run)
+    assert len(loaded.models) == 3
+    _, paths = stored(run)
+    mean = np.mean([m.predict_proba(np.array(paths[:2]), loaded._context()) for m in loaded.models], axis=0)
+    assert np.allclose(loaded.predict_proba(paths[:2]), mean)
+
+
+def test_every_run_has_a_model_card(env):
+    run = bmbench.run_recipe(write_recipe(env, "classical"))
+    card = (run / "MODEL_CARD.md").read_text()
+    for section in ("## Intended use", "Not for diagnosis", "## Data", "## Performance on the test images",
+                    "| macro_f1 |", "## Known limitations", "synthetic images", "## Training settings",
+                    json.loads((run / "run.json").read_text())["split_fingerprint"]):
+        assert section in card

@@ -1,0 +1,76 @@
+import json
+import os
+
+import pytest
+
+from bmbench.core.errors import StoreError
+from bmbench.runs.store import RunWriter, list_runs, load_record, resolve_run, sweep_stale
+
+
+def fake_run(results, name="r", split="s1", metric=0.5):
+    with RunWriter(results, name) as w:
+        (w.path / "run.json").write_text(json.dumps({"split_fingerprint": split, "name": name}))
+        (w.path / "metrics.json").write_text(json.dumps({"macro_f1": metric}))
+        return w.commit()
+
+
+def test_commit_moves_a_complete_folder_into_place(tmp_path):
+    final = fake_run(tmp_path)
+    assert final.parent == tmp_path / "runs" and final.is_dir()
+    assert not list((tmp_path / "runs").glob(".tmp-*"))
+    assert load_record(final).metrics == {"macro_f1": 0.5}
+
+
+def test_error_inside_the_writer_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with RunWriter(tmp_path, "x") as w:
+            (w.path / "metrics.json").write_text("{}")
+            raise KeyboardInterrupt
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_ids_are_unique_even_in_the_same_second(tmp_path):
+    ids = {fake_run(tmp_path).name for _ in range(20)}
+    assert len(ids) == 20
+
+
+def test_stale_temporary_folders_are_ignored_then_swept(tmp_path):
+    fake_run(tmp_path)
+    stale = tmp_path / "runs" / ".tmp-20200101T000000Z-x-abcdef-999999999"
+    stale.mkdir()
+    (stale / "metrics.json").write_text("{}")
+    assert len(list_runs(tmp_path)) == 1
+    sweep_stale(tmp_path / "runs")
+    assert not stale.exists()
+    mine = tmp_path / "runs" / f".tmp-20200101T000000Z-x-abcdef-{os.getpid()}"
+    mine.mkdir()
+    sweep_stale(tmp_path / "runs")
+    assert mine.exists(), "a folder of a live process is never removed"
+
+
+def test_damaged_and_foreign_folders_are_skipped_with_a_warning(tmp_path, caplog):
+    good = fake_run(tmp_path)
+    bad = fake_run(tmp_path, "bad")
+    (bad / "metrics.json").write_text("{not json")
+    (tmp_path / "runs" / "holiday-photos").mkdir()
+    records = list_runs(tmp_path)
+    assert [r.path for r in records] == [good]
+    assert "damaged run record" in caplog.text and "not a bmbench run" in caplog.text
+
+
+def test_resolve_run_by_latest_prefix_and_folder(tmp_path):
+    a = fake_run(tmp_path, "alpha")
+    b = fake_run(tmp_path, "beta")
+    assert resolve_run(tmp_path, "latest") == max(a, b)
+    assert resolve_run(tmp_path, b.name[:30]) == b
+    assert resolve_run(tmp_path, str(a)) == a
+    with pytest.raises(StoreError, match="no run matches"):
+        resolve_run(tmp_path, "zzz")
+
+
+def test_unwritable_results_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot write the results folder"):
+        with RunWriter(blocker, "x"):
+            pass

@@ -1,0 +1,206 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+import pytest
+
+from bmbench.core.errors import BmbenchError
+from bmbench.views.leaderboard import build_boards, render
+from bmbench.runs.store import RunRecord
+
+
+def record(i, name, split="s1", kind="pbc", family="baseline", f1=0.5, loss=1.0):
+    info = {"name": name, "family": family, "settings": "64px", "split_fingerprint": split,
+            "split": {"strategy": "stratified", "test": 0.2},
+            "dataset": {"kind": kind, "classes": ["a", "b"], "n_images": 100},
+            "timings": {"fit_seconds": 1.0, "inference_images_per_s": 50.0},
+            "n_train": 80, "n_test": 20}
+    metrics = {"macro_f1": f1, "accuracy": f1, "balanced_accuracy": f1, "mcc": f1, "log_loss": loss}
+    return RunRecord(f"run{i}", None, info, metrics)
+
+
+def test_runs_on_different_splits_are_never_mixed():
+    boards = build_boards([record(1, "a", "s1"), record(2, "b", "s2"), record(3, "c", "s1")])
+    assert sorted(len(b.rows) for b in boards) == [1, 2]
+    assert {b.split_fingerprint for b in boards} == {"s1", "s2"}
+
+
+def test_ranking_ties_and_lower_is_better():
+    runs = [record(1, "a", f1=0.7, loss=0.3), record(2, "b", f1=0.9, loss=0.5),
+            record(3, "c", f1=0.7, loss=0.1)]
+    (board,) = build_boards(runs)
+    assert board.rows["recipe"].tolist() == ["b", "a", "c"]
+    assert board.rows["rank"].tolist() == [1, 2, 2]
+    (board,) = build_boards(runs, metric="log_loss")
+    assert board.rows["recipe"].tolist() == ["c", "a", "b"]
+
+
+def test_filters_and_best_per_recipe():
+    runs = [record(1, "a", f1=0.6), record(2, "a", f1=0.8), record(3, "b", family="cnn", f1=0.7)]
+    (board,) = build_boards(runs, best_per_recipe=True)
+    assert board.rows[["recipe", "macro_f1"]].values.tolist() == [["a", 0.8], ["b", 0.7]]
+    (board,) = build_boards(runs, family="cnn")
+    assert board.rows["recipe"].tolist() == ["b"]
+    assert build_boards(runs, dataset="matek_bm") == []
+
+
+def test_formats():
+    boards = build_boards([record(1, "a", f1=0.75), record(2, "b", f1=0.5)])
+    text = render(boards, "table")
+    assert "pbc (2 classes, 100 images)" in text and "0.7500" in text
+    md = render(boards, "markdown")
+    assert md.count("\n| ") >= 3 and "|---|" in md
+    csv = render(boards, "csv")
+    assert csv.splitlines()[0].startswith("rank,run,recipe")
+    data = json.loads(render(boards, "json"))
+    assert data[0]["rows"][0]["recipe"] == "a"
+
+
+def test_unknown_metric_is_a_clear_error():
+    with pytest.raises(BmbenchError, match="did you mean 'macro_f1'"):
+        build_boards([record(1, "a")], metric="macro_f")
+
+
+# --- intervals, paired tests against the leader, html -------------------------------------
+
+def stored_run(root, name, accuracy, seed, split="s1", n_per_class=80, predictions=True,
+               drop_ci=False):
+    """A run folder with predictions.csv and metrics from the shared module."""
+    from bmbench.metrics.scores import compute_metrics
+    from bmbench.metrics.summary import add_statistics
+    from bmbench.runs.store import load_record
+
+    rng = np.random.default_rng(seed)
+    classes = ["a", "b", "c"]
+    y = np.repeat(np.arange(3), n_per_class)
+    right = rng.random(len(y)) < accuracy
+    pred = np.where(right, y, (y + rng.integers(1, 3, len(y))) % 3)
+    proba = np.full((len(y), 3), 0.15)
+    proba[np.arange(len(y)), pred] = 0.7
+    metrics = compute_metrics(y, proba, classes)
+    add_statistics(metrics, y, proba, classes, n_resamples=300)
+    if drop_ci:
+        del metrics["ci"]
+    info = record(seed, name, split).info | {
+        "dataset": {"kind": "pbc", "classes": classes, "n_images": 1000, "root": str(root)}}
+    folder = root / "runs" / f"2026-{name}-{seed}"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps(info))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if predictions:
+        frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(y))],
+                              "true_label": np.array(classes)[y],
+                              "predicted_label": np.array(classes)[pred]})
+        for j, c in enumerate(classes):
+            frame[f"p_{c}"] = proba[:, j]
+        frame.sample(frac=1, random_state=seed).to_csv(folder / "predictions.csv", index=False)
+    return load_record(folder)
+
+
+def test_leader_ties_are_marked_with_holm_corrected_paired_tests(tmp_path):
+    runs = [stored_run(tmp_path, "far", 0.55, 1), stored_run(tmp_path, "best", 0.92, 2),
+            stored_run(tmp_path, "close", 0.88, 3), stored_run(tmp_path, "nopreds", 0.5, 4,
+                                                                predictions=False)]
+    (board,) = build_boards(runs, n_resamples=400)
+    rows = board.rows.set_index("recipe")
+    assert rows.loc["best", "vs_leader"] == "leader" and rows.loc["best", "rank"] == 1
+    assert rows.loc["close", "vs_leader"] == "n.s." and rows.loc["close", "p_vs_leader"] >= 0.05
+    assert rows.loc["far", "vs_leader"] == "worse" and rows.loc["far", "p_vs_leader"] < 0.05
+    assert pd.isna(rows.loc["nopreds", "vs_leader"]) and pd.isna(rows.loc["nopreds", "p_vs_leader"])
+    assert "Holm-corrected over 2 comparison(s)" in board.test and "240 shared" in board.test
+    low, high = rows.loc["best", ["macro_f1_ci_low", "macro_f1_ci_high"]]
+    assert low <= rows.loc["best", "macro_f1"] <= high
+    text = render([board], "table")
+    assert "n.s. (p=" in text and "worse (p=" in text and "leader" in text
+    assert f"[{low:.4f}, {high:.4f}]" in text
+
+
+def test_holm_adjusts_for_the_number_of_comparisons(tmp_path):
+    from bmbench.views.compare import align, load_scored
+    from bmbench.metrics.paired import mcnemar_exact
+
+    runs = [stored_run(tmp_path, "best", 0.90, 2), stored_run(tmp_path, "other", 0.84, 5),
+            stored_run(tmp_path, "far", 0.5, 1)]
+    (board,) = build_boards(runs, metric="accuracy")  # McNemar for accuracy
+    rows = board.rows.set_index("recipe")
+    y, pa, pb = align(load_scored(runs[0]), load_scored(runs[1]))
+    raw = mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)["p_value"]
+    far = mcnemar_exact(*(p.argmax(1) == y for p in align(load_scored(runs[0]), load_scored(runs[2]))[1:]))
+    assert far["p_value"] < raw  # so "other" is the second-smallest p: multiplied by 1, then max
+    assert rows.loc["other", "p_vs_leader"] == pytest.approx(max(raw, 2 * far["p_value"]))
+    assert "exact McNemar" in board.test
+
+
+def test_interval_is_computed_for_runs_stored_without_one(tmp_path):
+    from bmbench.views.compare import load_scored
+    from bmbench.metrics.bootstrap import bootstrap_ci
+
+    run = stored_run(tmp_path, "old", 0.8, 6, drop_ci=True)
+    (board,) = build_boards([run], n_resamples=300)
+    s = load_scored(run)
+    want = bootstrap_ci(s.y, s.proba, s.classes, ("macro_f1",), 300)["macro_f1"]
+    assert [board.rows.loc[0, "macro_f1_ci_low"], board.rows.loc[0, "macro_f1_ci_high"]] == want
+
+
+def test_every_headline_metric_and_the_issue_columns_are_in_every_format(tmp_path):
+    from bmbench.metrics.scores import HEADLINE
+
+    runs = [stored_run(tmp_path, "x", 0.8, 7), stored_run(tmp_path, "y", 0.7, 8)]
+    boards = build_boards(runs, n_resamples=300)
+    columns = list(boards[0].rows.columns)
+    for c in ("rank", "recipe", "family", "settings", "macro_f1_ci_low", "macro_f1_ci_high",
+              "vs_leader", "p_vs_leader", "fit_s", "img_per_s", "n_train", "n_test", *HEADLINE):
+        assert c in columns, c
+    csv_header = render(boards, "csv").splitlines()[0].split(",")
+    assert "macro_f1_ci_low" in csv_header and "vs_leader" in csv_header and "ece" in csv_header
+    data = json.loads(render(boards, "json"))[0]
+    assert data["metric"] == "macro_f1" and "Holm" in data["test"]
+    assert data["rows"][0]["vs_leader"] == "leader"
+    md = render(boards, "markdown")
+    assert "macro_f1 [95% CI]" in md and "Holm" in md
+
+
+def test_html_page_has_a_chart_and_a_table_per_split(tmp_path):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    runs = [stored_run(tmp_path, "x", 0.8, 7), stored_run(tmp_path, "y", 0.7, 8),
+            stored_run(tmp_path, "z", 0.75, 9, split="s2")]
+    page = render(build_boards(runs, n_resamples=300), "html")
+    assert page.startswith("<!DOCTYPE html>") and page.count('<section id="board-') == 2
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(pngs) == 2
+    for data in pngs:
+        im = Image.open(io.BytesIO(base64.b64decode(data)))
+        im.load()
+        assert im.format == "PNG" and im.size[0] > 500
+    assert page.count("<table>") == 2 and 'class="leader"' in page
+    assert "split s1" in page and "split s2" in page
+    assert "No runs stored yet" in render([], "html")
+
+
+def test_leaderboard_chart_bars_and_whiskers_follow_the_rows(tmp_path):
+    from bmbench.views.report.plots import LEADER, SAME, WORSE, leaderboard_figure
+
+    runs = [stored_run(tmp_path, "far", 0.55, 1), stored_run(tmp_path, "best", 0.92, 2),
+            stored_run(tmp_path, "close", 0.88, 3)]
+    (board,) = build_boards(runs, n_resamples=300)
+    ax = leaderboard_figure(board).axes[0]
+    bars = ax.patches[:3]
+    assert [round(b.get_width(), 6) for b in bars] == [round(v, 6) for v in board.rows["macro_f1"]]
+    import matplotlib.colors as mc
+    assert [mc.to_hex(b.get_facecolor()) for b in bars] == [LEADER, SAME, WORSE]
+    ticks = dict(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())))
+    assert [ticks[i] for i in (2, 1, 0)] == ["best", "close", "far"]  # the leader on top
+    assert "whiskers: 95%" in ax.get_xlabel()
+
+
+def test_a_single_run_or_untestable_runs_get_no_misleading_test_line(tmp_path):
+    (board,) = build_boards([stored_run(tmp_path, "alone", 0.8, 11)], n_resamples=200)
+    assert board.test == "" and board.rows.loc[0, "vs_leader"] == "leader"
+    (board,) = build_boards([record(1, "a", f1=0.7), record(2, "b", f1=0.6)])
+    assert "not testable" in board.test and pd.isna(board.rows.loc[1, "vs_leader"])
