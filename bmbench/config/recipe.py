@@ -149,6 +149,9 @@ def _flatten(d: dict) -> dict:
 def _flat_section(section: dict) -> dict:
     sec = dict(section)
     sec.update(sec.pop("options") or {})
+    for key, value in sec.items():  # values validated by a registry entry know their plain form
+        if hasattr(value, "to_plain"):
+            sec[key] = value.to_plain()
     steps = sec.pop("preprocess", ())
     if steps:  # absent when empty, so recipes without steps keep their fingerprints
         sec["preprocess"] = [{st["name"]: st["options"]} if st["options"] else st["name"] for st in steps]

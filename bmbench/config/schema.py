@@ -19,13 +19,16 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, *, doc: str = "", ge: float | None = None,
            le: float | None = None, gt: float | None = None, lt: float | None = None,
-           pattern: str | None = None, choices: Any = None) -> Any:
+           pattern: str | None = None, choices: Any = None, parse: Any = None) -> Any:
     """A dataclass field with documentation and numeric bounds (inclusive ``ge``/``le``,
     exclusive ``gt``/``lt``). ``choices`` is a callable returning the valid names (read
-    from a registry when the recipe is validated). Lists are given as tuples so the
-    dataclass stays hashable."""
+    from a registry when the recipe is validated). ``parse(value, ctx)`` validates the
+    value (and the default) itself, for values whose shape depends on a registry entry
+    (a classifier and its own options). Lists are given as tuples so the dataclass stays
+    hashable. A ``ValueError`` from the dataclass's ``__post_init__`` becomes an error
+    naming the section."""
     meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "pattern": pattern,
-            "choices": choices}
+            "choices": choices, "parse": parse}
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -64,12 +67,19 @@ def build(cls: type, data: Any, ctx: Context) -> Any:
     values = {}
     for name, f in fields.items():
         sub = ctx.child(name)
+        parse = f.metadata.get("parse")
         if name not in data:
             if f.default is _MISSING and f.default_factory is _MISSING:
                 raise sub.error("required key is missing")
+            if parse is not None:
+                values[name] = parse(f.default, sub)
             continue
-        values[name] = _check_bounds(convert(hints[name], data[name], sub), f.metadata, sub)
-    return cls(**values)
+        values[name] = parse(data[name], sub) if parse is not None else \
+            _check_bounds(convert(hints[name], data[name], sub), f.metadata, sub)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ctx.error(str(exc)) from None
 
 
 def convert(tp: Any, value: Any, ctx: Context) -> Any:

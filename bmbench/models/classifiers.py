@@ -13,36 +13,102 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..core.errors import RecipeError
-from ..core.registry import Registry
+from ..config.schema import option
+from ..core.registry import Registry, did_you_mean, known_list
 
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    """What every classifier may use: ``n_estimators`` rounds/trees, tree ``max_depth``,
-    ``learning_rate`` (boosting), ``C`` (linear/SVM), ``early_stopping`` rounds."""
+    """What a run gives every classifier besides its own options: the training ``seed`` and
+    the CPU threads it may use (``jobs``)."""
 
-    n_estimators: int
-    max_depth: int
-    learning_rate: float
-    C: float
-    early_stopping: int
     seed: int
     jobs: int
 
 
 @dataclass(frozen=True)
+class NoOptions:
+    """This classifier has no options."""
+
+
+@dataclass(frozen=True)
 class Classifier:
+    """One tabular classifier.
+
+    Options: dataclass of its recipe keys (``model.classifier: {name: ..., <key>: ...}``).
+    fit: ``(options, settings, x, y, weights, x_val, y_val, n_classes) -> fitted`` (``x_val``
+    may be None; use it only for early stopping). save/load: a safe format in a folder
+    (never pickle). importances: ``(fitted, n_features) -> float[n] | None``. libraries:
+    the distributions whose versions enter the fit-cache key. legacy: the flat
+    ``model.<key>`` shorthands this classifier reads when it is named without options.
+    """
+
     name: str
     description: str
-    fit: Callable  # (settings, x, y, weights, x_val, y_val, n_classes) -> fitted
-    save: Callable  # (fitted, folder) -> None
-    load: Callable  # (folder) -> fitted
-    importances: Callable = lambda fitted, n: None  # -> (n_features,) or None
+    fit: Callable
+    save: Callable
+    load: Callable
+    Options: type = NoOptions
+    importances: Callable = lambda fitted, n: None
+    libraries: tuple[str, ...] = ("numpy",)
+    legacy: tuple[str, ...] = ()
+
+
+class ClassifierChoice:
+    """A validated ``model.classifier``: the entry's ``name``, its typed ``options``, and
+    whether they were given (``{name: ..., ...}``) rather than implied by a bare name."""
+
+    def __init__(self, name: str, options, explicit: bool):
+        self.name, self.options, self.explicit = name, options, explicit
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ClassifierChoice) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"ClassifierChoice({self.to_plain()!r})"
+
+    def _key(self):
+        return self.name, self.options, self.explicit
+
+    def to_plain(self):
+        """The recipe form: the bare name, or the mapping with every option."""
+        from dataclasses import asdict
+
+        return {"name": self.name, **asdict(self.options)} if self.explicit else self.name
+
+    @property
+    def entry(self) -> "Classifier":
+        return CLASSIFIERS.get(self.name)
+
+
+def parse_classifier(value, ctx) -> ClassifierChoice:
+    """``model.classifier``: a name, or ``{name: ..., <its options>}``, validated against the
+    classifier's own ``Options``; errors name the key."""
+    from ..config.schema import build
+
+    if isinstance(value, ClassifierChoice):
+        return value
+    explicit = isinstance(value, dict)
+    if explicit:
+        value = dict(value)
+        if "name" not in value:
+            raise ctx.child("name").error("required key is missing (the classifier's name)")
+        name = value.pop("name")
+    else:
+        name = value
+    if not isinstance(name, str) or name not in CLASSIFIERS:
+        raise ctx.error(f"unknown classifier {name!r}{did_you_mean(name, CLASSIFIERS.names())}; "
+                        f"known: {known_list(CLASSIFIERS.names())}")
+    entry = CLASSIFIERS.get(name)
+    return ClassifierChoice(name, build(entry.Options, value if explicit else {}, ctx), explicit)
 
 
 CLASSIFIERS: Registry[Classifier] = Registry("classifier", "bmbench.classifiers", ("bmbench.models.classifiers",),
@@ -76,15 +142,23 @@ def cuda_visible() -> bool:
 
 # --- XGBoost -----------------------------------------------------------------------------
 
-def _xgb_fit(s: ClassifierSettings, x, y, w, x_val, y_val, n_classes):
+@dataclass(frozen=True)
+class XGBoostOptions:
+    n_estimators: int = option(600, ge=1, le=100_000, doc="boosting rounds")
+    max_depth: int = option(6, ge=1, le=64, doc="tree depth")
+    learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate")
+    early_stopping: int = option(50, ge=1, doc="stop after this many rounds without validation improvement")
+
+
+def _xgb_fit(o: XGBoostOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_classes):
     from xgboost import XGBClassifier
 
     has_val = x_val is not None and len(x_val) > 0
     model = XGBClassifier(
-        n_estimators=s.n_estimators, max_depth=s.max_depth, learning_rate=s.learning_rate,
+        n_estimators=o.n_estimators, max_depth=o.max_depth, learning_rate=o.learning_rate,
         tree_method="hist", device="cuda" if cuda_visible() else "cpu", random_state=s.seed,
         n_jobs=s.jobs, objective="multi:softprob", num_class=n_classes, eval_metric="mlogloss",
-        early_stopping_rounds=s.early_stopping if has_val else None)
+        early_stopping_rounds=o.early_stopping if has_val else None)
     eval_set = [(x_val, y_val)] if has_val else None
     model.fit(x, y, sample_weight=w, eval_set=eval_set, verbose=False)
     return model
@@ -112,7 +186,8 @@ def _xgb_importances(model, n: int) -> np.ndarray:
 
 CLASSIFIERS.register("xgboost", Classifier(
     "xgboost", "gradient-boosted trees (hist; CUDA when a GPU is visible), early stopping on validation",
-    _xgb_fit, _xgb_save, _xgb_load, _xgb_importances))
+    _xgb_fit, _xgb_save, _xgb_load, XGBoostOptions, _xgb_importances, ("xgboost", "numpy"),
+    ("n_estimators", "max_depth", "learning_rate", "early_stopping")))
 
 
 # --- scikit-learn (saved with skops) --------------------------------------------------------
@@ -127,9 +202,13 @@ def _sk_pipeline(estimator):
 
 
 def _sk_fit(build: Callable) -> Callable:
-    def fit(s, x, y, w, x_val, y_val, n_classes):
-        pipe = _sk_pipeline(build(s))
-        pipe.fit(x, y, **{f"{pipe.steps[-1][0]}__sample_weight": w})
+    def fit(o, s, x, y, w, x_val, y_val, n_classes):
+        import inspect
+
+        estimator = build(o, s)
+        pipe = _sk_pipeline(estimator)
+        weighted = "sample_weight" in inspect.signature(estimator.fit).parameters
+        pipe.fit(x, y, **({f"{pipe.steps[-1][0]}__sample_weight": w} if weighted else {}))
         return pipe
     return fit
 
@@ -153,25 +232,56 @@ def _sk_load(folder: Path):
     return sio.load(folder / "classifier.skops", trusted=allowed)
 
 
-def _random_forest(s):
+@dataclass(frozen=True)
+class RandomForestOptions:
+    n_estimators: int = option(600, ge=1, le=100_000, doc="trees")
+    max_depth: Optional[int] = option(None, ge=1, le=1024, doc="tree depth (null: grow until pure)")
+
+
+@dataclass(frozen=True)
+class LogisticRegressionOptions:
+    C: float = option(1.0, gt=0.0, doc="inverse L2 regularisation strength")
+    max_iter: int = option(5000, ge=10, le=1_000_000, doc="solver iterations")
+
+
+@dataclass(frozen=True)
+class SVMOptions:
+    C: float = option(1.0, gt=0.0, doc="regularisation")
+
+
+def _random_forest(o: RandomForestOptions, s: ClassifierSettings):
     from sklearn.ensemble import RandomForestClassifier
-    return RandomForestClassifier(n_estimators=s.n_estimators, max_depth=None, random_state=s.seed,
+    return RandomForestClassifier(n_estimators=o.n_estimators, max_depth=o.max_depth, random_state=s.seed,
                                   n_jobs=s.jobs)
 
 
-def _logistic(s):
+def _logistic(o: LogisticRegressionOptions, s: ClassifierSettings):
     from sklearn.linear_model import LogisticRegression
-    return LogisticRegression(C=s.C, max_iter=5000)
+    return LogisticRegression(C=o.C, max_iter=o.max_iter)
 
 
-def _svm(s):
+def _svm(o: SVMOptions, s: ClassifierSettings):
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import SVC
-    return CalibratedClassifierCV(SVC(C=s.C, kernel="rbf", random_state=s.seed), ensemble=False)
+    return CalibratedClassifierCV(SVC(C=o.C, kernel="rbf", random_state=s.seed), ensemble=False)
 
 
-for _name, _desc, _build in (
-        ("random_forest", "random forest (n_estimators trees)", _random_forest),
-        ("logistic_regression", "multinomial logistic regression (C) on standardised features", _logistic),
-        ("svm", "RBF support-vector machine (C), probabilities calibrated by cross-validation", _svm)):
-    CLASSIFIERS.register(_name, Classifier(_name, _desc, _sk_fit(_build), _sk_save, _sk_load))
+SKLEARN_LIBRARIES = ("scikit-learn", "skops", "numpy")
+
+
+def sklearn_classifier(name: str, description: str, build: Callable, options: type = NoOptions,
+                       legacy: tuple[str, ...] = ()) -> Classifier:
+    """A :class:`Classifier` for any scikit-learn estimator ``build(options, settings)``:
+    median imputation and standardisation in front, sample weights passed to the estimator,
+    saved with skops. For plug-ins: ``CLASSIFIERS.register(name, sklearn_classifier(...))``."""
+    return Classifier(name, description, _sk_fit(build), _sk_save, _sk_load, options,
+                      libraries=SKLEARN_LIBRARIES, legacy=legacy)
+
+
+for _name, _desc, _build, _options, _legacy in (
+        ("random_forest", "random forest", _random_forest, RandomForestOptions, ("n_estimators",)),
+        ("logistic_regression", "multinomial logistic regression on standardised features", _logistic,
+         LogisticRegressionOptions, ("C",)),
+        ("svm", "RBF support-vector machine, probabilities calibrated by cross-validation", _svm,
+         SVMOptions, ("C",))):
+    CLASSIFIERS.register(_name, sklearn_classifier(_name, _desc, _build, _options, _legacy))

@@ -15,24 +15,73 @@ training it again; a damaged entry is discarded and refitted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..core.atomic import building_dir
 from ..core.cache import key_for
-from .classifiers import ClassifierSettings, class_weights, get_classifier
+from ..config.schema import Context, option
+from .classifiers import ClassifierChoice, ClassifierSettings, class_weights, get_classifier, parse_classifier
 
 log = logging.getLogger("bmbench.run")
 
 #: Bump when a classifier's fit or saved format changes, so cached fits are not reused.
 FIT_CACHE_VERSION = 1
-_LIBRARIES = ("xgboost", "scikit-learn", "numpy")
+
+
+@dataclass(frozen=True)
+class TabularOptions:
+    """Recipe keys of a family that ends in a tabular classifier (``classical``, ``hybrid``).
+
+    ``classifier`` is a name (its options from the flat shorthands below where it reads
+    them, else its defaults) or ``{name: ..., <its own options>}``. A shorthand set to a
+    value the named classifier does not read is never silently ignored: it warns (so old
+    recipes still run); beside the mapping form it is an error.
+    """
+
+    classifier: Any = option("xgboost", parse=parse_classifier,
+                             doc="classifier on the features: a name, or {name: ..., <its options>}")
+    n_estimators: int = option(600, ge=1, le=100_000, doc="shorthand: boosting rounds / trees "
+                                                          "(xgboost, random_forest)")
+    max_depth: int = option(6, ge=1, le=64, doc="shorthand: tree depth (xgboost)")
+    learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="shorthand: boosting learning rate (xgboost)")
+    C: float = option(1.0, gt=0.0, doc="shorthand: regularisation (logistic_regression, svm)")
+    early_stopping: int = option(50, ge=1, doc="shorthand: stop after this many rounds without "
+                                               "validation improvement (xgboost)")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.classifier, ClassifierChoice):
+            object.__setattr__(self, "classifier", parse_classifier(self.classifier, Context("", "classifier")))
+        choice = self.classifier
+        own = {f.name for f in dataclasses.fields(choice.entry.Options)}
+        for f in dataclasses.fields(TabularOptions)[1:]:
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            if choice.explicit:
+                raise ValueError(f"{f.name}: give it inside the classifier ({{name: {choice.name}, "
+                                 f"{f.name}: {value}}}), not beside it")
+            if f.name not in choice.entry.legacy:  # a warning, so that old recipes still run
+                hint = (f"use classifier: {{name: {choice.name}, {f.name}: {value}}}" if f.name in own
+                        else f"{choice.name}'s options are: {', '.join(sorted(own)) or 'none'}")
+                logging.getLogger("bmbench.recipe").warning(
+                    "model.%s: %s has no effect on classifier %s; %s", f.name, value, choice.name, hint)
+
+    def classifier_options(self):
+        """The classifier's typed options: as given, or its defaults with the shorthands it reads."""
+        choice = self.classifier
+        if choice.explicit:
+            return choice.options
+        return dataclasses.replace(choice.options, **{k: getattr(self, k) for k in choice.entry.legacy})
+
 
 
 def readable(x: np.ndarray) -> np.ndarray:
@@ -40,13 +89,13 @@ def readable(x: np.ndarray) -> np.ndarray:
     return ~np.isnan(x).all(axis=1)
 
 
-def fit_classifier(name: str, settings: ClassifierSettings, x: np.ndarray, labels: np.ndarray,
+def fit_classifier(name: str, options, settings: ClassifierSettings, x: np.ndarray, labels: np.ndarray,
                    x_val: np.ndarray | None, val_labels: np.ndarray | None, n_classes: int,
                    class_weight: str, cache_dir: Path | None):
-    """Fit classifier ``name`` on the readable rows of ``x`` ``(n, d)`` with integer
-    ``labels`` ``(n,)`` (validation: ``x_val``, ``val_labels``, for early stopping), per-sample
-    weights from ``class_weight`` (``balanced`` | ``none``); reuse a cached fit when
-    ``cache_dir`` holds one for exactly these inputs."""
+    """Fit classifier ``name`` with its typed ``options`` on the readable rows of ``x``
+    ``(n, d)`` with integer ``labels`` ``(n,)`` (validation: ``x_val``, ``val_labels``, for
+    early stopping), per-sample weights from ``class_weight`` (``balanced`` | ``none``);
+    reuse a cached fit when ``cache_dir`` holds one for exactly these inputs."""
     keep = readable(x)
     x, y = x[keep], labels[keep]
     w = class_weights(y, n_classes, class_weight)
@@ -56,26 +105,24 @@ def fit_classifier(name: str, settings: ClassifierSettings, x: np.ndarray, label
     clf = get_classifier(name)
     folder = None
     if cache_dir is not None:
-        key = _fit_key(name, settings, n_classes, x, y, w, x_val, val_labels)
+        key = _fit_key(clf, options, settings, n_classes, x, y, w, x_val, val_labels)
         folder = Path(cache_dir) / "fits" / key[:2] / key
         fitted = _load(clf, folder)
         if fitted is not None:
             log.info("classifier: reusing the cached fit of %s on these exact inputs", name)
             return fitted
-    fitted = clf.fit(settings, x, y, w, x_val, val_labels, n_classes)
+    fitted = clf.fit(options, settings, x, y, w, x_val, val_labels, n_classes)
     if folder is not None:
         _store(clf, fitted, folder)
     return fitted
 
 
-def fit_for_run(opts, ctx, x: np.ndarray, train, x_val: np.ndarray | None, val):
-    """:func:`fit_classifier` with a recipe's classifier options ``opts`` (``classifier``,
-    ``n_estimators``, ``max_depth``, ``learning_rate``, ``C``, ``early_stopping``), its seed,
+def fit_for_run(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: np.ndarray | None, val):
+    """:func:`fit_classifier` with a recipe's classifier and its options, the run's seed,
     class weighting and cache; ``train``/``val`` are the subsets ``x``/``x_val`` came from."""
     # Trees use every core whatever train.jobs says: that setting is for image work.
-    settings = ClassifierSettings(opts.n_estimators, opts.max_depth, opts.learning_rate, opts.C,
-                                  opts.early_stopping, ctx.recipe.seed, os.cpu_count() or 1)
-    return fit_classifier(opts.classifier, settings, x, train.labels, x_val,
+    settings = ClassifierSettings(ctx.recipe.seed, os.cpu_count() or 1)
+    return fit_classifier(opts.classifier.name, opts.classifier_options(), settings, x, train.labels, x_val,
                           val.labels if val is not None else None, len(train.classes),
                           ctx.recipe.train.class_weight, ctx.cache_dir)
 
@@ -93,9 +140,9 @@ def predict_proba(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def _library_versions() -> dict:
+def _library_versions(libraries: tuple[str, ...]) -> dict:
     out = {}
-    for lib in _LIBRARIES:
+    for lib in libraries:
         try:
             out[lib] = version(lib)
         except PackageNotFoundError:
@@ -103,10 +150,10 @@ def _library_versions() -> dict:
     return out
 
 
-def _fit_key(name: str, settings: ClassifierSettings, n_classes: int, *arrays) -> str:
-    parts = asdict(settings)
+def _fit_key(clf, options, settings: ClassifierSettings, n_classes: int, *arrays) -> str:
     data = [b"none" if a is None else _array_bytes(a) for a in arrays]
-    return key_for("bmbench.fit", FIT_CACHE_VERSION, name, parts, n_classes, _library_versions(), *data)
+    return key_for("bmbench.fit", FIT_CACHE_VERSION, clf.name, asdict(options), asdict(settings), n_classes,
+                   _library_versions(clf.libraries), *data)
 
 
 def _array_bytes(a: np.ndarray) -> bytes:

@@ -2,11 +2,16 @@ import numpy as np
 import pytest
 
 from bmbench.core.errors import RecipeError
-from bmbench.models.classifiers import (CLASSIFIERS, ClassifierSettings, class_weights,
-                                          get_classifier)
+from bmbench.models.classifiers import (CLASSIFIERS, ClassifierSettings, RandomForestOptions,
+                                        XGBoostOptions, class_weights, get_classifier)
 
-SETTINGS = ClassifierSettings(n_estimators=30, max_depth=3, learning_rate=0.3, C=1.0,
-                              early_stopping=5, seed=0, jobs=1)
+SETTINGS = ClassifierSettings(seed=0, jobs=1)
+SMALL = {"xgboost": XGBoostOptions(n_estimators=30, max_depth=3, learning_rate=0.3, early_stopping=5),
+         "random_forest": RandomForestOptions(n_estimators=30)}
+
+
+def options(name):
+    return SMALL.get(name) or get_classifier(name).Options()
 
 
 def data(n=90, k=3, d=6, seed=0):
@@ -21,7 +26,7 @@ def data(n=90, k=3, d=6, seed=0):
 def test_fit_save_load_gives_identical_probabilities(name, tmp_path):
     x, y = data()
     clf = get_classifier(name)
-    fitted = clf.fit(SETTINGS, x[:60], y[:60], np.ones(60), x[60:75], y[60:75], 3)
+    fitted = clf.fit(options(name), SETTINGS, x[:60], y[:60], np.ones(60), x[60:75], y[60:75], 3)
     p = fitted.predict_proba(x[75:])
     assert p.shape == (15, 3) and (p.argmax(1) == y[75:]).mean() > 0.6
     clf.save(fitted, tmp_path)
@@ -33,8 +38,8 @@ def test_fit_save_load_gives_identical_probabilities(name, tmp_path):
 def test_xgboost_early_stops_and_reports_gain():
     x, y = data(300)
     clf = get_classifier("xgboost")
-    s = ClassifierSettings(2000, 3, 0.3, 1.0, 10, 0, 1)
-    fitted = clf.fit(s, x[:200], y[:200], np.ones(200), x[200:], y[200:], 3)
+    o = XGBoostOptions(n_estimators=2000, max_depth=3, learning_rate=0.3, early_stopping=10)
+    fitted = clf.fit(o, SETTINGS, x[:200], y[:200], np.ones(200), x[200:], y[200:], 3)
     assert fitted.best_iteration < 1999
     gain = clf.importances(fitted, x.shape[1])
     assert gain.shape == (6,) and gain.max() > 0

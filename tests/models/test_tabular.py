@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from bmbench.models import classifiers
-from bmbench.models.classifiers import ClassifierSettings
+from bmbench.models.classifiers import ClassifierSettings, XGBoostOptions
 from bmbench.models.tabular import fit_classifier, predict_proba, readable
 
-SETTINGS = ClassifierSettings(n_estimators=30, max_depth=3, learning_rate=0.3, C=1.0,
-                              early_stopping=5, seed=0, jobs=1)
+SETTINGS = ClassifierSettings(seed=0, jobs=1)
+XGB = XGBoostOptions(n_estimators=30, max_depth=3, learning_rate=0.3, early_stopping=5)
 
 
 def data(n=120, k=3, d=6, seed=0):
@@ -32,8 +32,9 @@ def fit_calls(monkeypatch):
     return calls
 
 
-def fit(name, x, y, cache, settings=SETTINGS):
-    return fit_classifier(name, settings, x[:80], y[:80], x[80:100], y[80:100], 3, "balanced", cache)
+def fit(name, x, y, cache, settings=SETTINGS, options=None):
+    options = options or (XGB if name == "xgboost" else classifiers.get_classifier(name).Options())
+    return fit_classifier(name, options, settings, x[:80], y[:80], x[80:100], y[80:100], 3, "balanced", cache)
 
 
 @pytest.mark.parametrize("name", ["xgboost", "logistic_regression"])
@@ -50,7 +51,7 @@ def test_any_change_of_inputs_or_settings_refits(tmp_path, fit_calls):
     x, y = data()
     fit("xgboost", x, y, tmp_path)
     fit("xgboost", x, y, tmp_path, dataclasses.replace(SETTINGS, seed=1))
-    fit("xgboost", x, y, tmp_path, dataclasses.replace(SETTINGS, max_depth=2))
+    fit("xgboost", x, y, tmp_path, options=dataclasses.replace(XGB, max_depth=2))
     x2 = x.copy()
     x2[0, 0] += 1e-3
     fit("xgboost", x2, y, tmp_path)
@@ -103,6 +104,61 @@ def test_classes_missing_from_training_get_probability_zero():
     x, y = data()
     two = y < 2
     fitted = classifiers.get_classifier("logistic_regression").fit(
-        SETTINGS, x[two & readable(x)], y[two & readable(x)], None, None, None, 2)
+        classifiers.LogisticRegressionOptions(), SETTINGS, x[two & readable(x)], y[two & readable(x)], None, None, None, 2)
     p = predict_proba(fitted, x[:6], 3)
     assert p.shape == (6, 3) and (p[readable(x[:6]), 2] == 0).all()
+
+
+def _options(**raw):
+    from bmbench.config.recipe import recipe_from_dict
+
+    recipe = {"name": "t", "dataset": {"kind": "synthetic"}, "model": {"family": "classical", **raw}}
+    return recipe_from_dict(recipe).model.options
+
+
+def test_each_classifier_declares_its_own_options():
+    rf = _options(classifier={"name": "random_forest", "max_depth": 4, "n_estimators": 50})
+    assert rf.classifier_options() == classifiers.RandomForestOptions(n_estimators=50, max_depth=4)
+    assert _options(classifier="random_forest", n_estimators=70).classifier_options() == \
+        classifiers.RandomForestOptions(n_estimators=70)  # the old flat shorthand still works
+    xgb = _options(n_estimators=400, max_depth=3).classifier_options()
+    assert (xgb.n_estimators, xgb.max_depth, xgb.early_stopping) == (400, 3, 50)
+    lr = _options(classifier={"name": "logistic_regression", "C": 0.5})
+    assert lr.classifier_options() == classifiers.LogisticRegressionOptions(C=0.5)
+
+
+def test_options_a_classifier_does_not_read_are_never_silently_ignored(caplog):
+    from bmbench.core.errors import RecipeError
+
+    with caplog.at_level(logging.WARNING, logger="bmbench"):
+        _options(classifier="random_forest", max_depth=8)  # old recipes keep working, loudly
+    assert ("model.max_depth: 8 has no effect on classifier random_forest; use classifier: "
+            "{name: random_forest, max_depth: 8}") in caplog.text
+    with pytest.raises(RecipeError, match=r"model\.classifier\.max_dept: unknown key \(did you mean 'max_depth'"):
+        _options(classifier={"name": "random_forest", "max_dept": 8})
+    with pytest.raises(RecipeError, match=r"model\.classifier: unknown classifier 'knm'"):
+        _options(classifier="knm")
+    with pytest.raises(RecipeError, match="give it inside the classifier"):
+        _options(classifier={"name": "xgboost"}, n_estimators=10)
+
+
+def test_the_recipe_form_round_trips_and_keeps_old_fingerprints():
+    from bmbench.config.recipe import recipe_from_dict
+
+    raw = {"name": "t", "dataset": {"kind": "synthetic"}, "model": {"family": "classical",
+                                                        "classifier": {"name": "svm", "C": 2.0}}}
+    r = recipe_from_dict(raw)
+    assert r.to_dict()["model"]["classifier"] == {"name": "svm", "C": 2.0}
+    assert recipe_from_dict(r.to_dict()) == r
+    plain = recipe_from_dict({"name": "t", "dataset": {"kind": "synthetic"}, "model": {"family": "classical"}})
+    assert plain.to_dict()["model"]["classifier"] == "xgboost"
+
+
+def test_the_fit_cache_key_holds_the_classifiers_library_versions(tmp_path, monkeypatch, fit_calls):
+    x, y = data()
+    fit("logistic_regression", x, y, tmp_path)
+    from bmbench.models import tabular
+
+    monkeypatch.setattr(tabular, "version", lambda lib: "999.0")
+    fit("logistic_regression", x, y, tmp_path)
+    assert fit_calls == ["logistic_regression", "logistic_regression"]

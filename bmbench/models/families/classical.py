@@ -18,7 +18,7 @@ from ...core.progress import progress
 from ...config.schema import option
 from ..classifiers import get_classifier
 from ..registry import Subset, register_family
-from ..tabular import fit_for_run, predict_proba
+from ..tabular import TabularOptions, fit_for_run, predict_proba
 
 log = logging.getLogger("bmbench.run")
 
@@ -33,26 +33,14 @@ def _segmentation_methods():
     return METHODS
 
 
-def _classifiers():
-    from ..classifiers import CLASSIFIERS
-    return CLASSIFIERS.names()
-
-
 @dataclass(frozen=True)
-class ClassicalOptions:
+class ClassicalOptions(TabularOptions):
     features: tuple[str, ...] = option(("shape", "color", "texture"), choices=_feature_families,
                                        doc="feature families to compute")
     segmentation: str = option("otsu", choices=_segmentation_methods, doc="segmentation method")
     feature_size: int | None = option(
         None, ge=16, le=4096, doc="resize the longer image side to this before extraction "
                                   "(None: native resolution; shape features are in its pixels)")
-    classifier: str = option("xgboost", choices=_classifiers, doc="classifier on the features")
-    n_estimators: int = option(600, ge=1, le=100_000, doc="boosting rounds / trees")
-    max_depth: int = option(6, ge=1, le=64, doc="tree depth (xgboost)")
-    learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate (xgboost)")
-    C: float = option(1.0, gt=0.0, doc="regularisation (logistic_regression, svm)")
-    early_stopping: int = option(50, ge=1, doc="stop after this many rounds without "
-                                               "validation improvement (xgboost)")
 
 
 def feature_settings(opts: ClassicalOptions):
@@ -98,7 +86,7 @@ class Classical:
     @staticmethod
     def summary(opts: ClassicalOptions) -> str:
         size = f"{opts.feature_size}px" if opts.feature_size else "native px"
-        return f"{size}, {'+'.join(opts.features)}, {opts.segmentation}, {opts.classifier}"
+        return f"{size}, {'+'.join(opts.features)}, {opts.segmentation}, {opts.classifier.name}"
 
     def fit(self, train: Subset, val: Subset | None, ctx) -> "ClassicalModel":
         from ...features.extract import feature_names
@@ -129,7 +117,7 @@ class ClassicalModel:
         return predict_proba(self.fitted, x, len(self.classes))
 
     def importances(self) -> np.ndarray | None:
-        return get_classifier(self.options.classifier).importances(self.fitted, len(self.names))
+        return get_classifier(self.options.classifier.name).importances(self.fitted, len(self.names))
 
     def log_top_features(self, k: int = 10) -> None:
         imp = self.importances()
@@ -140,14 +128,14 @@ class ClassicalModel:
 
     def details(self) -> dict:
         best = getattr(self.fitted, "best_iteration", None)
-        return {"n_features": len(self.names), "classifier": self.options.classifier,
+        return {"n_features": len(self.names), "classifier": self.options.classifier.name,
                 "best_iteration": int(best) if best is not None else None}
 
     def save(self, folder: Path) -> None:
         import pandas as pd
 
         folder.mkdir(parents=True, exist_ok=True)
-        get_classifier(self.options.classifier).save(self.fitted, folder)
+        get_classifier(self.options.classifier.name).save(self.fitted, folder)
         (folder / "classical.json").write_text(json.dumps(
             {"classes": list(self.classes), "feature_names": self.names}, indent=2))
         imp = self.importances()
@@ -159,5 +147,5 @@ class ClassicalModel:
     @classmethod
     def load(cls, folder: Path, options: ClassicalOptions) -> "ClassicalModel":
         meta = json.loads((folder / "classical.json").read_text())
-        fitted = get_classifier(options.classifier).load(folder)
+        fitted = get_classifier(options.classifier.name).load(folder)
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"])

@@ -62,7 +62,7 @@ class Hybrid:
         from .transfer import weights_label
 
         handcrafted = "+".join(opts.features) if opts.features else "no handcrafted"
-        return f"{opts.backbone} {weights_label(opts.weights)} + {handcrafted}, {opts.classifier}"
+        return f"{opts.backbone} {weights_label(opts.weights)} + {handcrafted}, {opts.classifier.name}"
 
     def fit(self, train: Subset, val: Subset | None, ctx) -> "HybridModel":
         from ...deep.devices import prepare_devices
@@ -138,7 +138,7 @@ class HybridModel:
                                "trained with (missing or its content changed)")
 
     def importances(self) -> np.ndarray | None:
-        return get_classifier(self.options.classifier).importances(self.fitted, len(self.names))
+        return get_classifier(self.options.classifier.name).importances(self.fitted, len(self.names))
 
     def shares(self) -> dict | None:
         """Fraction of the classifier's total importance on handcrafted features and on
@@ -160,7 +160,7 @@ class HybridModel:
         best = getattr(self.fitted, "best_iteration", None)
         n_emb = sum(n.startswith(f"{self.options.backbone}_") for n in self.names)
         return {"n_features": len(self.names), "n_handcrafted": len(self.names) - n_emb,
-                "n_embedding": n_emb, "classifier": self.options.classifier,
+                "n_embedding": n_emb, "classifier": self.options.classifier.name,
                 "best_iteration": int(best) if best is not None else None,
                 "importance_share": self.shares()}
 
@@ -168,7 +168,7 @@ class HybridModel:
         import pandas as pd
 
         folder.mkdir(parents=True, exist_ok=True)
-        get_classifier(self.options.classifier).save(self.fitted, folder)
+        get_classifier(self.options.classifier.name).save(self.fitted, folder)
         (folder / "hybrid.json").write_text(json.dumps(
             {"classes": list(self.classes), "feature_names": self.names, "seed": self.seed,
              "embedding": vars(self.spec)}, indent=2))
@@ -183,6 +183,6 @@ class HybridModel:
         from ..embeddings import EmbeddingSpec
 
         meta = json.loads((folder / "hybrid.json").read_text())
-        fitted = get_classifier(options.classifier).load(folder)
+        fitted = get_classifier(options.classifier.name).load(folder)
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"],
                    EmbeddingSpec(**meta["embedding"]), int(meta["seed"]))

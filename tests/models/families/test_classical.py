@@ -76,7 +76,7 @@ def test_jobs_do_not_change_the_result(recipe, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("model.features=[shape,colour]", r"model.features\[1\]: unknown value 'colour' \(did you mean 'color'\?\)"),
     ("model.segmentation=otsuu", r"model.segmentation: unknown value 'otsuu' \(did you mean 'otsu'\?\)"),
-    ("model.classifier=svn", r"model.classifier: unknown value 'svn' \(did you mean 'svm'\?\)"),
+    ("model.classifier=svn", r"model.classifier: unknown classifier 'svn' \(did you mean 'svm'\?\)"),
 ])
 def test_bad_options_name_the_key(recipe, override, message):
     with pytest.raises(RecipeError, match=message):

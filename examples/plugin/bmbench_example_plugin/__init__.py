@@ -1,0 +1,1 @@
+"""An example bmbench plug-in (see README.md beside this package)."""
