@@ -13,7 +13,7 @@ from .core import tf_log as _tf_log  # noqa: E402
 
 _tf_log.install()
 
-__version__ = "0.1.0"
+from .core.version import __version__  # noqa: E402
 __all__ = ["load_recipe", "run_recipe", "load_run", "__version__"]
 
 

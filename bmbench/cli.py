@@ -176,6 +176,16 @@ def datasets(ctx, fmt):
         click.echo(describe_kinds(fmt))
 
 
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table",
+              show_default=True)
+def plugins(fmt):
+    """List every plug-in point, its entry-point group and entries (bmbench's and plug-ins')."""
+    from .views.plugins import describe_plugins
+
+    click.echo(describe_plugins(fmt))
+
+
 @datasets.command("check")
 @click.argument("root", type=click.Path())
 @click.option("--kind", required=True, help="Data set kind (see `bmbench datasets`).")

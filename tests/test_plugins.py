@@ -38,6 +38,8 @@ def bmbench(args, plugin_path, tmp_path, check=True):
 def test_the_example_plugin_runs_from_the_cli(plugin_path, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text((EXAMPLE / "recipe.yaml").read_text().replace("n_per_class: 40", "n_per_class: 12"))
+    listed = bmbench(["plugins"], plugin_path, tmp_path).stdout
+    assert "knn" in listed and "[bmbench-example-plugin 0.1.0]" in listed and "intensity" in listed
     shown = bmbench(["validate", str(recipe)], plugin_path, tmp_path).stdout
     assert "name: knn" in shown and "n_neighbors: 7" in shown and "- intensity" in shown
     bmbench(["run", str(recipe), "-q"], plugin_path, tmp_path)

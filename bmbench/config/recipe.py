@@ -26,7 +26,9 @@ from .schema import Context, build, option
 
 PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("model", "weights"))
 #: Values of path keys that are keywords, not file names (left as they are).
-PATH_KEYWORDS = {("model", "weights"): ("imagenet", "none")}
+#: ``model.weights`` values that are keywords, not a weights file path.
+WEIGHT_KEYWORDS = ("imagenet", "none")
+PATH_KEYWORDS = {("model", "weights"): WEIGHT_KEYWORDS}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -44,7 +46,7 @@ class DatasetSpec:
     max_pixels: int = option(50_000_000, ge=1, doc="refuse images with more pixels (bomb guard)")
     preprocess: tuple[Any, ...] = option(
         (), doc="image preprocessing steps, in order: a name or {name: {options}} each "
-                "(`bmbench datasets --steps` lists them); fitted on the training images")
+                "(`bmbench plugins` lists them); fitted on the training images")
     options: Any = option(None, doc="kind-specific options, given flat beside the keys above")
 
 

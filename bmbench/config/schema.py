@@ -202,19 +202,3 @@ def _type_name_union(args: tuple) -> str:
     names = [", ".join(repr(v) for v in typing.get_args(a)) if typing.get_origin(a) is Literal
              else getattr(a, "__name__", str(a)) for a in args if a is not type(None)]
     return " or ".join(names)
-
-
-def describe_fields(cls: type) -> list[dict]:
-    """One row per field: name, type, default, doc — for docs and ``bmbench validate``."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not _MISSING else None
-        rows.append({"name": f.name, "type": _pretty(hints[f.name]), "default": default,
-                     "doc": f.metadata.get("doc", "")})
-    return rows
-
-
-def _pretty(tp: Any) -> str:
-    text = str(tp).replace("typing.", "")
-    return getattr(tp, "__name__", text) if not typing.get_args(tp) else text

@@ -15,10 +15,6 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 class _Silent:
     def update(self, n: int) -> None:
         pass

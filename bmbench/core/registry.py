@@ -49,6 +49,7 @@ class Registry(Generic[T]):
         self.what, self.group, self.builtins, self.error, self.key = what, group, builtins, error, key
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._origins: dict[str, str] = {}
         self._loaded = False
 
     def register(self, name: str, entry: T | None = None, *, aliases: tuple[str, ...] = ()):
@@ -87,6 +88,11 @@ class Registry(Generic[T]):
         self.load()
         return list(self._entries.items())
 
+    def origin(self, name: str) -> str:
+        """Where entry ``name`` comes from: ``bmbench``, or the plug-in distribution."""
+        self.load()
+        return self._origins.get(self._aliases.get(name, name), "bmbench")
+
     def aliases(self) -> dict[str, str]:
         self.load()
         return dict(self._aliases)
@@ -114,6 +120,7 @@ class Registry(Generic[T]):
         for module in self.builtins:
             importlib.import_module(module)
         for ep in _entry_points(self.group):
+            before = set(self._entries)
             try:
                 obj = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plug-in must not break bmbench
@@ -122,6 +129,9 @@ class Registry(Generic[T]):
                 continue
             if ":" in ep.value and ep.name not in self._entries:
                 self.register(ep.name, obj)
+            dist = getattr(ep, "dist", None)
+            for name in set(self._entries) - before:
+                self._origins[name] = f"{dist.name} {dist.version}" if dist is not None else ep.value
 
 
 def _entry_points(group: str):

@@ -145,7 +145,7 @@ def prepare_devices(ctx) -> Devices:
     train = ctx.recipe.train
     seed_everything(ctx.recipe.seed, train.deterministic)
     devices = select_devices(train)
-    ctx.notes["devices"] = devices.describe()
+    ctx.notes.devices = devices.describe()
     log.info("training on %d %s device(s), %s%s", devices.replicas, devices.kind, devices.policy,
              ", XLA" if devices.jit_compile else "")
     return devices

@@ -57,5 +57,10 @@ class Family:
     compute: Callable[["CellView"], np.ndarray]
 
     @property
+    def description(self) -> str:
+        regions = sorted({s.region for s in self.specs}, key=REGIONS.index)
+        return f"{len(self.specs)} features of the {', '.join(regions)}"
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.specs)

@@ -73,7 +73,6 @@ SPECS: tuple[FeatureSpec, ...] = (
     )
 )
 
-_N_GLCM = len(GLCM_PROPERTIES) * len(GLCM_DISTANCES)
 
 
 def quantise(gray: np.ndarray, mask: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:

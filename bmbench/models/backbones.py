@@ -38,6 +38,10 @@ class Backbone:
     min_size: int
     default_size: int
 
+    @property
+    def description(self) -> str:
+        return f"keras.applications.{self.constructor}: input >= {self.min_size} px, ImageNet size {self.default_size} px"
+
     def build_fn(self):
         import keras
         return getattr(keras.applications, self.constructor)
@@ -75,8 +79,6 @@ BACKBONES: Registry[Backbone] = Registry("backbone", "bmbench.backbones", error=
 for _name, _backbone in _table().items():
     BACKBONES.register(_name, _backbone)
 
-#: ``model.weights`` values that are not a file path.
-WEIGHT_KEYWORDS = ("imagenet", "none")
 
 
 def get_backbone(name: str) -> Backbone:

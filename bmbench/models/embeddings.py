@@ -73,7 +73,7 @@ def embed(images: ImageSet, spec: EmbeddingSpec, ctx, build_backbone: Callable,
 
     ``build_backbone()`` returns the backbone ``keras.Model``; it is called only when some
     embedding is missing from the cache. Counts of cache hits and computed embeddings are
-    added to ``ctx.notes["embedding_cache"]``.
+    added to ``ctx.notes.embedding_cache``.
     """
     cache = ArrayCache(ctx.cache_dir / "embeddings")
     rows = np.flatnonzero(images.valid)
@@ -102,9 +102,7 @@ def embed(images: ImageSet, spec: EmbeddingSpec, ctx, build_backbone: Callable,
             out[i] = found[k]
     if computed is not None:
         out[[i for i, _ in missing]] = computed
-    stats = ctx.notes.setdefault("embedding_cache", {"hits": 0, "computed": 0})
-    stats["hits"] += len(rows) - len(missing)
-    stats["computed"] += len(missing)
+    ctx.notes.count_embeddings(hits=len(rows) - len(missing), computed=len(missing))
     return out
 
 

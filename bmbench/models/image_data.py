@@ -68,6 +68,6 @@ class ImageData:
         (``notes.input_pipeline_images_per_s``), to compare with the training rate."""
         batches = min(steps, 20)
         rate = pipeline_rate(data, batches, ctx.recipe.train.batch_size)
-        ctx.notes.setdefault("input_pipeline_images_per_s", []).append(round(rate, 1))
+        ctx.notes.record_input_rate(round(rate, 1))
         log.info("input pipeline: %.0f images/s (augment: %s)", rate,
                  ", ".join(ctx.recipe.train.augment))

@@ -37,7 +37,6 @@ from ..core.atomic import write_bytes
 from ..core.errors import BmbenchError, StoreError
 
 log = logging.getLogger("bmbench.execution")
-BACKENDS = ("local", "dask")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.images import ImageSet, ImageSource, load_images
+from ..models.registry import RunNotes
 from ..config.recipe import Recipe
 
 #: Environment variable capping every run's worker processes/threads (``train.jobs``).
@@ -21,7 +22,7 @@ class RunContext:
     images: ImageSource
     cache_dir: Path
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("bmbench.run"))
-    notes: dict = field(default_factory=dict)
+    notes: RunNotes = field(default_factory=RunNotes)
     run_dir: Path | None = None  # the run folder being written (artifacts such as history.csv)
     fold: int = 0  # index of the fold being trained (k-fold runs)
 

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .context import RunContext
 from ..data import load_dataset
 from ..core.errors import DatasetError
 from ..metrics.scores import compute_metrics
 from ..core.atomic import write_json
+from .predictions import predictions_frame, write_predictions
 
 log = logging.getLogger("bmbench.run")
 
@@ -63,7 +63,7 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
     seconds = time.perf_counter() - t0
     ok = np.isfinite(proba).all(axis=1)
     metrics = compute_metrics(y[ok], proba[ok], classes)
-    _predictions(frame, y, proba, ok, classes).to_csv(folder / "predictions.csv", index=False)
+    write_predictions(folder, predictions_frame(frame["relpath"].to_numpy(), classes, y, proba))
     write_json(folder / "metrics.json", metrics)
     eval_info = _info(info, recipe, train_table, split, table, spec, i, len(frame), seconds,
                       excluded, untested, int((~ok).sum()), ctx.images.skipped)
@@ -72,15 +72,6 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
     return {"folder": str(folder.relative_to(folder.parent.parent)), "kind": table.kind,
             "root": str(table.root), "n_images": int(len(frame)), "macro_f1": metrics["macro_f1"],
             "accuracy": metrics["accuracy"], "excluded_classes": excluded, "untested_classes": untested}
-
-
-def _predictions(frame, y, proba, ok, classes) -> pd.DataFrame:
-    names = np.array(classes)
-    out = pd.DataFrame({"path": frame["relpath"].to_numpy(), "true_label": names[y]})
-    out["predicted_label"] = np.where(ok, names[np.nan_to_num(proba, nan=-1).argmax(axis=1)], "")
-    for j, c in enumerate(classes):
-        out[f"p_{c}"] = proba[:, j]
-    return out
 
 
 def _info(info, recipe, train_table, split, table, spec, i, n, seconds, excluded, untested,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .context import RunContext
 from ..data import load_dataset
@@ -27,6 +26,8 @@ from ..config.recipe import Recipe, dump_recipe, load_recipe
 from ..data.splits import Split, recipe_split, subsample_train
 from ..core.errors import DatasetError, StoreError
 from ..core.atomic import write_json, write_text
+from ..core.version import __version__
+from .predictions import predictions_frame, write_predictions
 from .staged import StagedModel, fit_preprocessing
 from ..config.locations import results_dir
 from .store import RunWriter
@@ -69,9 +70,9 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
                      split.strategy, len(split.folds[0].train), len(split.folds[0].val),
                      len(split.folds[0].test))
             ctx = RunContext.for_recipe(recipe, run_dir=writer.path)
-            ctx.notes["duplicates"] = duplicate_report(table, split)
-            if ctx.notes["duplicates"]["test_images_with_train_copy"] and recipe.split.on_leak == "error":
-                raise DatasetError(f"{table.root}: {ctx.notes['duplicates']['test_images_with_train_copy']} "
+            ctx.notes.duplicates = duplicate_report(table, split)
+            if ctx.notes.duplicates["test_images_with_train_copy"] and recipe.split.on_leak == "error":
+                raise DatasetError(f"{table.root}: {ctx.notes.duplicates['test_images_with_train_copy']} "
                                    "test image(s) have a byte-identical copy among the training images "
                                    "(split.on_leak: error); remove the copies or split by groups")
             folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
@@ -158,7 +159,7 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
         log.info("fold %d/%d", i + 1, len(split.folds))
     train = _subset(table, fold.train)
     val = _subset(table, fold.val) if len(fold.val) else None
-    for library in getattr(family, "libraries", ()):
+    for library in family.libraries:
         importlib.import_module(library)  # start-up (seconds for Keras) is not training time
     steps = fit_preprocessing(ctx.recipe.dataset.preprocess, train.paths, ctx)
     ctx.images = ctx.images.with_steps(steps)
@@ -183,8 +184,8 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
         metrics["folds"] = [compute_metrics(y[ok & (fold_of == i)], proba[ok & (fold_of == i)],
                                             table.classes) for i in range(len(folds))]
     reliability = add_statistics(metrics, y[ok], proba[ok], table.classes)  # CIs, fold mean/std
-    preds = _predictions(table, rows, proba, fold_of, ok, len(folds) > 1)
-    preds.to_csv(writer.path / "predictions.csv", index=False)
+    write_predictions(writer.path, predictions_frame(table.frame["relpath"].to_numpy()[rows], table.classes,
+                                                     y, proba, fold_of if len(folds) > 1 else None))
     write_json(writer.path / "metrics.json", metrics)
     write_json(writer.path / "reliability.json", reliability)
     info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
@@ -198,22 +199,7 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
              metrics["accuracy"], metrics["n"])
 
 
-def _predictions(table, rows, proba, fold_of, ok, kfold: bool) -> pd.DataFrame:
-    classes = np.array(table.classes)
-    out = pd.DataFrame({"path": table.frame["relpath"].to_numpy()[rows],
-                        "true_label": classes[table.labels[rows]]})
-    pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
-    out["predicted_label"] = np.where(ok, classes[np.maximum(pred, 0)], "")
-    if kfold:
-        out["fold"] = fold_of
-    for j, c in enumerate(classes):
-        out[f"p_{c}"] = proba[:, j]
-    return out
-
-
 def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> dict:
-    import bmbench
-
     fold0 = split.folds[0]
     fit_s = sum(f.fit_seconds for f in folds)
     pred_s = sum(f.predict_seconds for f in folds)
@@ -235,15 +221,14 @@ def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> 
                     "inference_images_per_s": round(n_test / pred_s, 2) if pred_s > 0 else None,
                     "total_seconds": round(elapsed, 3)},
         "model": [f.details for f in folds] if len(folds) > 1 else folds[0].details,
-        "notes": ctx.notes, "bmbench_version": bmbench.__version__,
+        "notes": ctx.notes.as_dict(), "bmbench_version": __version__,
     }
 
 
 def settings_summary(recipe: Recipe) -> str:
     """A short human description of the settings that distinguish this recipe."""
     family = get_family(recipe.model.family)
-    describe = getattr(family, "summary", None)
-    extra = describe(recipe.model.options) if describe else ""
-    size = f"{recipe.dataset.image_size}px" if getattr(family, "uses_image_size", True) else ""
+    extra = family.summary(recipe.model.options)
+    size = f"{recipe.dataset.image_size}px" if family.uses_image_size else ""
     share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
     return ", ".join(x for x in (size, extra, share) if x)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.errors import BmbenchError, StoreError
+from ..core.errors import BmbenchError
 from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED
 from ..metrics.paired import holm
 from ..metrics.repeated import paired_repeat_bootstrap, repeat_mean_ci
@@ -36,6 +36,8 @@ from ..core.atomic import write_bytes, write_text
 from ..runs.store import RunRecord, list_runs
 from ..config.ablation import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_value
 from ..runs.sweep import ablation_folder, read_manifest, task_key
+from .cells import format_p
+from ..runs.predictions import read_scored
 
 log = logging.getLogger("bmbench.ablation")
 FORMATS = ("markdown", "csv", "html")
@@ -154,22 +156,7 @@ class _Predictions:
 
 def read_predictions(record: RunRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(paths, y, proba)`` of the test images the run scored (NaN rows left out)."""
-    path = Path(record.path) / "predictions.csv"
-    classes = list(record.metrics.get("classes") or record.info["dataset"]["classes"])
-    columns = [f"p_{c}" for c in classes]
-    try:
-        frame = pd.read_csv(path, dtype={"path": str, "true_label": str}, keep_default_na=False,
-                            na_values={c: ["", "nan", "NaN"] for c in columns})
-        proba = frame[columns].to_numpy(dtype=np.float64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise StoreError(f"{path}: cannot read the run's predictions ({str(exc).splitlines()[0]})") from None
-    ok = np.isfinite(proba).all(axis=1)
-    index = {c: i for i, c in enumerate(classes)}
-    try:
-        y = np.array([index[v] for v in frame["true_label"].to_numpy()[ok]], dtype=np.int64)
-    except KeyError as exc:
-        raise StoreError(f"{path}: true label {exc} is not among the run's classes") from None
-    return frame["path"].to_numpy()[ok], y, proba[ok]
+    return read_scored(Path(record.path), record.metrics.get("classes") or record.info["dataset"]["classes"])
 
 
 def _aligned(records: list[RunRecord], preds: _Predictions):
@@ -324,8 +311,7 @@ def _signed(x) -> str:
 def _p(p) -> str:
     if p is None or np.isnan(p):
         return "–"
-    text = f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
-    return text + (" *" if p < ALPHA else "")
+    return format_p(p) + (" *" if p < ALPHA else "")
 
 
 def _size(n) -> str:

@@ -18,7 +18,9 @@ from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED
 from ..metrics.paired import mcnemar_exact, paired_bootstrap
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..core.registry import did_you_mean
+from ..runs.predictions import read_scored
 from ..runs.store import RunRecord
+from .cells import format_p
 
 
 @dataclass(frozen=True)
@@ -42,25 +44,9 @@ def load_scored(record: RunRecord) -> Scored:
     if record.path is None or not (Path(record.path) / "predictions.csv").is_file():
         raise StoreError(f"run {record.id} has no predictions.csv; paired tests need the "
                          "per-image predictions of both runs")
-    path = Path(record.path) / "predictions.csv"
     classes = run_classes(record)
-    columns = [f"p_{c}" for c in classes]
-    try:
-        frame = pd.read_csv(path, dtype={"path": str, "true_label": str, "predicted_label": str},
-                            keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in columns})
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}: cannot read predictions ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ("path", "true_label", *columns) if c not in frame.columns]
-    if missing:
-        raise StoreError(f"{path}: damaged predictions (missing columns {', '.join(missing)})")
-    proba = frame[columns].to_numpy(dtype=np.float64)
-    ok = np.isfinite(proba).all(axis=1)
-    labels = frame["true_label"].to_numpy()[ok]
-    y = pd.Index(classes).get_indexer(labels).astype(np.int64)
-    if (y < 0).any():
-        unknown = sorted(set(labels[y < 0]))
-        raise StoreError(f"{path}: true labels {unknown[:3]} are not among the run's classes")
-    return Scored(record, frame["path"].to_numpy()[ok], y, proba[ok], classes)
+    paths, y, proba = read_scored(Path(record.path), classes)
+    return Scored(record, paths, y, proba, classes)
 
 
 def check_same_split(a: RunRecord, b: RunRecord) -> None:
@@ -141,11 +127,11 @@ def format_comparison(result: dict) -> str:
         lines.append(f"  {s.upper()}  {r['run']:<{width}}  {names[s]:<{name_width}}  "
                      f"{m} {r['value_on_shared']:.4f}{ci_text}  ({r['n_scored']} scored)")
     lines.append(f"McNemar exact test on right/wrong: A right & B wrong {mcn['a_only']}, "
-                 f"A wrong & B right {mcn['b_only']}, p = {_p(mcn['p_value'])}")
+                 f"A wrong & B right {mcn['b_only']}, p = {format_p(mcn['p_value'])}")
     ci = boot["ci"]
     ci_text = f"{level}% CI [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "no interval (undefined)"
     lines.append(f"Paired bootstrap of {m} (A - B): {boot['difference']:+.4f}, {ci_text}, "
-                 f"p = {_p(boot['p_value'])} ({boot['n_resamples']} stratified resamples)")
+                 f"p = {format_p(boot['p_value'])} ({boot['n_resamples']} stratified resamples)")
     direction = "lower" if result["lower_is_better"] else "higher"
     if boot["better"] is None:
         verdict = (f"A and B are not significantly different in {m} (the {level}% CI of the "
@@ -158,7 +144,3 @@ def format_comparison(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _p(p: float) -> str:
-    if p != p:
-        return "-"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"

@@ -21,6 +21,7 @@ from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap_ci
 from ..metrics.paired import holm, mcnemar_exact, paired_bootstrap
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..runs.store import RunRecord
+from .cells import display_columns
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 ALPHA = 0.05
@@ -211,47 +212,6 @@ def render(boards: list[Board], fmt: str = "table") -> str:
         return "No runs stored yet: try `bmbench run recipes/quickstart.yaml`.\n" if fmt == "table" else (
             "[]\n" if fmt == "json" else "")
     return {"table": _text, "markdown": _markdown, "csv": _csv, "json": _json}[fmt](boards)
-
-
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
-
-
-def format_p(p) -> str:
-    if p is None or p != p:
-        return "-"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
-
-
-def display_columns(board: Board) -> tuple[list[str], list[list[str]]]:
-    """Header and text cells as shown to people: the metric with its interval in one
-    column, the leader mark with its adjusted p-value in another."""
-    m = board.metric
-    rows = board.rows
-    skip = {m, f"{m}_ci_low", f"{m}_ci_high", "vs_leader", "p_vs_leader"}
-    rest = [c for c in rows.columns if c not in skip and c not in ("rank", "run", "recipe",
-                                                                    "family", "settings")]
-    header = ["rank", "run", "recipe", "family", "settings", f"{m} [{LEVEL:.0%} CI]", "vs leader", *rest]
-    body = []
-    for _, r in rows.iterrows():
-        low, high = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
-        value = _fmt(r[m])
-        if not (pd.isna(low) or pd.isna(high)):
-            value += f" [{low:.4f}, {high:.4f}]"
-        mark = r["vs_leader"]
-        if mark is None or pd.isna(mark):
-            shown = "-"
-        elif mark == "leader":
-            shown = "leader"
-        else:
-            shown = f"{mark} (p={format_p(r['p_vs_leader'])})"
-        body.append([_fmt(r["rank"]), r["run"], r["recipe"], r["family"], _fmt(r["settings"]),
-                     value, shown, *(_fmt(r[c]) for c in rest)])
-    return header, body
 
 
 def _text(boards: list[Board]) -> str:

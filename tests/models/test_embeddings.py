@@ -40,7 +40,7 @@ def test_embeddings_are_computed_once_then_read_from_the_cache(setup):
     again = embed(images, spec, ctx, builder(calls), batch_size=4)
     assert calls == [1], "a full cache hit never builds the backbone"
     assert np.array_equal(first, again, equal_nan=True)
-    assert ctx.notes["embedding_cache"] == {"hits": 6, "computed": 6}
+    assert ctx.notes.embedding_cache == {"hits": 6, "computed": 6}
 
 
 def test_damaged_entries_alone_are_recomputed(setup):
@@ -51,9 +51,9 @@ def test_damaged_entries_alone_are_recomputed(setup):
     keys = spec.keys(images, np.arange(6))
     cache.path(keys[1]).write_bytes(b"garbage")
     cache.put(keys[4], np.full(512, np.inf, np.float32))
-    ctx.notes.clear()
+    ctx.notes.embedding_cache = None
     again = embed(images, spec, ctx, builder([]), batch_size=4)
-    assert ctx.notes["embedding_cache"] == {"hits": 4, "computed": 2}
+    assert ctx.notes.embedding_cache == {"hits": 4, "computed": 2}
     assert np.allclose(again[:6], first[:6], atol=1e-5)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...config.schema import option
 from ...core.progress import progress
-from ..registry import Subset, register_family
+from ..registry import Family, Subset, register_family
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def pixel_matrix(paths, ctx, pixels: int, label: str) -> np.ndarray:
 
 
 @register_family
-class Baseline:
+class Baseline(Family):
     name = "baseline"
     libraries = ("sklearn.linear_model",)
     description = "logistic regression on downsampled pixels (the floor)"

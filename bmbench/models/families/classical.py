@@ -17,7 +17,7 @@ import numpy as np
 from ...core.progress import progress
 from ...config.schema import option
 from ..classifiers import get_classifier
-from ..registry import Subset, register_family
+from ..registry import Family, Subset, register_family
 from ..tabular import TabularOptions, fit_for_run, predict_proba
 
 log = logging.getLogger("bmbench.run")
@@ -52,7 +52,7 @@ def feature_settings(opts: ClassicalOptions):
 def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
     """``(n, n_features)`` float32 handcrafted features; unreadable images give NaN rows.
 
-    Segmentation flags are counted into ``ctx.notes['segmentation_flags']``.
+    Segmentation flags are counted into ``ctx.notes.segmentation_flags``.
     """
     from ...core.cache import ArrayCache
     from ...features.extract import extract_many
@@ -66,17 +66,15 @@ def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
 
         x, flags = extract_many(list(paths), settings, ctx.images, jobs=ctx.jobs,
                                 cache=ArrayCache(ctx.cache_dir / "features"), progress=advance)
-    counts = ctx.notes.setdefault("segmentation_flags", {})
+    ctx.notes.count_flags([name for f in flags for name in f])
     for path, f in zip(paths, flags):
-        for name in f:
-            counts[name] = counts.get(name, 0) + 1
         if "unreadable" in f:
             ctx.images.skipped[str(path)] = "unreadable image (skipped)"
     return x
 
 
 @register_family
-class Classical:
+class Classical(Family):
     name = "classical"
     libraries = ("xgboost",)
     description = "handcrafted shape/colour/texture features of the segmented cell + XGBoost"

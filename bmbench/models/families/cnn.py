@@ -21,7 +21,7 @@ from pathlib import Path
 from ...core.errors import RecipeError
 from ...config.schema import option
 from ..keras_model import KerasClassifier
-from ..registry import Subset, register_family
+from ..registry import Family, Subset, register_family
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def build_cnn(size: int, n_classes: int, depth: int = 4, width: int = 32, dropou
 
 
 @register_family
-class CNN:
+class CNN(Family):
     name = "cnn"
     libraries = ("keras",)
     description = "small CNN (conv-BN-ReLU blocks, global pooling, dropout) trained from scratch"

@@ -29,8 +29,9 @@ from ...core.errors import BmbenchError
 from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings
 from ..classifiers import get_classifier
-from ..registry import Subset, register_family
+from ..registry import Family, Subset, register_family
 from ..tabular import fit_for_run, predict_proba
+from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
 
@@ -51,7 +52,7 @@ class HybridOptions(ClassicalOptions):
 
 
 @register_family
-class Hybrid:
+class Hybrid(Family):
     name = "hybrid"
     libraries = ("keras", "xgboost")
     description = "handcrafted features + frozen-backbone embeddings (cached) + XGBoost or another classifier"
@@ -133,7 +134,7 @@ class HybridModel:
         from ..backbones import weights_identity
 
         w = self.options.weights
-        if w not in ("imagenet", "none") and weights_identity(w, self.seed) != self.spec.identity:
+        if w not in WEIGHT_KEYWORDS and weights_identity(w, self.seed) != self.spec.identity:
             raise BmbenchError(f"model.weights: {w} is not the weights file this hybrid model was "
                                "trained with (missing or its content changed)")
 

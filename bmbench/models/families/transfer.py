@@ -30,7 +30,8 @@ from typing import Literal
 
 from ...config.schema import option
 from ..keras_model import KerasClassifier
-from ..registry import Subset, register_family
+from ..registry import Family, Subset, register_family
+from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
 
@@ -56,11 +57,11 @@ class TransferOptions:
 
 
 def weights_label(weights: str) -> str:
-    return weights if weights in ("imagenet", "none") else f"file {Path(weights).name}"
+    return weights if weights in WEIGHT_KEYWORDS else f"file {Path(weights).name}"
 
 
 @register_family
-class Transfer:
+class Transfer(Family):
     name = "transfer"
     libraries = ("keras",)
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"

@@ -76,7 +76,7 @@ def leaderboard_page(boards) -> str:
     """The leaderboard as a page: per data set and split, a bar chart of the ranking metric
     with interval whiskers, then the table (leader and runs not significantly different
     from it highlighted) and how the marks were made."""
-    from ..leaderboard import display_columns
+    from ..cells import display_columns
     from .plots import leaderboard_figure, png_bytes
 
     if not boards:
