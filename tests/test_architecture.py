@@ -49,3 +49,17 @@ def test_no_private_name_is_imported_from_another_package():
             if private and _top(target) != _top(here):
                 offences.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {private} from {target}")
     assert not offences, "\n".join(offences)
+
+
+def test_no_module_imports_itself_through_others():
+    """No import cycle anywhere in the package (function-level imports included)."""
+    import grimp
+
+    graph = grimp.build_graph("bmbench")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            chain = graph.find_shortest_chain(importer=imported, imported=module)
+            if chain:
+                cycles.append(" -> ".join((module, *chain)))
+    assert not cycles, "\n".join(sorted(set(cycles))[:10])

@@ -140,10 +140,10 @@ def quiet_tensorflow() -> None:
 
 
 def prepare_devices(ctx) -> Devices:
-    """Seed, select the devices for ``ctx.recipe.train`` and record them in ``ctx.notes``."""
+    """Seed, select the devices for ``ctx.train`` and record them in ``ctx.notes``."""
     quiet_tensorflow()
-    train = ctx.recipe.train
-    seed_everything(ctx.recipe.seed, train.deterministic)
+    train = ctx.train
+    seed_everything(ctx.seed, train.deterministic)
     devices = select_devices(train)
     ctx.notes.devices = devices.describe()
     log.info("training on %d %s device(s), %s%s", devices.replicas, devices.kind, devices.policy,

@@ -57,7 +57,7 @@ class EmbeddingSpec:
 
 def spec_for(backbone: str, weights: str, pooling: str, ctx, devices) -> EmbeddingSpec:
     """The spec of a run: its recipe seed and its devices' precision."""
-    return EmbeddingSpec.create(backbone, weights, pooling, ctx.recipe.seed, devices.policy)
+    return EmbeddingSpec.create(backbone, weights, pooling, ctx.seed, devices.policy)
 
 
 def pooling_layer(pooling: str):

@@ -39,7 +39,7 @@ class ImageData:
         tr = ctx.load_images(train.paths, "decoding train images")
         rows = np.flatnonzero(tr.valid)
         y = train.labels[rows]
-        w = class_weights(y, len(train.classes), ctx.recipe.train.class_weight)
+        w = class_weights(y, len(train.classes), ctx.train.class_weight)
         va, val_rows, val_y = None, np.zeros(0, np.int64), np.zeros(0, np.int64)
         if val is not None:
             va = ctx.load_images(val.paths, "decoding validation images")
@@ -51,23 +51,23 @@ class ImageData:
 
     def training(self, ctx, preprocess, augment) -> tuple[object, int]:
         """``(endless dataset, steps per epoch)`` of augmented, preprocessed batches."""
-        t = ctx.recipe.train
+        t = ctx.train
         data = training_batches(self.train, self.train_rows, self.train_labels, self.weights,
-                                t.batch_size, augment, ctx.recipe.seed, preprocess)
+                                t.batch_size, augment, ctx.seed, preprocess)
         return data, steps_per_epoch(len(self.train_rows), t.batch_size)
 
     def validation(self, ctx, preprocess):
         """Ordered ``(x, y)`` batches of the validation images, or None."""
         if self.val is None:
             return None
-        return inference_batches(self.val, self.val_rows, ctx.recipe.train.batch_size,
+        return inference_batches(self.val, self.val_rows, ctx.train.batch_size,
                                  preprocess, self.val_labels)
 
     def measure_input(self, ctx, data, steps: int) -> None:
         """Record how fast the input pipeline alone delivers training images
         (``notes.input_pipeline_images_per_s``), to compare with the training rate."""
         batches = min(steps, 20)
-        rate = pipeline_rate(data, batches, ctx.recipe.train.batch_size)
+        rate = pipeline_rate(data, batches, ctx.train.batch_size)
         ctx.notes.record_input_rate(round(rate, 1))
         log.info("input pipeline: %.0f images/s (augment: %s)", rate,
-                 ", ".join(ctx.recipe.train.augment))
+                 ", ".join(ctx.train.augment))

@@ -40,11 +40,11 @@ class KerasClassifier:
         quiet_tensorflow()
         images = ctx.load_images(paths, "predicting", size=self.image_size)
         if self.embedding_head is not None:
-            return self.embedding_head.predict(images, ctx, ctx.recipe.train.batch_size)
+            return self.embedding_head.predict(images, ctx, ctx.train.batch_size)
         out = np.full((len(images), len(self.classes)), np.nan)
         rows = np.flatnonzero(images.valid)
         if len(rows):
-            data = inference_batches(images, rows, ctx.recipe.train.batch_size,
+            data = inference_batches(images, rows, ctx.train.batch_size,
                                      preprocess_for(self.backbone))
             out[rows] = np.asarray(self.model.predict(data, verbose=0), np.float64)
         return out

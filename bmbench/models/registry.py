@@ -70,14 +70,18 @@ class RunNotes:
 class FitContext(Protocol):
     """What a family may use from the run (:class:`bmbench.runs.context.RunContext`).
 
-    recipe: the validated recipe (a family reads its own ``recipe.model.options`` and
-    ``recipe.train``). images: the image stage (:class:`bmbench.data.images.ImageSource`).
-    cache_dir: the content cache root. jobs: worker processes/threads for image work.
-    notes: the run's :class:`RunNotes`. run_dir: the run folder being written (artifacts).
-    fold: the index of the fold being trained.
+    options: the family's own typed options (``model:``). train: the training settings
+    (``train:``). seed: the training seed. image_size: the model input side, px. images:
+    the image stage (:class:`bmbench.data.images.ImageSource`). cache_dir: the content
+    cache root. jobs: worker processes/threads for image work. notes: the run's
+    :class:`RunNotes`. run_dir: the run folder being written (artifacts). fold: the index
+    of the fold being trained. A family reads these, never the raw recipe.
     """
 
-    recipe: Any
+    options: Any
+    train: Any
+    seed: int
+    image_size: int
     images: Any
     cache_dir: Path
     notes: RunNotes

@@ -121,10 +121,10 @@ def fit_for_run(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: np.ndarr
     """:func:`fit_classifier` with a recipe's classifier and its options, the run's seed,
     class weighting and cache; ``train``/``val`` are the subsets ``x``/``x_val`` came from."""
     # Trees use every core whatever train.jobs says: that setting is for image work.
-    settings = ClassifierSettings(ctx.recipe.seed, os.cpu_count() or 1)
+    settings = ClassifierSettings(ctx.seed, os.cpu_count() or 1)
     return fit_classifier(opts.classifier.name, opts.classifier_options(), settings, x, train.labels, x_val,
                           val.labels if val is not None else None, len(train.classes),
-                          ctx.recipe.train.class_weight, ctx.cache_dir)
+                          ctx.train.class_weight, ctx.cache_dir)
 
 
 def predict_proba(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:

@@ -27,6 +27,26 @@ class RunContext:
     fold: int = 0  # index of the fold being trained (k-fold runs)
 
     @property
+    def options(self):
+        """The family's typed options (``recipe.model.options``)."""
+        return self.recipe.model.options
+
+    @property
+    def train(self):
+        """The training settings (``recipe.train``)."""
+        return self.recipe.train
+
+    @property
+    def seed(self) -> int:
+        """The training seed (``recipe.seed``)."""
+        return self.recipe.seed
+
+    @property
+    def image_size(self) -> int:
+        """The model input side, px (``dataset.image_size``)."""
+        return self.recipe.dataset.image_size
+
+    @property
     def jobs(self) -> int:
         """``train.jobs`` (-1: all cores), capped by ``$BMBENCH_MAX_JOBS`` when set: parallel
         ablation variants each get their share of the cores (:mod:`bmbench.runs.backends`)."""

@@ -17,9 +17,6 @@ error bars, or a learning curve when ``train.fraction`` is an axis).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,8 @@ from ..config.ablation import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_
 from ..runs.sweep import ablation_folder, read_manifest, task_key
 from .cells import format_p
 from ..runs.predictions import read_scored
+from .report import html as H
+from .report.plots import png_bytes
 
 log = logging.getLogger("bmbench.ablation")
 FORMATS = ("markdown", "csv", "html")
@@ -415,35 +414,22 @@ def to_csv(report: AblationReport) -> str:
 
 
 def to_html(report: AblationReport, figures: dict[str, bytes]) -> str:
-    e = html.escape
-    parts = [f"<h1>Ablation <code>{e(report.id)}</code></h1>"]
+    """The ablation as a page in the run reports' style (bmbench.views.report.html)."""
+    body = []
     if report.doc.get("description"):
-        parts.append(f"<p>{e(report.doc['description'])}</p>")
-    parts.append("<p>" + e(" ".join(_intro(report))) + "</p>")
+        body.append(f"<p>{H.esc(report.doc['description'])}</p>")
+    body.append(f"<p>{H.esc(' '.join(_intro(report)))}</p>")
     for metric in report.metrics:
         header, rows = display_rows(report, metric)
-        parts.append(f"<h2>{e(metric)}</h2>" + _html_table(header, rows))
+        parts = [H.table(header, rows)]
         best = _best_rows(report, metric)
         if best:
-            parts.append("<h3>Best value per axis</h3>" + _html_table(BEST_HEADER, best))
+            parts.append("<h3>Best value per axis</h3>" + H.table(BEST_HEADER, best))
         if metric in figures:
-            data = base64.b64encode(figures[metric]).decode()
-            parts.append(f'<img alt="{e(metric)}" src="data:image/png;base64,{data}">')
-    parts.append(f"<p class=notes>{e(NOTES)}</p>")
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}"
-             "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1em}"
-             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f0f3f7}"
-             "td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"
-             ".notes{color:#555;font-size:12px}")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>Ablation {e(report.id)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
-
-
-def _html_table(header, rows) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            parts.append(H.image(figures[metric], metric))
+        body.append(H.section(metric, metric, "".join(parts)))
+    body.append(f'<p class="note">{H.esc(NOTES)}</p>')
+    return H.page(f"Ablation {report.id}", "".join(body), f"{len(report.variants)} variants")
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -561,15 +547,6 @@ def _curve(report: AblationReport, metric: str, table: pd.DataFrame):
     return fig
 
 
-def png(fig) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
-
-
 # --- writing ------------------------------------------------------------------------------
 
 def write_report(report: AblationReport, results: Path) -> dict[str, Path]:
@@ -577,7 +554,7 @@ def write_report(report: AblationReport, results: Path) -> dict[str, Path]:
     folder = ablation_folder(results, report.id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        figures = {m: png(figure(report, m)) for m in report.metrics}
+        figures = {m: png_bytes(figure(report, m)) for m in report.metrics}
         paths = {}
         for metric, data in figures.items():
             paths[f"{metric}.png"] = folder / f"{metric}.png"
@@ -598,5 +575,5 @@ def render(report: AblationReport, fmt: str) -> str:
     if fmt == "csv":
         return to_csv(report)
     if fmt == "html":
-        return to_html(report, {m: png(figure(report, m)) for m in report.metrics})
+        return to_html(report, {m: png_bytes(figure(report, m)) for m in report.metrics})
     raise BmbenchError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

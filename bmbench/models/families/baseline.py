@@ -51,12 +51,12 @@ class Baseline(Family):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        opts: BaselineOptions = ctx.recipe.model.options
+        opts: BaselineOptions = ctx.options
         x = pixel_matrix(train.paths, ctx, opts.pixels, "reading train images")
         ok = ~np.isnan(x).any(axis=1)
         x, y = x[ok], train.labels[ok]
         scaler = StandardScaler().fit(x)
-        weight = "balanced" if ctx.recipe.train.class_weight == "balanced" else None
+        weight = "balanced" if ctx.train.class_weight == "balanced" else None
         lr = LogisticRegression(C=opts.C, max_iter=opts.max_iter, class_weight=weight)
         lr.fit(scaler.transform(x), y)
         coef, intercept = _full_rank(lr, len(train.classes))

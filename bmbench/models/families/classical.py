@@ -89,7 +89,7 @@ class Classical(Family):
     def fit(self, train: Subset, val: Subset | None, ctx) -> "ClassicalModel":
         from ...features.extract import feature_names
 
-        opts: ClassicalOptions = ctx.recipe.model.options
+        opts: ClassicalOptions = ctx.options
         settings = feature_settings(opts)
         x = feature_matrix(train.paths, settings, ctx, "features (train)")
         x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None

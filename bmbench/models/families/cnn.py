@@ -73,8 +73,8 @@ class CNN(Family):
         from ...deep.training import compile_model, fit_stage
         from ..image_data import ImageData
 
-        opts: CNNOptions = ctx.recipe.model.options
-        t, size = ctx.recipe.train, ctx.recipe.dataset.image_size
+        opts: CNNOptions = ctx.options
+        t, size = ctx.train, ctx.image_size
         if size < 2 ** opts.depth:
             raise RecipeError(f"model.depth: {opts.depth} blocks halve the image {opts.depth} times; "
                               f"dataset.image_size {size} must be at least {2 ** opts.depth}")

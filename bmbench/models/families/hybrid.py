@@ -70,12 +70,12 @@ class Hybrid(Family):
         from ..backbones import check_size
         from ..embeddings import spec_for
 
-        opts: HybridOptions = ctx.recipe.model.options
-        check_size(opts.backbone, ctx.recipe.dataset.image_size)
+        opts: HybridOptions = ctx.options
+        check_size(opts.backbone, ctx.image_size)
         devices = prepare_devices(ctx)
         model = HybridModel(train.classes, opts, None, [],
                             spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
-                            ctx.recipe.seed)
+                            ctx.seed)
         x = model.features(train.paths, ctx, "train", devices)
         x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
         model.fitted = fit_for_run(opts, ctx, x, train, x_val, val)
@@ -103,19 +103,19 @@ class HybridModel:
         from ..embeddings import embed
         from ...features.extract import feature_names
 
-        opts, size = self.options, ctx.recipe.dataset.image_size
+        opts, size = self.options, ctx.image_size
         parts, names = [], []
         if opts.features:
             settings = feature_settings(opts)
             parts.append(feature_matrix(paths, settings, ctx, f"features ({label})"))
             names += feature_names(settings)
         if devices is None:
-            devices = replace(select_devices(ctx.recipe.train), policy=self.spec.precision)
+            devices = replace(select_devices(ctx.train), policy=self.spec.precision)
         images = ctx.load_images(paths, f"decoding {label} images")
         with devices.scope():
             emb = embed(images, self.spec, ctx,
                         lambda: build_backbone(opts.backbone, opts.weights, size, self.seed),
-                        ctx.recipe.train.batch_size, f"{label} embeddings")
+                        ctx.train.batch_size, f"{label} embeddings")
         parts.append(emb)
         names += [f"{opts.backbone}_{i:04d}" for i in range(emb.shape[1])]
         x = np.hstack(parts).astype(np.float32, copy=False)

@@ -80,14 +80,14 @@ class Transfer(Family):
         from ..embeddings import EmbeddingHead, spec_for
         from ..image_data import ImageData
 
-        opts: TransferOptions = ctx.recipe.model.options
-        size = ctx.recipe.dataset.image_size
+        opts: TransferOptions = ctx.options
+        size = ctx.image_size
         check_size(opts.backbone, size)
         devices = prepare_devices(ctx)
         data = ImageData.load(train, val, ctx)
         preprocess = preprocess_for(opts.backbone)
         with devices.scope():
-            backbone = build_backbone(opts.backbone, opts.weights, size, ctx.recipe.seed)
+            backbone = build_backbone(opts.backbone, opts.weights, size, ctx.seed)
             head = _Head(opts, len(train.classes))
             if opts.weights == "none":
                 if opts.fine_tune_layers:
@@ -182,7 +182,7 @@ def _train_images(model, data, preprocess, ctx, devices, stage: str, epochs: int
                   learning_rate: float | None = None) -> dict:
     from ...deep.training import compile_model, fit_stage
 
-    t = ctx.recipe.train
+    t = ctx.train
     compile_model(model, learning_rate or t.learning_rate, devices)
     batches, steps = data.training(ctx, preprocess, t.augment)
     data.measure_input(ctx, batches, steps)
@@ -197,14 +197,14 @@ def _train_head_on_embeddings(head: _Head, backbone, data, ctx, devices) -> dict
     from ...deep.training import compile_model, fit_stage
     from ..embeddings import embed, embedding_batches, spec_for
 
-    t = ctx.recipe.train
-    opts: TransferOptions = ctx.recipe.model.options
+    t = ctx.train
+    opts: TransferOptions = ctx.options
     spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
     x = embed(data.train, spec, ctx, lambda: backbone, t.batch_size, "train embeddings")[data.train_rows]
     head_model = head.on_embeddings(x.shape[1])
     steps = steps_per_epoch(len(x), t.batch_size)
     compile_model(head_model, t.learning_rate, devices, steps_per_execution=steps)
-    batches = embedding_batches(x, data.train_labels, data.weights, t.batch_size, ctx.recipe.seed)
+    batches = embedding_batches(x, data.train_labels, data.weights, t.batch_size, ctx.seed)
     val = None
     if data.val is not None:
         xv = embed(data.val, spec, ctx, lambda: backbone, t.batch_size, "validation embeddings")
