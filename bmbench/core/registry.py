@@ -19,7 +19,7 @@ import difflib
 import fnmatch
 import importlib
 import logging
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -33,6 +33,16 @@ def did_you_mean(word: str, choices) -> str:
 
 def known_list(choices) -> str:
     return ", ".join(sorted(str(c) for c in choices))
+
+
+def describe_entry(entry) -> str:
+    for attr in ("title", "description"):
+        text = getattr(entry, attr, "")
+        if isinstance(text, str) and text:
+            return text.splitlines()[0]
+    if callable(entry) and not isinstance(entry, type) and getattr(entry, "__doc__", None):
+        return " ".join(entry.__doc__.split()).split(". ")[0].replace("``", "")
+    return ""
 
 
 class Registry(Generic[T]):
@@ -97,10 +107,10 @@ class Registry(Generic[T]):
         self.load()
         return dict(self._aliases)
 
-    def describe(self, doc: Callable[[T], str] | None = None) -> list[tuple[str, str]]:
-        """``(name, first line of its description)`` for every entry."""
-        doc = doc or (lambda e: getattr(e, "description", "") or (getattr(e, "__doc__", "") or ""))
-        return [(n, (doc(e) or "").strip().splitlines()[0] if doc(e) else "") for n, e in self.items()]
+    def describe(self) -> list[tuple[str, str]]:
+        """``(name, one line)`` for every entry: its own ``title`` or ``description``, or for
+        a plain function its docstring's first sentence (never an instance's class doc)."""
+        return [(n, describe_entry(e)) for n, e in self.items()]
 
     def __contains__(self, name: object) -> bool:
         self.load()
