@@ -83,15 +83,11 @@ class ImageSource:
         """The same source at another output size (sharing the skip record)."""
         if size == self.size:
             return self
-        other = dataclasses.replace(self, size=size)
-        other.skipped = self.skipped
-        return other
+        return dataclasses.replace(self, size=size)  # the same skip dict travels along
 
     def with_steps(self, steps: tuple) -> "ImageSource":
         """The same source with other preprocessing ``steps`` (sharing the skip record)."""
-        other = dataclasses.replace(self, steps=tuple(steps))
-        other.skipped = self.skipped
-        return other
+        return dataclasses.replace(self, steps=tuple(steps))
 
     def decode(self, path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
         """``uint8[H, W, 3]`` RGB of ``path`` after the preprocessing steps, before resizing;
@@ -272,8 +268,7 @@ def _decoded_chunks(chunks: list[list[str]], source: ImageSource, jobs: int):
 
 def _decode_chunk(paths: list[str], source: ImageSource) -> tuple[np.ndarray, np.ndarray, dict]:
     """Worker: ``(uint8[m, s, s, 3], bool[m], {path: reason})`` for one chunk of files."""
-    own = dataclasses.replace(source)  # a skip record of its own: threads run in parallel
-    own.skipped = {}
+    own = dataclasses.replace(source, skipped={})  # a skip record of its own: threads run in parallel
     size = int(source.size)
     block = np.zeros((len(paths), size, size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
