@@ -3,10 +3,18 @@
 Every transform maps a batch ``[b, s, s, 3]`` with values in [0, 255] and a stateless
 seed ``int32[2]`` to a batch of the same shape and range; geometric ones (flips, right-angle
 turns) are pixel maps composed and applied in one gather. Random values
-are drawn per image, so one batch never shares a single flip or colour shift. Seeds are
+are drawn per image, so one batch never shares a single flip, colour shift or zoom. Seeds are
 stateless: the augmented images are a function of (seed, step), identical on every rerun.
 Cells have no preferred orientation, so flips and right-angle rotations are label-safe;
 colour jitter is kept small because stain colour carries class information.
+
+Stain and scale differences between labs get their own transforms: ``hed`` jitters the
+haematoxylin, eosin and DAB optical densities of Ruifrok & Johnston's colour deconvolution
+and ``hsv`` hue, saturation and value together (Tellez et al. 2019, "Quantifying the effects
+of data augmentation and stain color normalization in convolutional neural networks for
+computational pathology", Med Image Anal); ``rescale`` zooms each image about its centre
+(physical cell size in pixels differs between scanners and labs), padding with the image's
+own border colour. All three are photometric in this module's sense (not pixel permutations).
 
 This module imports no TensorFlow at load time: recipe validation reads the names.
 """
@@ -28,6 +36,20 @@ CONTRAST = 0.1
 HUE = 0.02
 #: Saturation factor range is 1 +- SATURATION.
 SATURATION = 0.1
+#: ``hed``: per stain, optical density x U(1 - HED, 1 + HED) + U(-HED, HED) (Tellez's HED-light).
+HED = 0.05
+#: ``hsv``: hue shift of at most HSV_HUE of the colour circle (0.05 = 18 degrees) ...
+HSV_HUE = 0.05
+#: ... saturation factor range 1 +- HSV_SATURATION ...
+HSV_SATURATION = 0.2
+#: ... and value (brightness) factor range 1 +- HSV_VALUE.
+HSV_VALUE = 0.1
+#: ``rescale``: zoom factor range [1 / RESCALE, RESCALE], log-uniform (as likely in as out).
+RESCALE = 1.2
+
+#: Rows: optical density (RGB) of one unit of haematoxylin, eosin and DAB; Ruifrok & Johnston
+#: 2001, as ``skimage.color.rgb_from_hed``. Concentrations are ``od @ inv(RGB_FROM_HED)``.
+RGB_FROM_HED = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
 
 
 @dataclass(frozen=True)
@@ -109,17 +131,24 @@ def _contrast(x, seed):
     return tf.clip_by_value((x - mean) * factor + mean, 0.0, 255.0)
 
 
-def _hsv_jitter(x, seed, hue: float, saturation: float):
+def _hsv_jitter(x, seed, hue: float, saturation: float, value: float = 0.0):
+    """Per image: hue + U(-hue, hue) (mod 1), saturation and value x U(1 -+ their range). Each
+    active component takes the next of ``seed``, ``fold_in(seed, 1)``, ``fold_in(seed, 2)``:
+    independent draws, and the single-component jitters keep the draws they always had."""
     import tensorflow as tf
 
     b = tf.shape(x)[0]
+    seeds = iter([seed, *(tf.random.experimental.stateless_fold_in(seed, i) for i in (1, 2))])
     hsv = tf.image.rgb_to_hsv(x / 255.0)
     h, s, v = tf.unstack(hsv, axis=-1)
     if hue:
-        h = tf.math.floormod(h + tf.random.stateless_uniform([b, 1, 1], seed, -hue, hue), 1.0)
+        h = tf.math.floormod(h + tf.random.stateless_uniform([b, 1, 1], next(seeds), -hue, hue), 1.0)
     if saturation:
-        factor = tf.random.stateless_uniform([b, 1, 1], seed, 1.0 - saturation, 1.0 + saturation)
+        factor = tf.random.stateless_uniform([b, 1, 1], next(seeds), 1.0 - saturation, 1.0 + saturation)
         s = tf.clip_by_value(s * factor, 0.0, 1.0)
+    if value:
+        factor = tf.random.stateless_uniform([b, 1, 1], next(seeds), 1.0 - value, 1.0 + value)
+        v = tf.clip_by_value(v * factor, 0.0, 1.0)
     return tf.clip_by_value(tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0, 0.0, 255.0)
 
 
@@ -131,6 +160,82 @@ def _hue(x, seed):
 @_register("saturation", f"scale the saturation by 1 +- {SATURATION}")
 def _saturation(x, seed):
     return _hsv_jitter(x, seed, 0.0, SATURATION)
+
+
+@_register("hsv", f"HSV jitter (Tellez 2019): hue +- {HSV_HUE} of the circle, saturation x 1 +- "
+                  f"{HSV_SATURATION}, value x 1 +- {HSV_VALUE}")
+def _hsv(x, seed):
+    return _hsv_jitter(x, seed, HSV_HUE, HSV_SATURATION, HSV_VALUE)
+
+
+def rgb_to_hed(x):
+    """``[..., 3]`` RGB in [0, 255] to haematoxylin, eosin and DAB concentrations in natural
+    optical-density units: ``od = -ln(max(x, 1) / 255)`` (no log of 0), ``od @ inv(RGB_FROM_HED)``.
+    This is ``skimage.color.rgb2hed * ln(1e6)`` for pixels >= 1, without its clip at 0 (kept so
+    that the round trip is exact)."""
+    import numpy as np
+    import tensorflow as tf
+
+    od = -tf.math.log(tf.maximum(x, 1.0) / 255.0)
+    return od @ tf.constant(np.linalg.inv(np.array(RGB_FROM_HED)), tf.float32)
+
+
+def hed_to_rgb(c):
+    """Inverse of :func:`rgb_to_hed`: concentrations to RGB in [0, 255] (clipped)."""
+    import tensorflow as tf
+
+    od = c @ tf.constant(RGB_FROM_HED, tf.float32)
+    return tf.clip_by_value(255.0 * tf.exp(-od), 0.0, 255.0)
+
+
+def hed_jitter(x, alpha, beta):
+    """``x`` ``[b, s, s, 3]`` with each stain concentration ``c`` replaced by ``c * alpha + beta``
+    (``alpha``, ``beta`` broadcast against ``[b, s, s, 3]``, e.g. ``[b, 1, 1, 3]``)."""
+    return hed_to_rgb(rgb_to_hed(x) * alpha + beta)
+
+
+@_register("hed", f"HED stain jitter (Tellez 2019): per stain, optical density x 1 +- {HED}, "
+                  f"+- {HED}")
+def _hed(x, seed):
+    import tensorflow as tf
+
+    u = tf.random.stateless_uniform([2, tf.shape(x)[0], 1, 1, 3], seed, -HED, HED)
+    return hed_jitter(x, 1.0 + u[0], u[1])
+
+
+def border_colour(x):
+    """Per image and channel, the median of the outermost ring of pixels: ``[b, 1, 1, 3]``."""
+    import tensorflow as tf
+
+    ring = tf.concat([x[:, 0], x[:, -1], x[:, 1:-1, 0], x[:, 1:-1, -1]], axis=1)  # (b, 4s - 4, 3)
+    ring = tf.sort(ring, axis=1)
+    return ring[:, (tf.shape(ring)[1] - 1) // 2][:, None, None, :]
+
+
+def zoom(x, factor):
+    """Zoom each image of ``x`` ``[b, s, s, 3]`` about its centre by ``factor`` ``[b]`` (bilinear,
+    same size out): above 1 crops the centre, below 1 shrinks and pads with the image's
+    :func:`border_colour`."""
+    import tensorflow as tf
+
+    half = 0.5 / factor
+    boxes = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half], axis=1)
+    # Sample points outside the image read -1: no pixel is below 0, not even after interpolation.
+    out = tf.image.crop_and_resize(x, boxes, tf.range(tf.shape(x)[0]), tf.shape(x)[1:3],
+                                   extrapolation_value=-1.0)
+    out = tf.ensure_shape(out, x.shape)  # crop_size is a tensor: keep the static sizes in graphs
+    return tf.clip_by_value(tf.where(out < 0.0, border_colour(x), out), 0.0, 255.0)
+
+
+@_register("rescale", f"zoom about the centre by a factor in [1/{RESCALE}, {RESCALE}] "
+                      "(log-uniform), padded with the border colour")
+def _rescale(x, seed):
+    import math
+
+    import tensorflow as tf
+
+    r = math.log(RESCALE)
+    return zoom(x, tf.exp(tf.random.stateless_uniform([tf.shape(x)[0]], seed, -r, r)))
 
 
 def augment_batch(images, names, seed):
