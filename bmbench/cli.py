@@ -75,7 +75,9 @@ def run(recipe, overrides, repeats, results_dir, quiet):
         click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
                    f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
         for e in load_record(folder).info.get("evaluations", []):
-            click.echo(f"  tested on {e['kind']} ({e['n_images']} images): macro_f1={e['macro_f1']:.4f}")
+            adapted = (f", adapted with {e['adaptation']['n_per_class']}/class (seed {e['adaptation']['seed']})"
+                       if e.get("adaptation") else "")
+            click.echo(f"  tested on {e['kind']} ({e['n_images']} images{adapted}): macro_f1={e['macro_f1']:.4f}")
 
 
 @main.command()
@@ -194,16 +196,41 @@ def plugins(fmt):
               help="A kind-specific option, e.g. --option labels=fine.")
 @click.option("--decode/--no-decode", default=True, show_default=True,
               help="Decode every image to find unreadable files.")
+@click.option("--scale-reference", default=None, metavar="KIND:ROOT",
+              help="Estimate the pixel scale relative to this data set from median nucleus sizes.")
+@click.option("--reference-microns-per-pixel", type=float, default=None,
+              help="The reference's pixel size, µm/px (default: its kind's documented one).")
+@click.option("--scale-sample", type=click.IntRange(1, 10_000), default=40, show_default=True,
+              help="Images per class segmented for the scale estimate.")
 @quiet_option
-def datasets_check(root, kind, ids, options, decode, quiet):
-    """Count images per class in ROOT and list unreadable files."""
+def datasets_check(root, kind, ids, options, decode, scale_reference, reference_microns_per_pixel,
+                   scale_sample, quiet):
+    """Count images per class in ROOT and list unreadable files; with --scale-reference,
+    estimate its pixel size relative to another data set."""
     from .data.check import check_dataset
 
     _setup(quiet)
     report = check_dataset(root, kind, ids, options, decode)
     click.echo(report.text())
+    if scale_reference:
+        click.echo(_scale_text(report.table, scale_reference, reference_microns_per_pixel, scale_sample))
     if report.unreadable:
         sys.exit(1)
+
+
+def _scale_text(table, reference: str, reference_mpp, per_class: int) -> str:
+    from .data.check import check_dataset
+    from .data.registry import get_kind
+    from .features.scale import estimate_scale, nucleus_sizes
+
+    ref_kind, sep, ref_root = reference.partition(":")
+    if not sep or not ref_root:
+        raise BmbenchError(f"--scale-reference {reference!r}: expected KIND:ROOT, e.g. pbc:data/PBC")
+    ref = check_dataset(ref_root, ref_kind, decode=False).table
+    here, there = nucleus_sizes(table, per_class), nucleus_sizes(ref, per_class)
+    estimate = estimate_scale(here, there)
+    mpp = reference_mpp if reference_mpp is not None else get_kind(ref.kind).microns_per_pixel
+    return estimate.text(mpp)
 
 
 @main.command()
@@ -342,9 +369,12 @@ def _parse_options(options) -> dict:
               help="Classes listed per image.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="Images predicted per step (bounds memory).")
+@click.option("--microns-per-pixel", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Pixel size of IMAGES, µm/px, for runs that resample to one pixel size "
+                   "(default: the training images').")
 @results_option
 @quiet_option
-def predict(run_ref, images, out, top_k, batch_size, results_dir, quiet):
+def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, results_dir, quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
     (a run folder, an id prefix, or latest)."""
     from .runs.predict import expand_inputs, load_run, predict_to_csv
@@ -352,6 +382,8 @@ def predict(run_ref, images, out, top_k, batch_size, results_dir, quiet):
 
     _setup(quiet)
     run = load_run(run_ref, results_dir)
+    if microns_per_pixel is not None:
+        run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
     with progress(len(paths), "predicting") as bar:
         n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update)

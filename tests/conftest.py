@@ -126,3 +126,36 @@ def recipe_path(tmp_path, monkeypatch) -> Path:
     p = tmp_path / "tiny.yaml"
     p.write_text(TINY_RECIPE)
     return p
+
+
+CROSS_RECIPE = """name: cross
+dataset: {{kind: folder, root: {a}, image_size: 32,
+          label_map: {{lymphocyte: LYT, neutrophil: NGS, blast: BLA, monocyte: null}}}}
+evaluate:
+  - {{kind: folder, root: {b}{entry}}}
+model: {{family: baseline, pixels: 8}}
+{extra}"""
+
+
+@pytest.fixture
+def cross_recipe(tmp_path, monkeypatch):
+    """``cross_recipe(entry="", extra="")`` -> a tiny cross-lab recipe file: train on synthetic
+    lab A (12 cells per class, monocytes dropped), test on lab B (8 per class, another generator
+    seed, classes named BLA/LYT/MON/NGS). ``entry`` adds flow keys to the evaluate entry
+    (``", adapt: {n_per_class: 2}"``), ``extra`` top-level YAML lines. Own empty cache."""
+    from bmbench.data.synthetic import generate
+
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    a = generate(tmp_path / "lab_a", 12, seed=1, size=64)
+    b = generate(tmp_path / "lab_b", 8, seed=2, size=64)
+    for cls, new in (("lymphocyte", "LYT"), ("neutrophil", "NGS"), ("blast", "BLA"), ("monocyte", "MON")):
+        (b / cls).rename(b / new)
+    written = []
+
+    def _write(entry: str = "", extra: str = "") -> Path:
+        p = tmp_path / f"cross_{len(written)}.yaml"
+        p.write_text(CROSS_RECIPE.format(a=a, b=b, entry=entry, extra=extra))
+        written.append(p)
+        return p
+
+    return _write

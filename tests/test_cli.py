@@ -88,6 +88,37 @@ def test_datasets_lists_every_kind_and_checks_a_folder(env):
     assert "7 images, 2 classes" in res.output and "1 unreadable" in res.output and "broken.png" in res.output
 
 
+def test_datasets_check_estimates_the_scale_against_a_reference(env):
+    import cv2
+
+    from bmbench.data.synthetic import generate
+
+    a = generate(env / "lab_a", 6, seed=1, size=96)
+    b = env / "lab_b"
+    for src in a.rglob("*.png"):
+        out = b / src.relative_to(a)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out), cv2.resize(cv2.imread(str(src)), None, fx=1.4, fy=1.4))
+    res = invoke("datasets", "check", str(b), "--kind", "folder", "--no-decode", "-q",
+                 "--scale-reference", f"folder:{a}", "--reference-microns-per-pixel", "0.1")
+    assert res.exit_code == 0, res.output
+    ratio = float(res.output.split("nuclei measure ")[1].split("x")[0])
+    assert 1.3 <= ratio <= 1.5
+    assert "suggested: dataset.microns_per_pixel: 0.07" in res.output
+    bad = CliRunner().invoke(main, ["datasets", "check", str(b), "--kind", "folder", "--no-decode",
+                                    "--scale-reference", str(a)])
+    assert bad.exit_code != 0 and "expected KIND:ROOT" in bad.output
+
+
+def test_predict_refuses_a_pixel_size_for_runs_that_never_resampled(env):
+    invoke("run", str(env / "tiny.yaml"), "-q")
+    image = next((env / "cache").rglob("*.png"))
+    res = CliRunner().invoke(main, ["predict", "latest", str(image), "--out", str(env / "p.csv"),
+                                    "--microns-per-pixel", "0.1"])
+    assert res.exit_code != 0 and "without dataset.target_microns_per_pixel" in res.output
+    assert not (env / "p.csv").exists()
+
+
 def test_two_concurrent_runs_both_land(env):
     cmd = [sys.executable, "-m", "bmbench.cli", "run", str(env / "tiny.yaml"), "-q"]
     invoke("run", str(env / "tiny.yaml"), "-q")  # generate the images once

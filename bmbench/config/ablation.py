@@ -263,8 +263,9 @@ def _relative_path(key: str, value: Any, folder: Path | None) -> Any:
 
 
 def _axis(key: Any, values: Any, where: str, folder: Path | None) -> Axis:
-    if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise RecipeError(f"{where}: {key!r} is not a recipe key path like model.features")
+    if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*", key):
+        raise RecipeError(f"{where}: {key!r} is not a recipe key path like model.features "
+                          "(list entries by index: evaluate.0.adapt.n_per_class)")
     if key in ("seed", "repeats", "name", "description"):
         hint = "use repeats: N for several seeds" if key in ("seed", "repeats") else "it does not change results"
         raise RecipeError(f"{where}: '{key}' cannot be varied ({hint})")
@@ -375,7 +376,7 @@ def expand(ablation_id: str, base: Recipe, axes: list[Axis] | tuple[Axis, ...],
         resolved_points.append((point, label, recipe))
     # the base's value on each axis: its own value, or for named settings the name of the
     # setting that leaves the base recipe as it is (else "base")
-    base_values = {a.key: _jsonable(_lookup(base.to_dict(), a.key)) for a in axes if a.key != SETTINGS}
+    base_values = {a.key: _value(base, a.key) for a in axes if a.key != SETTINGS}
     if SETTINGS in by_key:
         base_values[SETTINGS] = next(
             (name for name in by_key[SETTINGS].values
@@ -389,9 +390,8 @@ def expand(ablation_id: str, base: Recipe, axes: list[Axis] | tuple[Axis, ...],
             raise RecipeError(f"ablation {ablation_id}: variant '{label}' resolves to the same recipe "
                               f"as variant '{seen[fp]}'; remove one of the values")
         seen[fp] = label
-        resolved = recipe.to_dict()
         values = {a.key: point.get(a.key, base_values[a.key]) if a.key == SETTINGS
-                  else _jsonable(_lookup(resolved, a.key)) for a in axes}
+                  else _value(recipe, a.key) for a in axes}
         changed = tuple(k for k in keys if values[k] != base_values[k])
         recipes = tuple(_with_seed(recipe, base.seed + r, ablation_id, label) for r in range(repeats))
         variants.append(Variant(len(variants), label, values, changed, fp == base_fp, recipes))
@@ -435,12 +435,27 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _lookup(data: dict, key: str) -> Any:
+def _value(recipe: Recipe, key: str) -> Any:
+    """The recipe's value at ``key``, JSON-ready: as the resolved recipe gives it, or for a
+    key it leaves out while inert (``evaluate.0.adapt`` with n_per_class 0) the default."""
+    found = _lookup(recipe.to_dict(), key, _MISSING)
+    if found is _MISSING:
+        found = _lookup(dataclasses.asdict(recipe), key)
+    return _jsonable(found)
+
+
+_MISSING = object()
+
+
+def _lookup(data: dict, key: str, missing: Any = None) -> Any:
     node: Any = data
     for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return missing
     return node
 
 

@@ -29,6 +29,8 @@ PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("model", "weights"))
 #: ``model.weights`` values that are keywords, not a weights file path.
 WEIGHT_KEYWORDS = ("imagenet", "none")
 PATH_KEYWORDS = {("model", "weights"): WEIGHT_KEYWORDS}
+#: Pixel-size keys of a data set; the last two belong to the run and are given under ``dataset``.
+PHYSICAL_KEYS = ("microns_per_pixel", "target_microns_per_pixel", "field_um")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -44,6 +46,16 @@ class DatasetSpec:
     keep_aspect: bool = option(False, doc="resize keeping the aspect ratio and pad with background")
     on_bad_image: Literal["error", "skip"] = option("error", doc="unreadable images: stop or skip")
     max_pixels: int = option(50_000_000, ge=1, doc="refuse images with more pixels (bomb guard)")
+    microns_per_pixel: Optional[float] = option(
+        None, gt=0.0, le=100.0, doc="pixel size of these images, µm/px (default: the kind's "
+                                    "documented one; `bmbench datasets` lists them)")
+    target_microns_per_pixel: Optional[float] = option(
+        None, gt=0.0, le=100.0, doc="resample every image (training, test, evaluate sets, predict) "
+                                    "to this pixel size, µm/px, before features or tensors")
+    field_um: Optional[float] = option(
+        None, gt=0.0, le=10_000.0, doc="after resampling, keep the centred square of this side, µm "
+                                       "(padded with background where smaller): one field of view "
+                                       "for every lab, so resized model inputs keep the scale")
     preprocess: tuple[Any, ...] = option(
         (), doc="image preprocessing steps, in order: a name or {name: {options}} each "
                 "(`bmbench plugins` lists them); fitted on the training images")
@@ -108,6 +120,26 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class AdaptSpec:
+    """``evaluate[i].adapt``: few-shot adaptation to that evaluation set
+    (:mod:`bmbench.runs.adaptation`)."""
+
+    n_per_class: int = option(0, ge=0, le=100_000, doc="labelled images of every shared class "
+                              "drawn from this set into the training images (every fold) and "
+                              "left out of its test set; 0: none")
+    seed: int = option(0, ge=0, doc="seed of the stratified draw (for one seed, a smaller "
+                       "n_per_class draws a subset of a larger one)")
+
+
+@dataclass(frozen=True)
+class EvaluateSpec(DatasetSpec):
+    """One ``evaluate`` entry: a data set like ``dataset``, plus its few-shot ``adapt``."""
+
+    adapt: AdaptSpec = option(AdaptSpec(), doc="{n_per_class: k, seed: s}: train also on k "
+                              "labelled images per class of this set, test on the rest")
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = option(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", doc="run name")
     dataset: DatasetSpec = option(doc="which images")
@@ -116,9 +148,10 @@ class Recipe:
     seed: int = option(0, ge=0, doc="training seed")
     split: SplitSpec = option(SplitSpec(), doc="how images are divided")
     train: TrainSpec = option(TrainSpec(), doc="training settings")
-    evaluate: tuple[DatasetSpec, ...] = option(
+    evaluate: tuple[EvaluateSpec, ...] = option(
         (), doc="other data sets to test the trained model on (cross-data-set evaluation); "
-                "image size and padding come from 'dataset'")
+                "image size and padding come from 'dataset'; 'adapt' trains on a few of their "
+                "labelled images")
     repeats: int = option(1, ge=1, le=1000, doc="run with this many seeds (seed, seed+1, ...)")
     source: str = option("", doc="file the recipe came from")
 
@@ -144,8 +177,15 @@ def _flatten(d: dict) -> dict:
     out = dict(d)
     for section in ("dataset", "model"):
         out[section] = _flat_section(out[section])
-    out["evaluate"] = [_flat_section(e) for e in out.get("evaluate", ())]
+    out["evaluate"] = [_flat_evaluate(e) for e in out.get("evaluate", ())]
     return out
+
+
+def _flat_evaluate(entry: dict) -> dict:
+    sec = _flat_section(entry)
+    if not sec["adapt"]["n_per_class"]:  # absent when inert, so k = 0 keeps today's fingerprints
+        del sec["adapt"]
+    return sec
 
 
 def _flat_section(section: dict) -> dict:
@@ -154,6 +194,9 @@ def _flat_section(section: dict) -> dict:
     for key, value in sec.items():  # values validated by a registry entry know their plain form
         if hasattr(value, "to_plain"):
             sec[key] = value.to_plain()
+    for key in PHYSICAL_KEYS:  # absent when unset, so older recipes keep their fingerprints
+        if sec.get(key, 0) is None:
+            del sec[key]
     steps = sec.pop("preprocess", ())
     if steps:  # absent when empty, so recipes without steps keep their fingerprints
         sec["preprocess"] = [{st["name"]: st["options"]} if st["options"] else st["name"] for st in steps]
@@ -196,11 +239,15 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
         raise ctx.error("a recipe must be a mapping of keys to values")
     raw = dict(raw)
     raw.pop("source", None)
+    if isinstance(raw.get("dataset"), dict) and "adapt" in raw["dataset"]:
+        raise ctx.child("dataset").child("adapt").error(
+            "adapt draws labelled images of an evaluation set into the training images; give it "
+            "in an evaluate entry (evaluate: [{kind: ..., adapt: {n_per_class: 10}}]), not under dataset")
     for section, selector in (("dataset", "kind"), ("model", "family")):
         if section in raw:
             raw[section] = _split_options(raw[section], section, selector, ctx.child(section))
     if isinstance(raw.get("evaluate"), list):
-        raw["evaluate"] = [_split_options(e, "dataset", "kind", ctx.child("evaluate").child(i))
+        raw["evaluate"] = [_split_options(e, "dataset", "kind", ctx.child("evaluate").child(i), EvaluateSpec)
                            for i, e in enumerate(raw["evaluate"])]
     recipe = build(Recipe, raw, ctx)
     recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(
@@ -210,6 +257,13 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
             raise ctx.child("evaluate").child(i).child("preprocess").error(
                 "images of an evaluation go through the training run's steps (fitted on its "
                 "training images); remove this key")
+        for key in PHYSICAL_KEYS[1:]:
+            if getattr(e, key) is not None:
+                raise ctx.child("evaluate").child(i).child(key).error(
+                    f"evaluation images are resampled to the run's dataset.{key}; remove this key "
+                    "(give this set's own microns_per_pixel instead)")
+    _check_pixel_sizes(recipe, ctx)
+    _check_adapt(recipe, ctx)
     augment = recipe.train.augment
     if "none" in augment and len(augment) > 1:
         raise ctx.child("train").child("augment").error(
@@ -217,14 +271,44 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
     return dataclasses.replace(recipe, source=source.split(" (with")[0])
 
 
-def _split_options(section: Any, name: str, selector: str, ctx: Context) -> dict:
-    """Move the kind/family-specific keys of a flat section into a typed ``options`` object."""
+def _check_pixel_sizes(recipe: Recipe, ctx: Context) -> None:
+    d = recipe.dataset
+    if d.field_um is not None and d.target_microns_per_pixel is None:
+        raise ctx.child("dataset").child("field_um").error(
+            "a field of view in µm needs dataset.target_microns_per_pixel; set it or remove field_um")
+    if d.target_microns_per_pixel is None:
+        return
+    sets = [(ctx.child("dataset"), d), *((ctx.child("evaluate").child(i), e) for i, e in enumerate(recipe.evaluate))]
+    for where, spec in sets:
+        kind = DATASET_KINDS.get(spec.kind)
+        if spec.microns_per_pixel is None and getattr(kind, "microns_per_pixel", None) is None:
+            raise where.child("microns_per_pixel").error(
+                f"the pixel size of {spec.kind} images is {getattr(kind, 'pixel_size_note', 'unknown')}, "
+                "so they cannot be resampled to dataset.target_microns_per_pixel; give it in µm/px "
+                "(`bmbench datasets check ROOT --kind KIND --scale-reference KIND:ROOT` estimates it)")
+
+
+def _check_adapt(recipe: Recipe, ctx: Context) -> None:
+    if recipe.dataset.target_microns_per_pixel is None:
+        return
+    for i, e in enumerate(recipe.evaluate):
+        if e.adapt.n_per_class:
+            raise ctx.child("evaluate").child(i).child("adapt").error(
+                "training images are all resampled from the training set's pixel size, so "
+                "adaptation images of another lab cannot be used with "
+                "dataset.target_microns_per_pixel yet; remove one of them")
+
+
+def _split_options(section: Any, name: str, selector: str, ctx: Context,
+                   common_cls: type | None = None) -> dict:
+    """Move the kind/family-specific keys of a flat section into a typed ``options`` object
+    (``common_cls``: the section's own keys, default DatasetSpec or ModelSpec)."""
     if not isinstance(section, dict):
         raise ctx.error("expected a mapping of keys to values")
     if selector not in section:
         raise ctx.child(selector).error("required key is missing")
     options_cls = _options_class(name, section[selector], ctx.child(selector))
-    common_cls = DatasetSpec if name == "dataset" else ModelSpec
+    common_cls = common_cls or (DatasetSpec if name == "dataset" else ModelSpec)
     common = {f.name for f in dataclasses.fields(common_cls)} - {"options"}
     specific = {f.name for f in dataclasses.fields(options_cls)}
     for key in section:
@@ -360,18 +444,39 @@ def apply_override(raw: dict, text: str, source: str) -> None:
     parts = key.strip().split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
+        node = _override_child(node, part, parts[i + 1].isdigit(), text, ".".join(parts[:i + 1]))
+    if isinstance(node, list):
+        raise RecipeError(f"--set {text!r}: '{'.'.join(parts[:-1])}' is a list; set a key of one "
+                          "entry, e.g. evaluate.0.root=DIR")
+    entry_key = parts[2] if len(parts) == 3 and parts[0] == "evaluate" else None  # evaluate.<i>.<key>
+    is_path = tuple(parts) in PATH_KEYS or entry_key in ("root", "ids")
+    if is_path and _is_path(parts[0], parts[-1], value):
+        value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
+    selector = SELECTORS.get(tuple(parts)) or (EvaluateSpec if entry_key == "kind" else None)
+    if selector and node.get(parts[-1]) != value:
+        _drop_specific(node, selector)
+    node[parts[-1]] = value
+
+
+def _override_child(node: dict | list, part: str, list_next: bool, text: str, where: str) -> dict | list:
+    """The section ``part`` of ``node`` for ``--set``: a mapping key (an empty section is
+    created when missing, so ``evaluate.0.adapt.n_per_class`` works without ``adapt``) or
+    the index of a list entry (``evaluate.0``)."""
+    if isinstance(node, list):
+        if not part.isdigit() or int(part) >= len(node):
+            raise RecipeError(f"--set {text!r}: '{where.rpartition('.')[0]}' is a list of {len(node)} "
+                              f"entr{'y' if len(node) == 1 else 'ies'}; {part!r} is not one of its indices")
+        nxt = node[int(part)]
+    else:
         nxt = node.get(part)
+        if nxt is None and list_next:
+            raise RecipeError(f"--set {text!r}: the recipe has no '{where}' list; add its entries "
+                              "to the recipe first")
         if nxt is None:
             nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            where = ".".join(parts[:i + 1])
-            raise RecipeError(f"--set {text!r}: '{where}' is not a section")
-        node = nxt
-    if tuple(parts) in PATH_KEYS and _is_path(parts[0], parts[-1], value):
-        value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
-    if tuple(parts) in SELECTORS and node.get(parts[-1]) != value:
-        _drop_specific(node, SELECTORS[tuple(parts)])
-    node[parts[-1]] = value
+    if not isinstance(nxt, (dict, list)):
+        raise RecipeError(f"--set {text!r}: '{where}' is not a section")
+    return nxt
 
 
 def _drop_specific(section: dict, common_cls: type) -> None:

@@ -10,16 +10,17 @@ from .registry import list_kinds
 def describe_kinds(fmt: str = "table") -> str:
     kinds = list_kinds()
     if fmt == "markdown":
-        rows = ["| kind | data set | layout | classes | split / groups | citation |",
-                "|---|---|---|---|---|---|"]
+        rows = ["| kind | data set | layout | classes | split / groups | pixel size | citation |",
+                "|---|---|---|---|---|---|---|"]
         rows += ["| " + " | ".join(_cell(c) for c in (
             f"`{k.name}`", f"{k.title}{_link(k.url)}", f"`{k.layout}`", _classes(k), _split(k),
-            k.citation)) + " |" for k in kinds]
+            _pixel_size(k), k.citation)) + " |" for k in kinds]
         return "\n".join(rows) + "\n"
     out = []
     for k in kinds:
         out += [f"{k.name}: {k.title}", f"    layout:  {k.layout}", f"    images:  {k.images}",
-                f"    classes: {_classes(k)}", f"    split:   {_split(k)}"]
+                f"    classes: {_classes(k)}", f"    split:   {_split(k)}",
+                f"    pixel:   {k.pixel_size}"]
         opts = [f.name for f in dataclasses.fields(k.options)]
         if opts:
             out.append(f"    options: {', '.join(opts)}")
@@ -42,6 +43,10 @@ def _classes(kind) -> str:
     if not kind.classes:
         return "discovered from the data"
     return ", ".join(f"{code} ({name})" if code != name else code for code, name in kind.classes)
+
+
+def _pixel_size(kind) -> str:
+    return "not documented" if kind.microns_per_pixel is None else f"{kind.microns_per_pixel:g} µm/px"
 
 
 def _split(kind) -> str:

@@ -191,6 +191,33 @@ def resize_longest(image: np.ndarray, side: int | None) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
+def rescale(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` with both sides multiplied by ``factor`` (rounded; area interpolation when
+    shrinking, bilinear when enlarging); unchanged for ``factor == 1``."""
+    import cv2
+
+    if factor == 1:
+        return image
+    h, w = (max(1, round(d * factor)) for d in image.shape[:2])
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
+def centre_field(image: np.ndarray, side: int) -> np.ndarray:
+    """The centred ``side`` x ``side`` square of ``image``: cropped where the image is
+    larger, padded with the median colour of its border (the smear background) where
+    smaller, so every image covers the same field of view."""
+    h, w = image.shape[:2]
+    if (h, w) == (side, side):
+        return image
+    out = np.empty((side, side, 3), np.uint8)
+    out[:] = _border_median(image)
+    top, left = (h - side) // 2, (w - side) // 2  # negative: the image sits inside the field
+    src = image[max(top, 0):max(top, 0) + side, max(left, 0):max(left, 0) + side]
+    oy, ox = max(-top, 0), max(-left, 0)
+    out[oy:oy + src.shape[0], ox:ox + src.shape[1]] = src
+    return out
+
+
 def _border_median(image: np.ndarray) -> np.ndarray:
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     return np.median(border, axis=0).astype(np.uint8)

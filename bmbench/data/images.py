@@ -33,7 +33,7 @@ from ..core.atomic import open_atomic
 from ..core.cache import key_for
 from ..core.errors import DatasetError
 from ..core.progress import progress
-from .imageio import DEFAULT_MAX_PIXELS, read_rgb, read_rgb_draft, resize
+from .imageio import DEFAULT_MAX_PIXELS, centre_field, read_rgb, read_rgb_draft, rescale, resize
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ CHUNK = 256
 
 @dataclass
 class ImageSource:
-    """Decode -> preprocessing steps -> resize/pad, under one bad-image policy.
+    """Decode -> physical rescale -> preprocessing steps -> resize/pad, under one bad-image policy.
 
     size: output side in px (``None``: native size, no resizing). keep_aspect: pad to a
     square with the border's median colour instead of stretching. on_bad_image: ``error``
@@ -58,6 +58,10 @@ class ImageSource:
     steps (:class:`~bmbench.data.preprocessing.Step`), applied in order to the decoded
     ``uint8[H, W, 3]`` image. draft_side: decode JPEGs DCT-scaled so that the longer side
     stays at least this many px (the audit's fast path; much faster than a full decode).
+    scale: resampling factor applied right after decoding, before the steps (the images'
+    µm/px over the target µm/px: brings cells of every lab to one physical size). field_px:
+    side, px after scaling, of the centred square kept (cropped or padded with the
+    background colour): one field of view in µm for every image; None keeps the whole image.
     """
 
     size: int | None = None
@@ -66,13 +70,16 @@ class ImageSource:
     max_pixels: int = DEFAULT_MAX_PIXELS
     steps: tuple = ()
     draft_side: int | None = None
+    scale: float = 1.0
+    field_px: int | None = None
     skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def identity(self) -> str:
         """Hash of every setting that changes the returned pixels (not the bad-image policy)."""
+        physical = [("scale", round(self.scale, 9), self.field_px)] if self.scale != 1 or self.field_px else []
         return key_for("bmbench.image_stage", IMAGE_STAGE_VERSION, self.size, self.keep_aspect,
-                       self.draft_side, [step.identity for step in self.steps])
+                       self.draft_side, [step.identity for step in self.steps], *physical)
 
     def key(self, digest: bytes | str, namespace: str, version: int, *settings) -> str:
         """Cache key of one file's output of a stage downstream (features, embeddings...):
@@ -84,6 +91,10 @@ class ImageSource:
         if size == self.size:
             return self
         return dataclasses.replace(self, size=size)  # the same skip dict travels along
+
+    def with_scale(self, scale: float, field_px: int | None) -> "ImageSource":
+        """The same source resampled by ``scale`` and cut to ``field_px`` (see the class)."""
+        return dataclasses.replace(self, scale=float(scale), field_px=field_px)
 
     def with_steps(self, steps: tuple) -> "ImageSource":
         """The same source with other preprocessing ``steps`` (sharing the skip record)."""
@@ -98,6 +109,9 @@ class ImageSource:
             image = read_rgb_draft(data, str(path), self.max_pixels, self.draft_side)
         else:
             image = read_rgb(path, self.max_pixels)
+        image = rescale(image, self.scale)
+        if self.field_px:
+            image = centre_field(image, self.field_px)
         for step in self.steps:
             image = step.apply(image)
         return image

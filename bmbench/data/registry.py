@@ -37,6 +37,15 @@ class DatasetKind:
     notes: str = ""
     aliases: tuple[str, ...] = field(default=())
     augmented: bool = False  # holds augmented near-duplicates: only its own split is honest
+    microns_per_pixel: float | None = None  # as documented by the source; None: not documented
+    pixel_size_note: str = "not documented by the source"
+
+    @property
+    def pixel_size(self) -> str:
+        """The pixel size as the data set table states it."""
+        if self.microns_per_pixel is None:
+            return f"unknown ({self.pixel_size_note}; `bmbench datasets check --scale-reference` estimates it)"
+        return f"{self.microns_per_pixel:g} µm/px ({self.pixel_size_note})"
 
     @property
     def class_codes(self) -> tuple[str, ...]:

@@ -28,6 +28,9 @@ from .segmentation import Segmentation, check_method, segment
 #: part of every cache key, so stale cached vectors are never reused.
 FEATURE_VERSION = 3
 
+#: Units of lengths and areas once the pixel size is known.
+PHYSICAL_UNITS = {"px": "µm", "px^2": "µm^2"}
+
 #: Flags a segmentation can raise, in bit order for the cached flag bitmask.
 FLAG_NAMES: tuple[str, ...] = ("nucleus_empty", "cell_empty", "cell_touches_border", "cell_too_large")
 
@@ -49,21 +52,31 @@ class FeatureSettings:
         segmentation (INTER_AREA when shrinking, INTER_LINEAR when growing); shape features
         are then in pixels of the resized image. None (default) keeps native resolution,
         so sizes stay comparable only within one scanner/magnification.
+    microns_per_pixel: the pixel size of the images handed in (after the image stage's
+        resampling to ``dataset.target_microns_per_pixel``): lengths are then reported in
+        µm and areas in µm² (the data dictionary's units follow). None: px and px².
     """
 
     families: tuple[str, ...] = field(default_factory=lambda: tuple(FEATURE_FAMILIES.names()))
     segmentation: str = "otsu"
     image_size: int | None = None
+    microns_per_pixel: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", check_families(self.families))
         check_method(self.segmentation)
         if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 16):
             raise ValueError(f"image_size must be None or an integer >= 16, got {self.image_size!r}")
+        if self.microns_per_pixel is not None and self.image_size is not None:
+            raise ValueError("resizing every crop to one side (feature_size) loses the physical pixel "
+                             "size; remove feature_size to report sizes in µm")
 
     def as_dict(self) -> dict:
-        return {"families": list(self.families), "segmentation": self.segmentation,
-                "image_size": self.image_size}
+        out = {"families": list(self.families), "segmentation": self.segmentation,
+               "image_size": self.image_size}
+        if self.microns_per_pixel is not None:  # absent otherwise: older cache keys stay valid
+            out["microns_per_pixel"] = self.microns_per_pixel
+        return out
 
 
 def feature_names(settings: FeatureSettings = FeatureSettings()) -> list[str]:
@@ -72,8 +85,11 @@ def feature_names(settings: FeatureSettings = FeatureSettings()) -> list[str]:
 
 
 def data_dictionary(settings: FeatureSettings = FeatureSettings()) -> list[dict[str, str]]:
-    """One ``{name, family, region, unit, description}`` dict per feature, in output order."""
-    return [s.as_dict() for s in specs_for(settings.families)]
+    """One ``{name, family, region, unit, description}`` dict per feature, in output order
+    (units in µm and µm² where ``settings.microns_per_pixel`` is set)."""
+    physical = settings.microns_per_pixel is not None
+    return [{**s.as_dict(), "unit": PHYSICAL_UNITS.get(s.unit, s.unit) if physical else s.unit}
+            for s in specs_for(settings.families)]
 
 
 def write_data_dictionary(path: str | os.PathLike, settings: FeatureSettings = FeatureSettings()) -> Path:
@@ -97,7 +113,10 @@ def extract_one(image: np.ndarray, settings: FeatureSettings = FeatureSettings()
     seg = segment(image, settings.segmentation)
     view = CellView(image, seg)
     parts = [FEATURE_FAMILIES.get(name).compute(view) for name in settings.families]
-    return np.concatenate(parts).astype(np.float32), seg
+    values = np.concatenate(parts)
+    if settings.microns_per_pixel is not None:
+        values = values * _unit_factors(settings)
+    return values.astype(np.float32), seg
 
 
 def flags_to_mask(flags: Sequence[str]) -> int:
@@ -106,6 +125,14 @@ def flags_to_mask(flags: Sequence[str]) -> int:
 
 def mask_to_flags(mask: int) -> tuple[str, ...]:
     return tuple(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
+
+
+@lru_cache(maxsize=64)
+def _unit_factors(settings: FeatureSettings) -> np.ndarray:
+    """``float64[n_features]``: µm/px for lengths, its square for areas, 1 otherwise."""
+    mpp = settings.microns_per_pixel
+    power = {"px": 1, "px^2": 2}
+    return np.array([mpp ** power.get(s.unit, 0) for s in specs_for(settings.families)])
 
 
 @lru_cache(maxsize=64)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.images import ImageSet, ImageSource, load_images
+from ..data.pixel_size import scaled
 from ..models.registry import RunNotes
 from ..config.recipe import Recipe
 
@@ -61,7 +62,7 @@ class RunContext:
         from ..core.cache import default_root as default_cache_dir
 
         d = recipe.dataset
-        images = ImageSource(d.image_size, d.keep_aspect, d.on_bad_image, d.max_pixels)
+        images = scaled(ImageSource(d.image_size, d.keep_aspect, d.on_bad_image, d.max_pixels), d, d)
         return cls(recipe, images, Path(cache_dir) if cache_dir else default_cache_dir(),
                    run_dir=run_dir)
 

@@ -4,7 +4,9 @@ Each evaluation set is stored inside the run as ``evaluations/<n>-<kind>/`` with
 ``run.json``, ``metrics.json`` and ``predictions.csv``, so the leaderboard ranks it in its
 own table ("trained on pbc, tested on matek_bm"). Classes are matched by name after each
 side's ``label_map``; classes present on one side only are reported and excluded from the
-evaluation set explicitly, never silently.
+evaluation set explicitly, never silently. With ``adapt`` (:mod:`bmbench.runs.adaptation`) the
+images drawn into training are left out of the set's test images, and the draw (k, seed) is
+part of its title and split fingerprint, so each k gets its own leaderboard table.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .adaptation import shared_classes
 from .context import RunContext
 from ..data import load_dataset
-from ..core.errors import DatasetError
+from ..data.pixel_size import scaled
 from ..metrics.scores import compute_metrics
 from ..core.atomic import write_json
 from .predictions import predictions_frame, write_predictions
@@ -27,29 +30,34 @@ from .predictions import predictions_frame, write_predictions
 log = logging.getLogger("bmbench.run")
 
 
-def evaluate_elsewhere(recipe, models: list, train_table, split, info: dict, run_dir: Path) -> list[dict]:
+def evaluate_elsewhere(recipe, models: list, train_table, split, info: dict, run_dir: Path,
+                       adaptations: dict | None = None) -> list[dict]:
     """Score ``models`` (one per fold; probabilities averaged) on every ``recipe.evaluate`` set.
 
+    ``adaptations`` (:func:`bmbench.runs.adaptation.draw_adaptations`): the images of a set
+    that were drawn into training are left out of its test set.
     Returns one summary dict per set (also written into each set's folder).
     """
     summaries = []
     for i, spec in enumerate(recipe.evaluate):
-        table = load_dataset(spec)
+        adaptation = (adaptations or {}).get(i)
+        table = adaptation.table if adaptation else load_dataset(spec)
         folder = run_dir / "evaluations" / f"{i}-{table.kind}"
         folder.mkdir(parents=True)
-        summaries.append(_evaluate_one(recipe, models, train_table, split, info, spec, table, folder, i))
+        summaries.append(_evaluate_one(recipe, models, train_table, split, info, spec, table, folder, i,
+                                       adaptation))
     return summaries
 
 
-def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder: Path, i: int) -> dict:
+def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder: Path, i: int,
+                  adaptation=None) -> dict:
     classes = train_table.classes
-    shared = [c for c in table.classes if c in classes]
-    if not shared:
-        raise DatasetError(f"evaluate[{i}] ({table.kind} at {table.root}): no class in common with the "
-                           f"training classes ({', '.join(classes)}); map them with label_map")
+    shared = shared_classes(classes, table, i)
     excluded = {c: n for c, n in table.class_counts().items() if c not in classes}
     untested = [c for c in classes if c not in table.classes]
     keep = table.frame["label"].isin(shared).to_numpy()
+    if adaptation is not None:  # drawn into training: not test images
+        keep = keep & ~np.isin(np.arange(len(table)), adaptation.rows)
     frame = table.frame[keep]
     y = frame["label"].map({c: j for j, c in enumerate(classes)}).to_numpy(np.int64)
     if excluded or untested:
@@ -57,6 +65,7 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
                     "absent here: %s", i, table.kind, _fmt(excluded), ", ".join(untested) or "none")
     ctx = RunContext.for_recipe(recipe, run_dir=folder)
     ctx.images.on_bad_image, ctx.images.max_pixels = spec.on_bad_image, spec.max_pixels
+    ctx.images = scaled(ctx.images.with_scale(1.0, None), spec, recipe.dataset)  # this set's own µm/px
     t0 = time.perf_counter()
     paths = frame["path"].to_numpy()
     proba = np.mean([np.asarray(m.predict_proba(paths, ctx), dtype=np.float64) for m in models], axis=0)
@@ -66,28 +75,31 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
     write_predictions(folder, predictions_frame(frame["relpath"].to_numpy(), classes, y, proba))
     write_json(folder / "metrics.json", metrics)
     eval_info = _info(info, recipe, train_table, split, table, spec, i, len(frame), seconds,
-                      excluded, untested, int((~ok).sum()), ctx.images.skipped)
+                      excluded, untested, int((~ok).sum()), ctx.images.skipped, adaptation)
     write_json(folder / "run.json", eval_info)
     log.info("%s: macro-F1 %.4f on %d images", eval_info["title"], metrics["macro_f1"], metrics["n"])
     return {"folder": str(folder.relative_to(folder.parent.parent)), "kind": table.kind,
             "root": str(table.root), "n_images": int(len(frame)), "macro_f1": metrics["macro_f1"],
-            "accuracy": metrics["accuracy"], "excluded_classes": excluded, "untested_classes": untested}
+            "accuracy": metrics["accuracy"], "excluded_classes": excluded, "untested_classes": untested,
+            **({"adaptation": adaptation.summary()} if adaptation else {})}
 
 
 def _info(info, recipe, train_table, split, table, spec, i, n, seconds, excluded, untested,
-          unscored, skipped) -> dict:
-    key = json.dumps({"trained_on": split.fingerprint, "tested_on": table.fingerprint,
-                      "classes": list(train_table.classes)}, sort_keys=True)
-    fp = hashlib.sha256(key.encode()).hexdigest()[:16]
+          unscored, skipped, adaptation=None) -> dict:
+    fp = _fingerprint(split, table, train_table.classes, adaptation)
+    drawn = adaptation.n_per_class if adaptation else 0  # per class, out of the test set
+    adapted = (f", adapted with {drawn} labelled target images per class (seed {adaptation.seed})"
+               if adaptation else "")
     title = (f"trained on {train_table.kind} (split {split.fingerprint}), tested on {table.kind} "
              f"({n} images, {len([c for c in table.classes if c in train_table.classes])} shared "
-             f"classes) - evaluation {fp}")
+             f"classes){adapted} - evaluation {fp}")
+    facts = {"adaptation": {**adaptation.summary(), "relpaths": adaptation.relpaths}} if adaptation else {}
     return {**{k: info[k] for k in ("name", "description", "family", "settings", "recipe_fingerprint",
                                     "seed", "timings", "model", "bmbench_version") if k in info},
             "id": f"{info['id']}/evaluations/{i}-{table.kind}", "title": title,
             "dataset": {"kind": table.kind, "root": str(table.root), "fingerprint": table.fingerprint,
                         "n_images": n, "classes": list(train_table.classes),
-                        "class_counts": {c: int(v) for c, v in table.class_counts().items()
+                        "class_counts": {c: int(v) - drawn for c, v in table.class_counts().items()
                                          if c in train_table.classes}},
             "split_fingerprint": fp,
             "split": {"strategy": f"trained on {train_table.kind}", "trained_on_split": split.fingerprint},
@@ -95,7 +107,16 @@ def _info(info, recipe, train_table, split, table, spec, i, n, seconds, excluded
             "n_unscored_test_images": unscored, "skipped_images": dict(skipped),
             "evaluation": {"of_run": info["id"], "index": i, "label_map": spec.label_map,
                            "excluded_classes": excluded, "untested_classes": untested,
-                           "predict_seconds": round(seconds, 3)}}
+                           "predict_seconds": round(seconds, 3)}, **facts}
+
+
+def _fingerprint(split, table, classes, adaptation) -> str:
+    """The evaluation's split fingerprint: training split, test images, classes and, when
+    images were drawn into training, the draw (k, seed); without one, the pre-adapt value."""
+    key = {"trained_on": split.fingerprint, "tested_on": table.fingerprint, "classes": list(classes)}
+    if adaptation:
+        key["adapt"] = {"n_per_class": adaptation.n_per_class, "seed": adaptation.seed}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _fmt(counts: dict) -> str:

@@ -30,7 +30,7 @@ def render_model_card(info: dict, metrics: dict, recipe_text: str) -> str:
              f"- split: {', '.join(f'{k}={v}' for k, v in info['split'].items())} "
              f"(fingerprint `{info['split_fingerprint']}`): "
              f"{info['n_train']} train, {info['n_val']} validation, {info['n_test']} test images",
-             "", "| class | images |", "|---|---|"]
+             *_adaptation_lines(info), "", "| class | images |", "|---|---|"]
     lines += [f"| {c} | {n} |" for c, n in d["class_counts"].items()]
     lines += ["", "## Performance on the test images", "", "| metric | value | 95% CI |", "|---|---|---|"]
     ci = metrics.get("ci", {})
@@ -45,6 +45,14 @@ def render_model_card(info: dict, metrics: dict, recipe_text: str) -> str:
     lines += ["", "## Known limitations", *(f"- {t}" for t in _limits(info))]
     lines += ["", "## Training settings", "", "```yaml", recipe_text.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _adaptation_lines(info: dict) -> list[str]:
+    """Few-shot adaptation: the training images that came from an evaluation set."""
+    return [f"- few-shot adaptation: {a['n_images']} of the {info['n_train']} train images are labelled "
+            f"images of `{a['kind']}` ({a['n_per_class']} per class, evaluate[{a['evaluate']}], seed "
+            f"{a['seed']}), left out of that evaluation's test images"
+            for a in (info.get("adaptation") or {}).get("from", [])]
 
 
 def _limits(info: dict) -> list[str]:

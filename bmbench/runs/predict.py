@@ -9,6 +9,7 @@ from safe formats (JSON, npz without pickle, skops with scikit-learn/numpy types
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.atomic import open_atomic
+from ..data.pixel_size import scaled
 from .context import RunContext
 from ..core.errors import BmbenchError
 from ..models.registry import get_family
@@ -41,6 +43,7 @@ class LoadedRun:
     metrics: dict
     models: list
     skipped: dict = field(default_factory=dict)
+    microns_per_pixel: float | None = None  # of the images to predict; None: the training images'
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -65,9 +68,20 @@ class LoadedRun:
         names = np.array(self.classes, dtype=object)
         return np.where(ok, names[np.nan_to_num(proba, nan=-1).argmax(axis=1)], "")
 
+    def set_pixel_size(self, microns_per_pixel: float) -> None:
+        """Declare the pixel size, µm/px, of the images to predict: they are resampled to the
+        run's ``dataset.target_microns_per_pixel`` (runs without one refuse)."""
+        if self.recipe.dataset.target_microns_per_pixel is None:
+            raise BmbenchError(f"{self.path}: the run was trained without dataset.target_microns_per_pixel, "
+                               "so its images were not resampled; predict without --microns-per-pixel")
+        self.microns_per_pixel = microns_per_pixel
+
     def _context(self) -> RunContext:
         ctx = RunContext.for_recipe(self.recipe)
         ctx.images.on_bad_image = "skip"
+        if self.microns_per_pixel is not None:
+            d = self.recipe.dataset
+            ctx.images = scaled(ctx.images, dataclasses.replace(d, microns_per_pixel=self.microns_per_pixel), d)
         return ctx
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .adaptation import draw_adaptations, run_facts, with_adaptation
 from .context import RunContext
 from ..data import load_dataset
 from ..data.duplicates import exact_duplicates
@@ -75,10 +76,13 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
                 raise DatasetError(f"{table.root}: {ctx.notes.duplicates['test_images_with_train_copy']} "
                                    "test image(s) have a byte-identical copy among the training images "
                                    "(split.on_leak: error); remove the copies or split by groups")
-            folds = [_run_fold(family, table, split, i, ctx, writer.path) for i in range(len(split.folds))]
-            _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags)
+            adaptations = draw_adaptations(recipe, table)  # evaluate[i].adapt: few-shot images
+            folds = [_run_fold(family, table, split, i, ctx, writer.path, adaptations)
+                     for i in range(len(split.folds))]
+            _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags,
+                           adaptations)
             if recipe.evaluate:
-                _add_evaluations(writer.path, recipe, [f.model for f in folds], table, split)
+                _add_evaluations(writer.path, recipe, [f.model for f in folds], table, split, adaptations)
         except OSError as exc:
             if exc.errno not in WRITE_ERRORS:
                 raise
@@ -127,10 +131,10 @@ def run_repeats(recipe: Recipe | str | Path, results: str | Path | None = None,
     return [run_recipe(dataclasses.replace(recipe, seed=recipe.seed + i), results) for i in range(n)]
 
 
-def _add_evaluations(folder: Path, recipe, models, table, split) -> None:
+def _add_evaluations(folder: Path, recipe, models, table, split, adaptations=None) -> None:
     """Cross-data-set evaluations, summarised into the run's ``run.json``."""
     info = json.loads((folder / "run.json").read_text())
-    info["evaluations"] = evaluate_elsewhere(recipe, models, table, split, info, folder)
+    info["evaluations"] = evaluate_elsewhere(recipe, models, table, split, info, folder, adaptations)
     write_json(folder / "run.json", info)
 
 
@@ -152,12 +156,13 @@ def _subset(table, rows: np.ndarray) -> Subset:
     return Subset(table.frame["path"].to_numpy()[rows], table.labels[rows], table.classes)
 
 
-def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path) -> FoldResult:
+def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path,
+              adaptations: dict | None = None) -> FoldResult:
     fold = split.folds[i]
     ctx.fold = i
     if len(split.folds) > 1:
         log.info("fold %d/%d", i + 1, len(split.folds))
-    train = _subset(table, fold.train)
+    train = with_adaptation(_subset(table, fold.train), adaptations or {})
     val = _subset(table, fold.val) if len(fold.val) else None
     for library in family.libraries:
         importlib.import_module(library)  # start-up (seconds for Keras) is not training time
@@ -173,7 +178,7 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
 
 
 def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
-                   tags: dict | None = None) -> None:
+                   tags: dict | None = None, adaptations: dict | None = None) -> None:
     rows = np.concatenate([f.test_rows for f in folds])
     proba = np.concatenate([f.proba for f in folds])
     fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
@@ -189,6 +194,8 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     write_json(writer.path / "metrics.json", metrics)
     write_json(writer.path / "reliability.json", reliability)
     info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
+    if adaptations:
+        info.update(run_facts(adaptations, info["n_train"]))
     if tags:
         info["tags"] = dict(tags)
     write_json(writer.path / "run.json", info)
@@ -231,4 +238,5 @@ def settings_summary(recipe: Recipe) -> str:
     extra = family.summary(recipe.model.options)
     size = f"{recipe.dataset.image_size}px" if family.uses_image_size else ""
     share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
-    return ", ".join(x for x in (size, extra, share) if x)
+    adapted = [f"+{e.adapt.n_per_class}/class of {e.kind}" for e in recipe.evaluate if e.adapt.n_per_class]
+    return ", ".join(x for x in (size, extra, share, *adapted) if x)

@@ -13,10 +13,17 @@ with the best mean over the other axes' combinations).
 Written to ``results/ablations/<id>/``: ``summary.md``, ``summary.html`` (self-contained),
 ``summary.csv`` (long format), ``best_per_axis.csv`` and ``<metric>.png`` (bars with CI
 error bars, or a learning curve when ``train.fraction`` is an axis).
+
+Runs with cross-data-set evaluations (``evaluate``) get one more table per evaluation set,
+"tested on <kind>": per variant, the mean (and sd) over repeats of each metric on that set,
+with its number of test images (also ``evaluations.csv``). Varying
+``evaluate.0.adapt.n_per_class`` this is the few-shot learning curve. Those test sets shrink
+as images are drawn into training (nested for one seed), so they carry no paired tests.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +35,7 @@ from ..core.errors import BmbenchError
 from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED
 from ..metrics.paired import holm
 from ..metrics.repeated import paired_repeat_bootstrap, repeat_mean_ci
-from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
+from ..metrics.scores import HEADLINE, LOWER_IS_BETTER, compute_metrics
 from ..core.atomic import write_bytes, write_text
 from ..runs.store import RunRecord, list_runs
 from ..config.ablation import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_value
@@ -76,6 +83,7 @@ class AblationReport:
     tables: dict[str, pd.DataFrame]
     best: pd.DataFrame
     facts: dict
+    evaluations: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def axes(self) -> list[str]:
@@ -292,7 +300,70 @@ def build_report(results: Path, ablation_id: str, metrics: tuple[str, ...] | Non
         info = records[0].info
         facts.update(dataset=info["dataset"]["kind"], n_test=info.get("n_test"),
                      split=info.get("split_fingerprint"), family=info.get("family"))
-    return AblationReport(ablation_id, doc, variants, metrics, tables, best, facts)
+    return AblationReport(ablation_id, doc, variants, metrics, tables, best, facts,
+                          evaluation_tables(variants, metrics))
+
+
+def evaluation_tables(variants: list[VariantData], metrics: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """``{"tested on <kind>": table}`` per evaluation set of the runs (see the module
+    documentation): one row per variant, columns ``variant, base, <axis values>, n_train,
+    n_test, runs, <metric>, <metric>_sd``, and ``common`` (the first metric on the ``n_common``
+    images that every variant's runs tested, so test sets shrunk by ``adapt`` compare like
+    with like)."""
+    scores: dict[str, dict[int, list[dict]]] = {}
+    for v in variants:
+        for r in v.records:
+            for e in r.info.get("evaluations") or []:
+                scores.setdefault(e["folder"], {}).setdefault(v.index, []).append(_evaluation_scores(r, e))
+    kinds = [folder.split("-", 1)[-1] for folder in scores]
+    tables = {}
+    for (folder, per_variant), kind in zip(scores.items(), kinds):
+        name = f"tested on {kind}" + (f" ({folder.split('/')[-1]})" if kinds.count(kind) > 1 else "")
+        n_common = _on_common_images([f for found in per_variant.values() for f in found], metrics[0])
+        tables[name] = pd.DataFrame([_evaluation_row(v, per_variant.get(v.index, []), metrics)
+                                     for v in variants]).assign(n_common=n_common)
+    return tables
+
+
+def _evaluation_scores(record: RunRecord, summary: dict) -> dict:
+    """The evaluation's ``metrics.json`` (the run's summary of it when that is missing)."""
+    try:
+        metrics = json.loads((Path(record.path) / summary["folder"] / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = summary
+    classes = metrics.get("classes") or record.info["dataset"]["classes"]
+    try:
+        scored = read_scored(Path(record.path) / summary["folder"], classes)
+    except BmbenchError:
+        scored = None
+    return {**metrics, "n_test": summary.get("n_images"), "classes": classes, "scored": scored}
+
+
+def _on_common_images(found: list[dict], metric: str) -> int:
+    """Score ``metric`` of every evaluation in ``found`` on the images all of them tested
+    (each entry gains ``common``); how many images that is (0: none, or predictions missing)."""
+    if not found or any(f["scored"] is None for f in found):
+        return 0
+    common = np.array(sorted(set.intersection(*(set(f["scored"][0]) for f in found))), dtype=object)
+    for f in found:
+        paths, y, proba = f["scored"]
+        keep = np.isin(paths, common)
+        f["common"] = compute_metrics(y[keep], proba[keep], f["classes"])[metric] if len(common) else None
+    return len(common)
+
+
+def _evaluation_row(v: VariantData, found: list[dict], metrics: tuple[str, ...]) -> dict:
+    sizes = sorted({f["n_test"] for f in found if f.get("n_test") is not None})
+    row = {"variant": v.label, "base": v.is_base, **v.values, "n_train": _n_train(v.records),
+           "n_test": sizes[0] if len(sizes) == 1 else (np.mean(sizes) if sizes else np.nan),
+           "runs": len(found)}
+    for m in metrics:
+        values = [float(f[m]) for f in found if f.get(m) is not None]
+        row[m] = np.mean(values) if values else np.nan
+        row[f"{m}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+    common = [float(f["common"]) for f in found if f.get("common") is not None]
+    row["common"] = np.mean(common) if common else np.nan
+    return row
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -322,7 +393,7 @@ def _size(n) -> str:
 def display_rows(report: AblationReport, metric: str) -> tuple[list[str], list[list[str]]]:
     """Header and text cells of one metric's table."""
     axes = report.doc["axes"]
-    short = ["train_fraction" if a["key"] == TRAIN_FRACTION else a["key"].split(".")[-1] for a in axes]
+    short = _short_axes(axes)
     header = ["variant", *short, "n_train", "runs", "mean", "sd", "95% CI", "Δ vs base",
               "Δ 95% CI", "p (Holm)", "status"]
     rows = []
@@ -337,6 +408,39 @@ def display_rows(report: AblationReport, metric: str) -> tuple[list[str], list[l
                      "–" if r["base"] else _signed(r["diff"]), "–" if r["base"] else dci,
                      "–" if r["base"] else _p(r["p_holm"]), r["status"]])
     return header, rows
+
+
+def _short_axes(axes: list[dict]) -> list[str]:
+    return ["train_fraction" if a["key"] == TRAIN_FRACTION else a["key"].split(".")[-1] for a in axes]
+
+
+def evaluation_rows(report: AblationReport, name: str) -> tuple[list[str], list[list[str]]]:
+    """Header and text cells of one evaluation set's table (``report.evaluations[name]``):
+    each metric as mean ± sd over repeats, ★ the best mean."""
+    axes, t = report.doc["axes"], report.evaluations[name]
+    n_common = int(t["n_common"].iloc[0]) if len(t) else 0
+    shrunk = n_common > 0 and t["n_test"].dropna().nunique() > 1  # adapt drew different images
+    header = ["variant", *_short_axes(axes), "n_train", "test images", "runs", *report.metrics,
+              *([f"{report.metrics[0]} on the {n_common} common images"] if shrunk else [])]
+    best = {m: (t[m].min() if m in LOWER_IS_BETTER else t[m].max()) for m in report.metrics}
+    rows = []
+    for _, r in t.iterrows():
+        scores = [_num(r[m]) + ("" if np.isnan(r[f"{m}_sd"]) else f" ± {r[f'{m}_sd']:.4f}")
+                  + (" ★" if r[m] == best[m] else "") for m in report.metrics]
+        rows.append([_display_label(r), *[format_value(r[a["key"]]) for a in axes], _size(r["n_train"]),
+                     _size(r["n_test"]), str(r["runs"]), *scores, *([_num(r["common"])] if shrunk else [])])
+    return header, rows
+
+
+EVALUATION_NOTES = ("tested on <kind>: each variant's model on that evaluation set (mean ± sd over "
+                    "repeats). Its test images are the set minus any images drawn into training "
+                    "(evaluate[i].adapt), so variants with different n_per_class are scored on "
+                    "different (nested) images and are not paired; the last column, where shown, "
+                    "scores every variant on the images all of them tested.")
+
+
+def _evaluation_heading(report: AblationReport, name: str) -> str:
+    return f"{name}: {', '.join(report.metrics)} per variant"
 
 
 def _display_label(row) -> str:
@@ -389,7 +493,10 @@ def to_markdown(report: AblationReport, images: bool = True) -> str:
             out += [f"Best value per axis ({metric}):", "", _md_table(BEST_HEADER, best), ""]
         if images:
             out += [f"![{metric}]({metric}.png)", ""]
-    out += [f"_{NOTES}_", ""]
+    for name in report.evaluations:
+        header, rows = evaluation_rows(report, name)
+        out += [f"## {_evaluation_heading(report, name)}", "", _md_table(header, rows), ""]
+    out += [f"_{NOTES}_", ""] + ([f"_{EVALUATION_NOTES}_", ""] if report.evaluations else [])
     return "\n".join(out)
 
 
@@ -413,6 +520,19 @@ def to_csv(report: AblationReport) -> str:
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
+def evaluations_csv(report: AblationReport) -> str:
+    """Long format: one row per (evaluation set, variant), axis values in their own columns."""
+    frames = []
+    for name, table in report.evaluations.items():
+        t = table.copy()
+        for a in report.axes:
+            t[a] = t[a].map(format_value)
+        t.insert(0, "evaluation", name)
+        t.insert(0, "ablation", report.id)
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+
+
 def to_html(report: AblationReport, figures: dict[str, bytes]) -> str:
     """The ablation as a page in the run reports' style (bmbench.views.report.html)."""
     body = []
@@ -428,7 +548,12 @@ def to_html(report: AblationReport, figures: dict[str, bytes]) -> str:
         if metric in figures:
             parts.append(H.image(figures[metric], metric))
         body.append(H.section(metric, metric, "".join(parts)))
+    for i, name in enumerate(report.evaluations):
+        body.append(H.section(f"evaluation-{i}", _evaluation_heading(report, name),
+                              H.table(*evaluation_rows(report, name))))
     body.append(f'<p class="note">{H.esc(NOTES)}</p>')
+    if report.evaluations:
+        body.append(f'<p class="note">{H.esc(EVALUATION_NOTES)}</p>')
     return H.page(f"Ablation {report.id}", "".join(body), f"{len(report.variants)} variants")
 
 
@@ -561,7 +686,8 @@ def write_report(report: AblationReport, results: Path) -> dict[str, Path]:
             write_bytes(paths[f"{metric}.png"], data)
         for name, text in (("summary.md", to_markdown(report)), ("summary.csv", to_csv(report)),
                            ("best_per_axis.csv", report.best.to_csv(index=False)),
-                           ("summary.html", to_html(report, figures))):
+                           ("summary.html", to_html(report, figures)),
+                           *([("evaluations.csv", evaluations_csv(report))] if report.evaluations else [])):
             write_text(folder / name, text)
             paths[name] = folder / name
     except OSError as exc:

@@ -33,7 +33,10 @@ class ExportSource:
 
 def source_from_recipe(path, overrides=(), results=None) -> ExportSource:
     from ..data import load_dataset
+    from types import SimpleNamespace
+
     from ..data.images import ImageSource
+    from ..data.pixel_size import scaled
     from ..models.families.classical import ClassicalOptions, feature_settings
     from ..config.recipe import load_recipe
     from ..data.splits import recipe_split
@@ -50,8 +53,9 @@ def source_from_recipe(path, overrides=(), results=None) -> ExportSource:
         part[:] = ""
         for i, fold in enumerate(split.folds):
             part[fold.test] = f"fold{i}"
-    images = ImageSource(None, False, recipe.dataset.on_bad_image, recipe.dataset.max_pixels)
-    return ExportSource(table, pd.Series(part), feature_settings(opts), images)
+    d = recipe.dataset
+    images = scaled(ImageSource(None, False, d.on_bad_image, d.max_pixels), d, d)
+    return ExportSource(table, pd.Series(part), feature_settings(opts, SimpleNamespace(recipe=recipe)), images)
 
 
 def source_from_folder(root, kind: str, options=(), families=None, segmentation="otsu",

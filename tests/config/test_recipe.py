@@ -205,3 +205,81 @@ def test_any_text_file_gives_a_recipe_or_a_recipe_error(tmp_path_factory, text):
         load_recipe(p)
     except RecipeError as exc:
         assert str(p) in str(exc) and "\n" not in str(exc)
+
+
+# --- evaluate[i].adapt (few-shot adaptation) ------------------------------------------------
+
+CROSS = BASE + """evaluate:
+  - {kind: synthetic, n_per_class: 6, generator_seed: 9}
+"""
+
+
+def test_adapt_is_a_typed_evaluate_key_and_k_zero_keeps_the_fingerprint(tmp_path):
+    from bmbench.config.recipe import AdaptSpec
+
+    plain = load_recipe(write(tmp_path, CROSS))
+    assert plain.evaluate[0].adapt == AdaptSpec(0, 0) and "adapt" not in plain.to_dict()["evaluate"][0]
+    zero = load_recipe(write(tmp_path, CROSS.replace("seed: 9}", "seed: 9, adapt: {n_per_class: 0, seed: 4}}")))
+    assert zero.fingerprint() == plain.fingerprint() and dump_recipe(zero) == dump_recipe(plain)
+    ten = load_recipe(write(tmp_path, CROSS.replace("seed: 9}", "seed: 9, adapt: {n_per_class: 10}}")))
+    assert ten.evaluate[0].adapt == AdaptSpec(10, 0) and ten.fingerprint() != plain.fingerprint()
+    assert ten.to_dict()["evaluate"][0]["adapt"] == {"n_per_class": 10, "seed": 0}
+    again = recipe_from_dict(ten.to_dict(), "again")
+    assert again.fingerprint() == ten.fingerprint() and again.evaluate[0].adapt.n_per_class == 10
+
+
+def test_shipped_recipes_without_adapt_keep_their_fingerprints():
+    """Fingerprints stored before ``adapt`` existed (results/reference/cross.md)."""
+    root = Path(__file__).resolve().parents[2] / "recipes"
+    assert load_recipe(root / "cross_pbc_to_matek.yaml").fingerprint() == "8f7308ec935af9d1"
+    assert load_recipe(root / "cross_matek_to_pbc.yaml").fingerprint() == "2b2a24b54c4c8e66"
+    fewshot = load_recipe(root / "cross_pbc_to_matek_fewshot.yaml")
+    assert fewshot.evaluate[0].adapt.n_per_class == 10 and fewshot.evaluate[0].root.endswith("matek_bm")
+    assert load_recipe(root / "cross_pbc_to_matek_fewshot.yaml",
+                       ["evaluate.0.adapt.n_per_class=0"]).fingerprint() == "8f7308ec935af9d1"
+
+
+@pytest.mark.parametrize("adapt, message", [
+    ("{n_per_class: -1}", "evaluate[0].adapt.n_per_class: value -1 is out of range; it must be >= 0"),
+    ("{n_per_class: 2.5}", "evaluate[0].adapt.n_per_class: expected an integer"),
+    ("{n_per_class: true}", "evaluate[0].adapt.n_per_class: expected an integer"),
+    ("{n_per_class: 3, seed: -2}", "evaluate[0].adapt.seed: value -2 is out of range"),
+    ("{k: 3}", "evaluate[0].adapt.k: unknown key; valid keys here: n_per_class, seed"),
+    ("10", "evaluate[0].adapt: expected a mapping"),
+])
+def test_adapt_errors_name_the_key(tmp_path, adapt, message):
+    path = write(tmp_path, CROSS.replace("seed: 9}", f"seed: 9, adapt: {adapt}}}"))
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert str(exc.value).startswith(str(path)) and message in str(exc.value)
+
+
+def test_adapt_is_refused_under_dataset(tmp_path):
+    path = write(tmp_path, BASE.replace("  image_size: 32", "  image_size: 32\n  adapt: {n_per_class: 5}"))
+    with pytest.raises(RecipeError, match=r"dataset.adapt: adapt draws labelled images of an evaluation "
+                                          r"set .* give it in an evaluate entry"):
+        load_recipe(path)
+
+
+def test_adapt_is_refused_with_a_physical_pixel_size(tmp_path):
+    text = CROSS.replace("seed: 9}", "seed: 9, microns_per_pixel: 0.4, adapt: {n_per_class: 2}}").replace(
+        "  image_size: 32", "  image_size: 32\n  microns_per_pixel: 0.3\n  target_microns_per_pixel: 0.3")
+    with pytest.raises(RecipeError, match=r"evaluate\[0\].adapt: .*target_microns_per_pixel"):
+        load_recipe(write(tmp_path, text))
+
+
+def test_set_addresses_list_entries_and_creates_adapt(tmp_path, monkeypatch):
+    path = write(tmp_path, CROSS)
+    r = load_recipe(path, ["evaluate.0.adapt.n_per_class=5", "evaluate.0.n_per_class=7"])
+    assert r.evaluate[0].adapt.n_per_class == 5 and r.evaluate[0].options.n_per_class == 7
+    assert load_recipe(path).with_overrides(["evaluate.0.adapt.seed=3"]).evaluate[0].adapt.seed == 3
+    monkeypatch.chdir(tmp_path)
+    moved = load_recipe(path, ["evaluate.0.kind=folder", "evaluate.0.root=lab"])
+    assert moved.evaluate[0].root == str(tmp_path / "lab"), "relative like dataset.root"
+    for override, message in (("evaluate.1.adapt.n_per_class=5", "'evaluate' is a list of 1 entry; '1' is not"),
+                              ("evaluate.x.root=a", "'x' is not one of its indices"),
+                              ("evaluate.0=3", "'evaluate' is a list; set a key of one entry")):
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(path, [override])
+    with pytest.raises(RecipeError, match="the recipe has no 'evaluate' list"):
+        load_recipe(write(tmp_path, BASE), ["evaluate.0.adapt.n_per_class=5"])

@@ -68,3 +68,35 @@ def test_repeats_use_consecutive_seeds_on_one_split(two_sets, tmp_path):
     assert len({i["split_fingerprint"] for i in infos}) == 1 and len({i["seed_group"] for i in infos}) == 1
     (board,) = build_boards(list_runs(tmp_path / "results"), n_resamples=50)
     assert board.rows["across_seeds"].str.endswith("(n=3)").all()
+
+
+def test_each_evaluation_set_is_resampled_from_its_own_pixel_size(two_sets, tmp_path):
+    """Lab A photographed again at twice the resolution: declared at 0.5 µm/px it is brought
+    back to the run's 1 µm/px and predicted like the originals; declared wrongly (1 µm/px)
+    the cells look twice as large to the shape features."""
+    import cv2
+    import numpy as np
+
+    a, _ = two_sets
+    a2 = tmp_path / "lab_a_2x"
+    for src in sorted(a.rglob("*.png")):
+        out = a2 / src.relative_to(a)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        im = cv2.imread(str(src))
+        cv2.imwrite(str(out), cv2.resize(im, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
+    p = tmp_path / "scaled.yaml"
+    p.write_text(f"""name: scaled
+dataset: {{kind: folder, root: {a}, microns_per_pixel: 1.0, target_microns_per_pixel: 1.0}}
+evaluate:
+  - {{kind: folder, root: {a}, microns_per_pixel: 1.0}}
+  - {{kind: folder, root: {a2}, microns_per_pixel: 0.5}}
+  - {{kind: folder, root: {a2}, microns_per_pixel: 1.0}}
+model: {{family: classical, features: [shape]}}
+""")
+    run = run_recipe(p, tmp_path / "results")
+    info = json.loads((run / "run.json").read_text())
+    preds = [pd.read_csv(run / e["folder"] / "predictions.csv").set_index("path")["predicted_label"]
+             for e in info["evaluations"]]
+    same = float(np.mean(preds[0] == preds[1].loc[preds[0].index]))
+    wrong = float(np.mean(preds[0] == preds[2].loc[preds[0].index]))
+    assert same >= 0.9 and wrong < same - 0.2, (same, wrong)

@@ -110,3 +110,23 @@ def test_every_run_has_a_model_card(env):
                     "| macro_f1 |", "## Known limitations", "synthetic images", "## Training settings",
                     json.loads((run / "run.json").read_text())["split_fingerprint"]):
         assert section in card
+
+
+@pytest.mark.parametrize("family", ["classical", "cnn"])
+def test_a_resampled_run_predicts_new_images_at_their_own_pixel_size(env, family):
+    """Trained at 0.5 µm/px with one 40 µm field: new images at 0.25 µm/px (twice the
+    pixels) give the stored probabilities once their pixel size is declared."""
+    import cv2
+
+    p = write_recipe(env, family)
+    p.write_text(p.read_text().replace("image_size: 32}", "image_size: 32, microns_per_pixel: 0.5, "
+                                       "target_microns_per_pixel: 0.5, field_um: 40}"))
+    run = bmbench.run_recipe(p)
+    preds, paths = stored(run)
+    expected = preds.filter(like="p_").to_numpy()
+    loaded = bmbench.load_run(run.name)
+    assert np.array_equal(loaded.predict_proba(paths), expected)
+    big = [cv2.resize(read_rgb(x), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC) for x in paths]
+    loaded.set_pixel_size(0.25)
+    agree = np.mean(loaded.predict_proba(big).argmax(axis=1) == expected.argmax(axis=1))
+    assert agree >= 0.9

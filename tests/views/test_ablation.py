@@ -328,3 +328,41 @@ def test_expand_refuses_values_that_resolve_to_the_same_recipe(recipe_path):
     base = load_recipe(recipe_path)
     with pytest.raises(RecipeError, match="same recipe"):
         expand("x", base, [Axis("train.fraction", (1, 1.0))], mode="grid")
+
+
+def test_vary_adapt_n_per_class_gives_the_few_shot_learning_curve(cross_recipe, tmp_path):
+    recipe = cross_recipe()  # no adapt yet: the key is created by the override
+    ab = ablation_from_options(recipe, ["evaluate.0.adapt.n_per_class=0,2,4"])
+    assert [v.label for v in ab.variants] == ["base", "n_per_class=2", "n_per_class=4"], \
+        "k=0 is the base recipe itself"
+    assert [v.values["evaluate.0.adapt.n_per_class"] for v in ab.variants] == [0, 2, 4]
+    results = tmp_path / "results"
+    result = CliRunner().invoke(main, ["ablate", str(recipe), "--vary", "evaluate.0.adapt.n_per_class=0,2,4",
+                                       "--id", "fewshot", "--results-dir", str(results), "-q"])
+    assert result.exit_code == 0, result.output
+    scores = {r.info["tags"]["variant"]: r.info["evaluations"][0] for r in tagged_runs(results)}
+    assert {k: s["n_images"] for k, s in scores.items()} == {"base": 24, "n_per_class=2": 18, "n_per_class=4": 12}
+    report = build_report(results, "fewshot", n_resamples=50)
+    table = report.evaluations["tested on folder"].set_index("variant")
+    assert table["macro_f1"].to_dict() == pytest.approx({k: s["macro_f1"] for k, s in scores.items()})
+    assert table["n_test"].tolist() == [24, 18, 12] and table["n_train"].tolist() == [24, 30, 36]
+    assert (table["n_common"] == 12).all() and table.loc["n_per_class=4", "common"] == \
+        pytest.approx(scores["n_per_class=4"]["macro_f1"]), "scored on the images every variant tested"
+    summary = (results / "ablations" / "fewshot" / "summary.md").read_text()
+    assert "## tested on folder: macro_f1, balanced_accuracy, accuracy per variant" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| n_per_class=2 | 2 | 30 | 18 |"))
+    assert f"{scores['n_per_class=2']['macro_f1']:.4f}" in row
+    assert "macro_f1 on the 12 common images" in summary
+    csv = pd.read_csv(results / "ablations" / "fewshot" / "evaluations.csv")
+    assert csv["evaluate.0.adapt.n_per_class"].tolist() == [0, 2, 4]
+    assert "tested on folder" in (results / "ablations" / "fewshot" / "summary.html").read_text()
+
+
+def test_ablations_without_evaluations_have_no_evaluation_tables(recipe_path, tmp_path):
+    results = tmp_path / "results"
+    assert run_ablation(ablation_from_options(recipe_path, ["model.pixels=4"], ablation_id="plain"),
+                        results, LocalBackend(1)).ok
+    report = build_report(results, "plain", n_resamples=20)
+    assert report.evaluations == {}
+    paths = write_report(report, results)
+    assert "evaluations.csv" not in paths and "tested on" not in paths["summary.md"].read_text()

@@ -43,10 +43,18 @@ class ClassicalOptions(TabularOptions):
                                   "(None: native resolution; shape features are in its pixels)")
 
 
-def feature_settings(opts: ClassicalOptions):
+def feature_settings(opts: ClassicalOptions, ctx=None):
+    """The extraction settings of ``opts``; with a run context whose recipe resamples images to
+    ``dataset.target_microns_per_pixel``, lengths and areas are reported in µm and µm²."""
+    from ...core.errors import RecipeError
     from ...features.extract import FeatureSettings
-    return FeatureSettings(families=opts.features, segmentation=opts.segmentation,
-                           image_size=opts.feature_size)
+
+    mpp = ctx.recipe.dataset.target_microns_per_pixel if ctx is not None else None
+    try:
+        return FeatureSettings(families=opts.features, segmentation=opts.segmentation,
+                               image_size=opts.feature_size, microns_per_pixel=mpp)
+    except ValueError as exc:
+        raise RecipeError(f"model.feature_size: {exc}") from None
 
 
 def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
@@ -90,7 +98,7 @@ class Classical(Family):
         from ...features.extract import feature_names
 
         opts: ClassicalOptions = ctx.options
-        settings = feature_settings(opts)
+        settings = feature_settings(opts, ctx)
         x = feature_matrix(train.paths, settings, ctx, "features (train)")
         x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None
         model = ClassicalModel(train.classes, opts, fit_for_run(opts, ctx, x, train, x_val, val),
@@ -111,7 +119,7 @@ class ClassicalModel:
     names: list[str]
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
-        x = feature_matrix(paths, feature_settings(self.options), ctx, "features (test)")
+        x = feature_matrix(paths, feature_settings(self.options, ctx), ctx, "features (test)")
         return predict_proba(self.fitted, x, len(self.classes))
 
     def importances(self) -> np.ndarray | None:

@@ -106,7 +106,7 @@ class HybridModel:
         opts, size = self.options, ctx.image_size
         parts, names = [], []
         if opts.features:
-            settings = feature_settings(opts)
+            settings = feature_settings(opts, ctx)
             parts.append(feature_matrix(paths, settings, ctx, f"features ({label})"))
             names += feature_names(settings)
         if devices is None:
