@@ -263,7 +263,6 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
                     f"evaluation images are resampled to the run's dataset.{key}; remove this key "
                     "(give this set's own microns_per_pixel instead)")
     _check_pixel_sizes(recipe, ctx)
-    _check_adapt(recipe, ctx)
     augment = recipe.train.augment
     if "none" in augment and len(augment) > 1:
         raise ctx.child("train").child("augment").error(
@@ -286,17 +285,6 @@ def _check_pixel_sizes(recipe: Recipe, ctx: Context) -> None:
                 f"the pixel size of {spec.kind} images is {getattr(kind, 'pixel_size_note', 'unknown')}, "
                 "so they cannot be resampled to dataset.target_microns_per_pixel; give it in µm/px "
                 "(`bmbench datasets check ROOT --kind KIND --scale-reference KIND:ROOT` estimates it)")
-
-
-def _check_adapt(recipe: Recipe, ctx: Context) -> None:
-    if recipe.dataset.target_microns_per_pixel is None:
-        return
-    for i, e in enumerate(recipe.evaluate):
-        if e.adapt.n_per_class:
-            raise ctx.child("evaluate").child(i).child("adapt").error(
-                "training images are all resampled from the training set's pixel size, so "
-                "adaptation images of another lab cannot be used with "
-                "dataset.target_microns_per_pixel yet; remove one of them")
 
 
 def _split_options(section: Any, name: str, selector: str, ctx: Context,

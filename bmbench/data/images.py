@@ -62,6 +62,9 @@ class ImageSource:
     µm/px over the target µm/px: brings cells of every lab to one physical size). field_px:
     side, px after scaling, of the centred square kept (cropped or padded with the
     background colour): one field of view in µm for every image; None keeps the whole image.
+    root_scales: ``(folder, scale)`` pairs for files under other data sets' folders that
+    share this source (few-shot adaptation images in the training set): they are resampled
+    by their own data set's factor instead of ``scale``.
     """
 
     size: int | None = None
@@ -72,19 +75,25 @@ class ImageSource:
     draft_side: int | None = None
     scale: float = 1.0
     field_px: int | None = None
+    root_scales: tuple[tuple[str, float], ...] = ()
     skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def identity(self) -> str:
         """Hash of every setting that changes the returned pixels (not the bad-image policy)."""
         physical = [("scale", round(self.scale, 9), self.field_px)] if self.scale != 1 or self.field_px else []
+        if self.root_scales:
+            physical.append(("root_scales", [(r, round(f, 9)) for r, f in self.root_scales]))
         return key_for("bmbench.image_stage", IMAGE_STAGE_VERSION, self.size, self.keep_aspect,
                        self.draft_side, [step.identity for step in self.steps], *physical)
 
-    def key(self, digest: bytes | str, namespace: str, version: int, *settings) -> str:
+    def key(self, digest: bytes | str, namespace: str, version: int, *settings, path=None) -> str:
         """Cache key of one file's output of a stage downstream (features, embeddings...):
-        the file's sha256 ``digest``, this identity, ``namespace``, ``version``, ``settings``."""
-        return key_for(namespace, version, *settings, self.identity, digest)
+        the file's sha256 ``digest``, this identity, ``namespace``, ``version``, ``settings``;
+        with :attr:`root_scales`, also the scale of that file (``path``), so one file's bytes
+        under two data sets' folders never share a key."""
+        own = (self._scale_of(str(path)),) if self.root_scales and path is not None else ()
+        return key_for(namespace, version, *settings, *own, self.identity, digest)
 
     def at(self, size: int | None) -> "ImageSource":
         """The same source at another output size (sharing the skip record)."""
@@ -95,6 +104,16 @@ class ImageSource:
     def with_scale(self, scale: float, field_px: int | None) -> "ImageSource":
         """The same source resampled by ``scale`` and cut to ``field_px`` (see the class)."""
         return dataclasses.replace(self, scale=float(scale), field_px=field_px)
+
+    def with_root_scales(self, pairs) -> "ImageSource":
+        """The same source, resampling files under each ``(folder, scale)`` by that scale."""
+        return dataclasses.replace(self, root_scales=tuple((str(r), float(f)) for r, f in pairs))
+
+    def _scale_of(self, path: str) -> float:
+        for root, factor in self.root_scales:
+            if path.startswith(root.rstrip("/") + "/"):
+                return factor
+        return self.scale
 
     def with_steps(self, steps: tuple) -> "ImageSource":
         """The same source with other preprocessing ``steps`` (sharing the skip record)."""
@@ -109,7 +128,7 @@ class ImageSource:
             image = read_rgb_draft(data, str(path), self.max_pixels, self.draft_side)
         else:
             image = read_rgb(path, self.max_pixels)
-        image = rescale(image, self.scale)
+        image = rescale(image, self._scale_of(str(path)))
         if self.field_px:
             image = centre_field(image, self.field_px)
         for step in self.steps:

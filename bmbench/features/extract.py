@@ -140,10 +140,11 @@ def _n_features(settings: FeatureSettings) -> int:
     return len(feature_names(settings))
 
 
-def image_key(data: bytes, settings: FeatureSettings, source: ImageSource) -> str:
-    """Cache key of one image file's features: its bytes, the image stage's identity, the
-    settings and FEATURE_VERSION."""
-    return source.key(hashlib.sha256(data).digest(), "bmbench.features", FEATURE_VERSION, settings.as_dict())
+def image_key(data: bytes, settings: FeatureSettings, source: ImageSource, path=None) -> str:
+    """Cache key of one image file's features: its bytes, the image stage's identity (and
+    the file's own scale, see :meth:`ImageSource.key`), the settings and FEATURE_VERSION."""
+    return source.key(hashlib.sha256(data).digest(), "bmbench.features", FEATURE_VERSION, settings.as_dict(),
+                      path=path)
 
 
 def _extract_path(path, settings: FeatureSettings, source: ImageSource, cache: ArrayCache | None
@@ -151,7 +152,7 @@ def _extract_path(path, settings: FeatureSettings, source: ImageSource, cache: A
     key = None
     if cache is not None:
         with open(path, "rb") as f:
-            key = image_key(f.read(), settings, source)
+            key = image_key(f.read(), settings, source, path)
         hit = cache.get(key)
         if hit is not None and hit.shape == (_n_features(settings) + 1,):
             return hit[:-1], mask_to_flags(int(hit[-1]))
@@ -171,7 +172,7 @@ def _cache_hits(paths, settings: FeatureSettings, source: ImageSource, cache: Ar
     for i, path in enumerate(paths):
         try:
             with open(path, "rb") as f:
-                key = image_key(f.read(), settings, source)
+                key = image_key(f.read(), settings, source, path)
         except OSError:  # the source reports unreadable files when extracting
             continue
         hit = cache.get(key)

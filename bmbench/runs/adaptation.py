@@ -112,6 +112,16 @@ def with_adaptation(train: Subset, adaptations: dict[int, Adaptation]) -> Subset
     return Subset(np.concatenate(paths), np.concatenate(labels), train.classes)
 
 
+def root_scales(adaptations: dict[int, "Adaptation"], recipe) -> list[tuple[str, float]]:
+    """``(folder, scale)`` per adaptation set for the image stage: with
+    ``dataset.target_microns_per_pixel`` its images are resampled from their own pixel size."""
+    from ..data.pixel_size import physical_scale
+
+    if recipe.dataset.target_microns_per_pixel is None:
+        return []
+    return [(str(a.table.root), physical_scale(recipe.evaluate[i], recipe.dataset)[0]) for i, a in adaptations.items()]
+
+
 def run_facts(adaptations: dict[int, Adaptation], n_train: int) -> dict:
     """The run's ``run.json`` keys: ``n_train`` counts the adaptation images too, and
     ``adaptation`` says how many came from which evaluate entry."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adaptation import draw_adaptations, run_facts, with_adaptation
+from .adaptation import draw_adaptations, root_scales, run_facts, with_adaptation
 from .context import RunContext
 from ..data import load_dataset
 from ..data.duplicates import exact_duplicates
@@ -77,6 +77,8 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
                                    "test image(s) have a byte-identical copy among the training images "
                                    "(split.on_leak: error); remove the copies or split by groups")
             adaptations = draw_adaptations(recipe, table)  # evaluate[i].adapt: few-shot images
+            if root_scales(adaptations, recipe):
+                ctx.images = ctx.images.with_root_scales(root_scales(adaptations, recipe))
             folds = [_run_fold(family, table, split, i, ctx, writer.path, adaptations)
                      for i in range(len(split.folds))]
             _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags,

@@ -128,3 +128,28 @@ def test_a_class_too_small_for_k_names_the_key(cross_recipe, tmp_path):
     assert "evaluate[0].adapt.n_per_class: 8 images per class" in message and "\n" not in message
     assert "only 8 BLA, 8 LYT, 8 NGS" in message
     assert not list((tmp_path / "results" / "runs").glob("[!.]*")), "nothing stored"
+
+
+def test_adaptation_images_are_resampled_from_their_own_pixel_size(cross_recipe, tmp_path, monkeypatch):
+    """With dataset.target_microns_per_pixel, drawn images of the other lab are brought to the
+    run's pixel size from that lab's own, the in-domain ones from the training set's."""
+    seen = []
+    fit = Baseline.fit
+
+    def spy(self, train, val, ctx):
+        seen.append({p: ctx.images.read(p).shape for p in train.paths})
+        return fit(self, train, val, ctx)
+
+    monkeypatch.setattr(Baseline, "fit", spy)
+    p = cross_recipe(", adapt: {n_per_class: 2}, microns_per_pixel: 0.5")
+    p.write_text(p.read_text().replace("image_size: 32,", "image_size: 32, microns_per_pixel: 1.0, "
+                                       "target_microns_per_pixel: 1.0,").replace("pixels: 8}", "pixels: 8}\n"))
+    monkeypatch.setattr("bmbench.data.images.ImageSource.read",
+                        lambda self, path, data=None: self.decode(path, data))  # native size, after scaling
+    run_recipe(p, tmp_path / "results")
+    (shapes,) = seen
+    lab_b = str(tmp_path / "lab_b")
+    assert {s for q, s in shapes.items() if q.startswith(lab_b)} == {(32, 32, 3)}, "0.5 µm/px -> 1: halved"
+    assert {s for q, s in shapes.items() if not q.startswith(lab_b)} == {(64, 64, 3)}
+    info = read(next((tmp_path / "results" / "runs").iterdir()))
+    assert info["adaptation"]["n_images"] == 6
