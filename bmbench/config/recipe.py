@@ -129,6 +129,9 @@ class AdaptSpec:
                               "left out of its test set; 0: none")
     seed: int = option(0, ge=0, doc="seed of the stratified draw (for one seed, a smaller "
                        "n_per_class draws a subset of a larger one)")
+    repeat: int = option(1, ge=1, le=1000, doc="each drawn image enters the training images this "
+                         "many times (oversampling: a few target cells otherwise weigh little "
+                         "against hundreds of source cells)")
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def _flat_evaluate(entry: dict) -> dict:
     sec = _flat_section(entry)
     if not sec["adapt"]["n_per_class"]:  # absent when inert, so k = 0 keeps today's fingerprints
         del sec["adapt"]
+    elif sec["adapt"]["repeat"] == 1:
+        del sec["adapt"]["repeat"]
     return sec
 
 

@@ -42,6 +42,7 @@ class Adaptation:
     labels: np.ndarray
     n_per_class: int
     seed: int
+    repeat: int = 1
 
     @property
     def relpaths(self) -> list[str]:
@@ -50,7 +51,8 @@ class Adaptation:
     def summary(self) -> dict:
         """The draw without its images (the run's ``run.json``, the evaluation summaries)."""
         return {"evaluate": self.index, "kind": self.table.kind, "root": str(self.table.root),
-                "n_per_class": self.n_per_class, "seed": self.seed, "n_images": len(self.rows)}
+                "n_per_class": self.n_per_class, "seed": self.seed, "n_images": len(self.rows),
+                **({"repeat": self.repeat} if self.repeat > 1 else {})}
 
 
 def shared_classes(classes: tuple[str, ...], table: DatasetTable, i: int) -> list[str]:
@@ -99,16 +101,17 @@ def _draw(recipe, train_table: DatasetTable, table: DatasetTable, adapt, i: int)
     log.info("evaluate[%d] %s: %d labelled images (%d per class, seed %d) added to the training "
              "images; its other %d shared-class images are its test set", i, table.kind, len(rows), k,
              adapt.seed, sum(counts[c] for c in shared) - len(rows))
-    return Adaptation(i, table, rows, labels, k, adapt.seed)
+    return Adaptation(i, table, rows, labels, k, adapt.seed, adapt.repeat)
 
 
 def with_adaptation(train: Subset, adaptations: dict[int, Adaptation]) -> Subset:
-    """``train`` followed by every adaptation's images: ``(n + sum m,)`` paths and labels."""
+    """``train`` followed by every adaptation's images, each ``repeat`` times:
+    ``(n + sum m * repeat,)`` paths and labels."""
     if not adaptations:
         return train
     extra = list(adaptations.values())
-    paths = [train.paths, *(a.table.frame["path"].to_numpy()[a.rows] for a in extra)]
-    labels = [train.labels, *(a.labels for a in extra)]
+    paths = [train.paths, *(np.tile(a.table.frame["path"].to_numpy()[a.rows], a.repeat) for a in extra)]
+    labels = [train.labels, *(np.tile(a.labels, a.repeat) for a in extra)]
     return Subset(np.concatenate(paths), np.concatenate(labels), train.classes)
 
 

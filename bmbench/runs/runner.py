@@ -240,5 +240,6 @@ def settings_summary(recipe: Recipe) -> str:
     extra = family.summary(recipe.model.options)
     size = f"{recipe.dataset.image_size}px" if family.uses_image_size else ""
     share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
-    adapted = [f"+{e.adapt.n_per_class}/class of {e.kind}" for e in recipe.evaluate if e.adapt.n_per_class]
+    adapted = [f"+{e.adapt.n_per_class}/class of {e.kind}" + (f" x{e.adapt.repeat}" if e.adapt.repeat > 1 else "")
+               for e in recipe.evaluate if e.adapt.n_per_class]
     return ", ".join(x for x in (size, extra, share, *adapted) if x)

@@ -153,3 +153,17 @@ def test_adaptation_images_are_resampled_from_their_own_pixel_size(cross_recipe,
     assert {s for q, s in shapes.items() if not q.startswith(lab_b)} == {(64, 64, 3)}
     info = read(next((tmp_path / "results" / "runs").iterdir()))
     assert info["adaptation"]["n_images"] == 6
+
+
+def test_repeat_oversamples_the_drawn_images_only(cross_recipe, tmp_path, fits):
+    run = run_recipe(cross_recipe(", adapt: {n_per_class: 2, repeat: 3}"), tmp_path / "results")
+    (paths, _), = fits
+    lab_b = str(tmp_path / "lab_b")
+    drawn = [p for p in paths if p.startswith(lab_b)]
+    assert len(drawn) == 18 and set(Counter(drawn).values()) == {3}
+    assert len(paths) - len(drawn) == len(set(paths) - set(drawn)), "in-domain images once each"
+    info = read(run)
+    assert info["adaptation"]["from"][0]["repeat"] == 3 and info["n_train"] == len(set(paths))
+    assert "+2/class of folder x3" in info["settings"]
+    plain = load_recipe(cross_recipe(", adapt: {n_per_class: 2}"))
+    assert "repeat" not in plain.to_dict()["evaluate"][0]["adapt"]
