@@ -509,25 +509,22 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def to_csv(report: AblationReport) -> str:
     """Long format: one row per (metric, variant), axis values in their own columns."""
-    frames = []
-    for metric, table in report.tables.items():
-        t = table.drop(columns=["repeat_values"]).copy()
-        for a in report.axes:
-            t[a] = t[a].map(format_value)
-        t.insert(0, "metric", metric)
-        t.insert(0, "ablation", report.id)
-        frames.append(t)
-    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+    tables = {m: t.drop(columns=["repeat_values"]) for m, t in report.tables.items()}
+    return _long_csv(report, tables, "metric")
 
 
 def evaluations_csv(report: AblationReport) -> str:
     """Long format: one row per (evaluation set, variant), axis values in their own columns."""
+    return _long_csv(report, report.evaluations, "evaluation")
+
+
+def _long_csv(report: AblationReport, tables: dict, column: str) -> str:
     frames = []
-    for name, table in report.evaluations.items():
+    for name, table in tables.items():
         t = table.copy()
         for a in report.axes:
             t[a] = t[a].map(format_value)
-        t.insert(0, "evaluation", name)
+        t.insert(0, column, name)
         t.insert(0, "ablation", report.id)
         frames.append(t)
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
