@@ -71,3 +71,21 @@ def test_streamed_blocks_give_the_same_table(cells, tmp_path, monkeypatch, suffi
     read = pd.read_csv if suffix == ".csv" else pd.read_parquet
     pd.testing.assert_frame_equal(read(whole), read(blocks))
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_recipe_with_a_pixel_size_exports_microns(cells, tmp_path):
+    """The export resamples like the run does and reports lengths in µm."""
+    from bmbench.views.export_features import source_from_recipe
+
+    p = tmp_path / "um.yaml"
+    p.write_text(f"name: um\ndataset: {{kind: folder, root: {cells}, microns_per_pixel: 0.2, "
+                 "target_microns_per_pixel: 0.4}\nsplit: {test: 0.5, val: 0.0}\n"
+                 "model: {family: classical, features: [shape]}\n")
+    src = source_from_recipe(p, results=tmp_path / "results")
+    out = export_features(src, tmp_path / "um.csv")
+    units = {f["name"]: f["unit"] for f in json.loads(out.with_suffix(".features.json").read_text())["features"]}
+    assert units["shape_cell_area"] == "µm^2" and units["shape_cell_major_axis"] == "µm"
+    frame = pd.read_csv(out)
+    plain = pd.read_csv(export_features(source_from_folder(cells, "folder", families=["shape"]), tmp_path / "px.csv"))
+    ratio = (frame["shape_cell_equivalent_diameter"] / plain["shape_cell_equivalent_diameter"]).median()
+    assert ratio == pytest.approx(0.2, rel=0.1), "native px x 0.2 µm/px, whatever the resampling"
