@@ -24,13 +24,15 @@ from ..core.registry import did_you_mean, known_list
 from .registries import AUGMENTATIONS, DATASET_KINDS, FAMILIES, PREPROCESSING
 from .schema import Context, build, option
 
-PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("model", "weights"))
+PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("dataset", "preprocess_reference"), ("model", "weights"))
 #: Values of path keys that are keywords, not file names (left as they are).
 #: ``model.weights`` values that are keywords, not a weights file path.
 WEIGHT_KEYWORDS = ("imagenet", "none")
 PATH_KEYWORDS = {("model", "weights"): WEIGHT_KEYWORDS}
 #: Pixel-size keys of a data set; the last two belong to the run and are given under ``dataset``.
 PHYSICAL_KEYS = ("microns_per_pixel", "target_microns_per_pixel", "field_um")
+#: Keys left out of a recipe's plain form while unset, so older recipes keep their fingerprints.
+OPTIONAL_KEYS = (*PHYSICAL_KEYS, "preprocess_reference")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -59,6 +61,9 @@ class DatasetSpec:
     preprocess: tuple[Any, ...] = option(
         (), doc="image preprocessing steps, in order: a name or {name: {options}} each "
                 "(`bmbench plugins` lists them); fitted on the training images")
+    preprocess_reference: Optional[str] = option(
+        None, doc="folder of images the preprocessing steps fit their reference on instead of "
+                  "the training images (e.g. unlabelled cells of the lab you will predict)")
     options: Any = option(None, doc="kind-specific options, given flat beside the keys above")
 
 
@@ -199,7 +204,7 @@ def _flat_section(section: dict) -> dict:
     for key, value in sec.items():  # values validated by a registry entry know their plain form
         if hasattr(value, "to_plain"):
             sec[key] = value.to_plain()
-    for key in PHYSICAL_KEYS:  # absent when unset, so older recipes keep their fingerprints
+    for key in OPTIONAL_KEYS:  # absent when unset, so older recipes keep their fingerprints
         if sec.get(key, 0) is None:
             del sec[key]
     steps = sec.pop("preprocess", ())
@@ -262,12 +267,16 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
             raise ctx.child("evaluate").child(i).child("preprocess").error(
                 "images of an evaluation go through the training run's steps (fitted on its "
                 "training images); remove this key")
-        for key in PHYSICAL_KEYS[1:]:
+        for key in (*PHYSICAL_KEYS[1:], "preprocess_reference"):
             if getattr(e, key) is not None:
                 raise ctx.child("evaluate").child(i).child(key).error(
                     f"evaluation images are resampled to the run's dataset.{key}; remove this key "
                     "(give this set's own microns_per_pixel instead)")
     _check_pixel_sizes(recipe, ctx)
+    d = recipe.dataset
+    if d.preprocess_reference is not None and not d.preprocess:
+        raise ctx.child("dataset").child("preprocess_reference").error(
+            "a reference folder is only used by dataset.preprocess steps; add steps or remove this key")
     augment = recipe.train.augment
     if "none" in augment and len(augment) > 1:
         raise ctx.child("train").child("augment").error(

@@ -19,6 +19,7 @@ from ..config.recipe import StepSpec
 from ..config.schema import Context, build
 from ..core.atomic import write_json
 from ..core.errors import BmbenchError
+from ..data.imageio import is_image_file
 from ..data.preprocessing import FittedStep, fit_rows, fit_steps, needs_fit, rebuild
 
 PREPROCESSING_FILE = "preprocessing.json"
@@ -53,16 +54,29 @@ def fit_preprocessing(specs: tuple[StepSpec, ...], paths, ctx) -> tuple[FittedSt
     if not specs:
         return ()
     images = None
+    reference = ctx.recipe.dataset.preprocess_reference
     if any(needs_fit(s) for s in specs):
+        paths = reference_images(reference) if reference else np.asarray(paths)
         raw = ctx.images.with_steps(()).at(None)
-        images = [im for im in (raw.read(p) for p in np.asarray(paths)[fit_rows(len(paths))]) if im is not None]
+        images = [im for im in (raw.read(p) for p in paths[fit_rows(len(paths))]) if im is not None]
     try:
         steps = fit_steps(specs, images)
     except ValueError as exc:
         raise BmbenchError(f"dataset.preprocess: {exc}") from None
-    ctx.log.info("preprocessing: %s (fitted on %d training images)", ", ".join(s.spec.name for s in steps),
-                 len(images or ()))
+    ctx.log.info("preprocessing: %s (fitted on %d %s)", ", ".join(s.spec.name for s in steps),
+                 len(images or ()), f"images of {reference}" if reference else "training images")
     return steps
+
+
+def reference_images(folder: str) -> np.ndarray:
+    """Image files under ``folder`` (recursive, sorted): ``dataset.preprocess_reference``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise BmbenchError(f"dataset.preprocess_reference: {root} is not a folder; give a folder of images")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise BmbenchError(f"dataset.preprocess_reference: no image files under {root}")
+    return np.asarray(files)
 
 
 def load_steps(folder: Path) -> tuple[FittedStep, ...]:
