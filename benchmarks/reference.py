@@ -3,7 +3,8 @@
 Each recipe runs with 3 seeds (``--repeats 3``, same split) into a scratch store
 ``results/reference/runs/`` (git-ignored: it holds models and per-image predictions); then
 ``bmbench leaderboard`` writes ``results/reference/<set>.md`` and ``.csv`` for each set; the
-cross-data-set recipes run into ``cross_runs/`` and give ``cross.md``/``cross.csv``; and ``COMMANDS.md`` lists every
+cross-data-set recipes run into ``cross_runs/`` and give ``cross_leaderboard.md``/``.csv`` (``cross.md``
+is the hand-run comparison of cross-lab setups, not overwritten); and ``COMMANDS.md`` lists every
 command with its wall time. A command already logged in ``runs/commands.json`` is skipped,
 so an interrupted build resumes; ``--force`` reruns.
 
@@ -90,11 +91,11 @@ def _leaderboard(fmt: str, store: Path, *filters: str) -> str:
 
 
 def tables() -> str:
-    """Write ``<set>.md/.csv`` per set and ``cross.md/.csv``; return the COMMANDS section."""
+    """Write ``<set>.md/.csv`` per set and ``cross_leaderboard.md/.csv``; return the COMMANDS section."""
     for fmt, ext in (("markdown", "md"), ("csv", "csv")):
         for name, (kind, _) in SETS.items():
             (OUT / f"{name}.{ext}").write_text(_leaderboard(fmt, RUNS, "--dataset", kind))
-        (OUT / f"cross.{ext}").write_text(_leaderboard(fmt, CROSS_RUNS))
+        (OUT / f"cross_leaderboard.{ext}").write_text(_leaderboard(fmt, CROSS_RUNS))
     return _commands_md()
 
 
