@@ -407,44 +407,44 @@ def _segment_work(image: np.ndarray, method: str) -> _WorkResult:
     return _WorkResult(nucleus, cell | nucleus, t, tuple(flags), fallback)
 
 
-def _upsample(mask: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None
-               ) -> np.ndarray:
-    """Smooth upscaling (bilinear, cut at one half) of a bool mask to ``shape``, or only the
-    part ``box = (y0, y1, x0, x1)`` of that upscaled mask.
-
-    Always a crop of one full :func:`cv2.resize`: ``warpAffine`` on the box alone rounds
-    coordinates differently in OpenCV 4.x, 5.0 and 5.1, and features must not depend on that."""
-    src = mask.view(np.uint8) * np.uint8(255)
+def _upsample(masks: list[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
+    """Smooth upscaling (bilinear, cut at one half) of up to 4 bool masks to ``shape``, as
+    the channels of one :func:`cv2.resize` (each channel is resized on its own; one call
+    costs about what one mask does). Always whole images: ``warpAffine`` on a box alone
+    rounds coordinates differently in OpenCV 4.x, 5.0 and 5.1, and features must not
+    depend on that."""
+    src = cv2.merge([m.view(np.uint8) * np.uint8(255) for m in masks]) if len(masks) > 1 else \
+        masks[0].view(np.uint8) * np.uint8(255)
     up = cv2.resize(src, shape[::-1], interpolation=cv2.INTER_LINEAR) > 127
-    if box is None:
-        return up
-    y0, y1, x0, x1 = box
-    return up[y0:y1, x0:x1]
+    return [up] if len(masks) == 1 else [np.ascontiguousarray(up[..., i]) for i in range(len(masks))]
 
 
-def _full_scale_nucleus(image: np.ndarray, work: _WorkResult, cell: np.ndarray) -> np.ndarray:
-    """Work-scale nucleus brought to full size, its outline re-thresholded at full resolution
-    within one working pixel of the work-scale boundary (only around the nucleus)."""
-    nucleus = np.zeros(cell.shape, bool)
-    if not work.nucleus.any():
-        return nucleus
-    ring = np.ones((3, 3), np.uint8)
-    work_u8 = work.nucleus.view(np.uint8)
-    reach_w = cv2.dilate(work_u8, ring)
-    rows, cols = np.flatnonzero(reach_w.any(axis=1)), np.flatnonzero(reach_w.any(axis=0))
-    (h, w), (hw, ww) = cell.shape, work.nucleus.shape
+def _nucleus_box(work_nucleus: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Full-size box ``(y0, y1, x0, x1)`` around the work-scale nucleus grown by one pixel."""
+    rows, cols = np.flatnonzero(work_nucleus.any(axis=1)), np.flatnonzero(work_nucleus.any(axis=0))
+    (h, w), (hw, ww) = shape, work_nucleus.shape
     y0, y1 = max(int(rows[0] * h / hw) - 3, 0), min(int((rows[-1] + 1) * h / hw) + 3, h)
     x0, x1 = max(int(cols[0] * w / ww) - 3, 0), min(int((cols[-1] + 1) * w / ww) + 3, w)
-    box = (y0, y1, x0, x1)
-    core = _upsample(cv2.erode(work_u8, ring).view(bool), (h, w), box)
-    reach = _upsample(reach_w.view(bool), (h, w), box) & cell[y0:y1, x0:x1]
+    return y0, y1, x0, x1
+
+
+def _full_scale_nucleus(image: np.ndarray, threshold: int, cell: np.ndarray, core_full: np.ndarray,
+                        reach_full: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Work-scale nucleus brought to full size, its outline re-thresholded at full resolution
+    within one working pixel of the work-scale boundary (only inside ``box``, around it):
+    ``core_full``/``reach_full`` are the upscaled eroded/dilated work-scale nucleus."""
+    nucleus = np.zeros(cell.shape, bool)
+    h, w = cell.shape
+    y0, y1, x0, x1 = box
+    core = core_full[y0:y1, x0:x1]
+    reach = reach_full[y0:y1, x0:x1] & cell[y0:y1, x0:x1]
     pad = 2  # blur context
     py0, px0 = max(y0 - pad, 0), max(x0 - pad, 0)
     rgb = cv2.GaussianBlur(image[py0:min(y1 + pad, h), px0:min(x1 + pad, w)], (5, 5), 0)
     rgb = rgb[y0 - py0:y0 - py0 + (y1 - y0), x0 - px0:x0 - px0 + (x1 - x0)]
     _, g, b = cv2.split(rgb)
     score = cv2.addWeighted(b, 0.5, g, -1.0, 127.5)
-    part = _open(core | (reach & (score > work.threshold)), 1)
+    part = _open(core | (reach & (score > threshold)), 1)
     if core.any():
         part = _component_at(part, core)
     part = _fill_holes(part, max_hole=int(0.05 * np.count_nonzero(part))) & cell[y0:y1, x0:x1]
@@ -477,11 +477,19 @@ def segment(image: np.ndarray, method: str = "otsu") -> Segmentation:
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
     work = _segment_work(small, method)
-    if work.fallback:
-        cell = fallback_cell((h, w))
+    masks = [] if work.fallback else [work.cell]
+    if work.nucleus.any():
+        ring = np.ones((3, 3), np.uint8)
+        nucleus_u8 = work.nucleus.view(np.uint8)
+        reach_w = cv2.dilate(nucleus_u8, ring)
+        masks += [cv2.erode(nucleus_u8, ring).view(bool), reach_w.view(bool)]
+    up = _upsample(masks, (h, w)) if masks else []
+    cell = fallback_cell((h, w)) if work.fallback else up.pop(0)
+    if work.nucleus.any():
+        nucleus = _full_scale_nucleus(image, work.threshold, cell, up[0], up[1],
+                                      _nucleus_box(reach_w.view(bool), (h, w)))
     else:
-        cell = _upsample(work.cell, (h, w))
-    nucleus = _full_scale_nucleus(image, work, cell)
+        nucleus = np.zeros((h, w), bool)
     return Segmentation(nucleus, cell | nucleus, work.flags, work.fallback)
 
 
