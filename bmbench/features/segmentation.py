@@ -8,9 +8,11 @@ background. Per-image (multi-)Otsu thresholds on two scores do most of the work:
   and background (all with ``G`` close to or above ``B``) score low. Unlike the optical
   density of ``skimage.color.rgb2hed`` it stays finite on black padding, and it separated
   nuclei best on the Matek, PBC and BCCD sets.
-* **foreground score**: colour distance from the background colour (the mean of the
-  brightest pixels); it catches pale bluish cytoplasm that is barely darker than the
-  background.
+* **foreground score**: HSV saturation ``(max - min) / max`` of the smoothed pixel. Stained
+  white-cell cytoplasm is bluish or lilac; the background is pale and, in bone-marrow
+  smears (Matek 2021), the red cells are a desaturated grey-pink, so saturation keeps the
+  cytoplasm and drops red cells and background where a colour distance from the background
+  (FEATURE_VERSION 3 and older) took in red cells and neighbours.
 
 Nucleus candidates are the top class of a 3-class Otsu split of the nucleus score; the
 nucleus of interest is the candidate nearest the image centre plus the parts chained to it
@@ -52,8 +54,6 @@ FALLBACK_CELL_RADIUS = 0.35
 #: Pixels whose brightest channel is at or below this are padding (rotation/augmentation
 #: borders are pure black), not stain: they are never cell or nucleus.
 PADDING_MAX_VALUE = 25
-#: The brightest this percent of pixels (in green) estimate the background colour.
-BACKGROUND_PERCENT = 5
 #: Nucleus parts closer than this times the sqrt of the central part's area are lobes of
 #: the same nucleus (segmented neutrophils, eosinophils).
 LOBE_GAP = 0.6
@@ -67,6 +67,8 @@ CELL_REACH = 1.0
 MIN_OBJECT_FRACTION = 0.0008
 #: A cell covering more than this fraction of the image border is the background leaking in.
 MAX_BORDER_FRACTION = 0.5
+#: The in-cell nucleus cut is made only in cells at least this many times the seed nucleus.
+MIN_CELL_TO_NUCLEUS = 2.0
 #: A cell covering more than this fraction of the image is implausible.
 MAX_CELL_FRACTION = 0.92
 
@@ -101,28 +103,10 @@ class _Scores:
 def _scores(image: np.ndarray) -> _Scores:
     # Smoothing first keeps granules and chromatin grain from fragmenting the masks.
     rgb = cv2.GaussianBlur(image, (5, 5), 0)
-    padding = cv2.inRange(image, (0, 0, 0), (PADDING_MAX_VALUE,) * 3)
-    valid = padding == 0
+    valid = cv2.inRange(image, (0, 0, 0), (PADDING_MAX_VALUE,) * 3) == 0
     _, g, b = cv2.split(rgb)
     nucleus = cv2.addWeighted(b, 0.5, g, -1.0, 127.5)  # (B - 2G + 255) / 2, saturated
-    # Background colour = mean of the brightest pixels (smears can be mostly red cells,
-    # so no larger share is safe); foreground = colour distance from it, which catches
-    # pale bluish cytoplasm that is barely darker than the background.
-    valid_u8 = cv2.bitwise_not(padding)
-    hist = cv2.calcHist([g], [0], valid_u8, [256], [0, 256]).ravel()
-    if hist.sum() > 0:
-        cdf = np.cumsum(hist)
-        level = int(np.searchsorted(cdf, (1 - BACKGROUND_PERCENT / 100) * cdf[-1]))
-        bright = cv2.bitwise_and(cv2.inRange(g, level, 255), valid_u8)
-        background = cv2.mean(rgb, mask=bright)[:3]
-    else:
-        background = (255.0, 255.0, 255.0)
-    # OpenCV 4 rounds a scalar to uint8 before subtracting, OpenCV 5 rounds the result:
-    # rounding first gives both the same pixels. A 4-tuple is always a per-channel scalar
-    # (OpenCV 5 reads a (1, 3) array as a matrix on one-pixel-wide images).
-    diff = cv2.absdiff(rgb, (*np.rint(background), 0.0)).astype(np.float32)
-    dist = cv2.sqrt(cv2.transform(cv2.multiply(diff, diff), np.ones((1, 3), np.float32)))
-    foreground = cv2.convertScaleAbs(dist)
+    foreground = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
     return _Scores(rgb, nucleus, foreground, valid)
 
 
@@ -342,10 +326,12 @@ def _refine_nucleus(scores: _Scores, cell: np.ndarray, marker: np.ndarray, globa
     """Nucleus inside ``cell`` and its threshold: the larger of the image-wide cut and the
     Otsu cut of the in-cell histogram (which separates blue cytoplasm and purple granules
     that pass the image-wide cut); keep the parts chained to the seed ``marker`` (other
-    cells' nuclei in a leaky cell mask are not), after opening away granules."""
+    cells' nuclei in a leaky cell mask are not), after opening away granules. A cell under
+    ``MIN_CELL_TO_NUCLEUS`` times the seed's area has too little cytoplasm for that cut: its
+    histogram is nearly all chromatin, which Otsu would split instead."""
     t = global_t
     hist = cv2.calcHist([scores.nucleus], [0], cell.view(np.uint8), [256], [0, 256]).ravel()
-    if np.count_nonzero(hist) > 1:
+    if np.count_nonzero(hist) > 1 and hist.sum() >= MIN_CELL_TO_NUCLEUS * np.count_nonzero(marker):
         t = max(t, _otsu(hist))
     nucleus = _open((scores.nucleus > t) & cell, max(1.0, 0.04 * size))
     nucleus = _lobes_of(nucleus, marker, size)

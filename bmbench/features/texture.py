@@ -3,14 +3,17 @@
 All measures use the luminance image of the cell crop.
 
 * GLCM (as ``skimage.feature.graycomatrix``; properties as ``graycoprops``) on the nucleus and
-  on the cell:
+  on the cytoplasm (chromatin vs granules; FEATURE_VERSION 3 and older used the whole cell):
   region pixels are quantised to levels 1..GLCM_LEVELS over the region's own 1st-99th
   percentile range (so stain intensity does not change the texture scale), outside pixels
-  get level 0, and level 0 is dropped before normalising, so only pairs of in-region pixels
-  count. Each property is averaged over 4 angles, per distance in GLCM_DISTANCES.
-* Uniform LBP (P=8, R=1, as ``skimage.feature.local_binary_pattern``) histogram inside the
-  nucleus: fractions of the 10 pattern codes (0-8 uniform codes by number of brighter
-  neighbours, 9 = non-uniform).
+  get level 0, and only pairs of pixels in the same region count. Both regions share one
+  pass: the cytoplasm's levels are shifted above the nucleus's, one co-occurrence count
+  over the cell gives both matrices as diagonal blocks. Each property is averaged over 4
+  angles, per distance in GLCM_DISTANCES.
+* Uniform LBP (P=8 on the 3x3 neighbourhood: the diagonal neighbours are the corner pixels,
+  not skimage's bilinear samples at radius 1, so the codes are integer comparisons)
+  histogram inside the nucleus: fractions of the 10 pattern codes (0-8 uniform codes by
+  number of neighbours at least as bright, 9 = non-uniform).
 * Granularity: difference-of-Gaussians response (sigma 1 and 2 px) and black top-hat
   (closing with a disk of radius 2 px minus the image: dark spots narrower than ~5 px)
   inside the nucleus (chromatin clumps) and the cytoplasm (granules).
@@ -38,8 +41,10 @@ GLCM_PROPERTIES: tuple[tuple[str, str, str], ...] = (
     ("correlation", "1", "GLCM correlation of paired levels (1 for a constant region)"),
     ("ASM", "1", "GLCM angular second moment (uniformity)"),
 )
-_GLCM_REGIONS = ("nucleus", "cell")
+_GLCM_REGIONS = ("nucleus", "cytoplasm")
 LBP_POINTS, LBP_RADIUS = 8, 1
+#: (row, column) of neighbour k, bit k of the pattern: counter-clockwise from the right.
+_LBP_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
 LBP_BINS = LBP_POINTS + 2
 #: LBP codes are histogrammed at every k-th row and column of the nucleus, k chosen so
 #: about this many pixels remain (k = 1 for nuclei up to twice this size).
@@ -64,7 +69,8 @@ SPECS: tuple[FeatureSpec, ...] = (
     + tuple(
         spec(FAMILY_NAME, "nucleus", f"lbp_{code}", "1",
              f"nucleus: fraction of pixels with uniform LBP code {code}"
-             + (" (non-uniform patterns)" if code == LBP_BINS - 1 else f" ({code} brighter neighbours of 8)"))
+             + (" (non-uniform patterns)" if code == LBP_BINS - 1
+                else f" ({code} of the 8 neighbours at least as bright)"))
         for code in range(LBP_BINS)
     )
     + tuple(
@@ -104,7 +110,7 @@ _GLCM_PAD = max(max(abs(r), abs(c)) for r, c in _GLCM_OFFSETS)
 
 def cooccurrence(q: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
     """``float64[levels, levels, n_dist, n_angle]``: symmetric co-occurrence counts of the
-    levels 1..levels of ``q`` (``uint8[h, w]``, 0 = outside, ignored) at GLCM_DISTANCES x
+    levels 1..levels (at most 255) of ``q`` (``uint8[h, w]``, 0 = outside, ignored) at GLCM_DISTANCES x
     GLCM_ANGLES; equal to ``graycomatrix(q, ..., levels + 1, symmetric=True)[1:, 1:]``
     (tested); counts are exact below 2**24 per bin.
 
@@ -156,32 +162,35 @@ def glcm_properties(glcm: np.ndarray) -> np.ndarray:
     return props.reshape(len(GLCM_PROPERTIES), n_dist, n_angle)
 
 
-def glcm_features(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``float64[6 * len(GLCM_DISTANCES)]``: GLCM properties (property-major, then
-    distance, averaged over GLCM_ANGLES) of the ``mask`` pixels of ``gray``; NaN for a
-    distance at which no pixel pair lies in the mask."""
-    out = np.full((len(GLCM_PROPERTIES), len(GLCM_DISTANCES)), np.nan)
-    if not mask.any():
+def glcm_features(gray: np.ndarray, *masks: np.ndarray) -> np.ndarray:
+    """``float64[len(masks) * 6 * len(GLCM_DISTANCES)]``: per mask (disjoint ``bool[h, w]``
+    regions), GLCM properties (property-major, then distance, averaged over GLCM_ANGLES) of
+    its pixels of ``gray``, each region quantised over its own range and only pairs within
+    one region counted; NaN for a distance at which no pixel pair lies in the region."""
+    n_props, n_dist, n = len(GLCM_PROPERTIES), len(GLCM_DISTANCES), len(masks)
+    out = np.full((n, n_props, n_dist), np.nan)
+    union = masks[0] if n == 1 else np.logical_or.reduce(masks)
+    if not union.any():
         return out.ravel()
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
     box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    q = quantise(gray[box], mask[box])
-    glcm = cooccurrence(q)
-    totals = glcm.sum(axis=(0, 1))
-    valid = totals > 0  # (distances, angles)
-    if not valid.any():
-        return out.ravel()
-    props = glcm_properties(glcm / np.where(valid, totals, 1.0))
-    # The mean over the angles with pixel pairs (np.nanmean's arithmetic, without its
-    # warning): NaN at a distance that no pair of pixels in the region spans.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[:] = np.where(valid, props, 0.0).sum(axis=2) / valid.sum(axis=1)
+    q = quantise(gray[box], masks[0][box])
+    for i, mask in enumerate(masks[1:], 1):  # region i's levels are i * L + 1 .. (i + 1) * L
+        q += quantise(gray[box], mask[box]) + np.uint8(i * GLCM_LEVELS) * mask[box].view(np.uint8)
+    glcm = cooccurrence(q, GLCM_LEVELS * n)
+    L = GLCM_LEVELS
+    blocks = np.concatenate([glcm[i * L:(i + 1) * L, i * L:(i + 1) * L] for i in range(n)], axis=3)
+    totals = blocks.sum(axis=(0, 1))
+    valid = totals > 0  # (distances, regions x angles)
+    if valid.any():
+        props = glcm_properties(blocks / np.where(valid, totals, 1.0))
+        # The mean over the angles with pixel pairs (np.nanmean's arithmetic, without its
+        # warning): NaN at a distance that no pair of pixels in the region spans.
+        props = np.where(valid, props, 0.0).reshape(n_props, n_dist, n, -1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = props.sum(axis=3) / valid.reshape(n_dist, n, -1).sum(axis=2)
+        out[:] = mean.transpose(2, 0, 1)
     return out.ravel()
-
-
-_LBP_ANGLES = 2 * np.pi * np.arange(LBP_POINTS) / LBP_POINTS
-_LBP_ROWS = np.round(-LBP_RADIUS * np.sin(_LBP_ANGLES), 5)
-_LBP_COLS = np.round(LBP_RADIUS * np.cos(_LBP_ANGLES), 5)
 
 
 def _uniform_codes() -> np.ndarray:
@@ -197,37 +206,19 @@ _UNIFORM_CODES = _uniform_codes()
 
 
 def uniform_lbp(image: np.ndarray, step: int = 1) -> np.ndarray:
-    """``uint8[ceil(h / step), ceil(w / step)]`` uniform LBP codes (P=8, R=1) of a 2-D uint8
-    image at every ``step``-th row and column; with step 1 identical to
-    ``skimage.feature.local_binary_pattern(image, 8, 1, "uniform")`` (same sample points,
-    bilinear weights, float64 operations and zero padding; tested), but vectorised."""
+    """``uint8[ceil(h / step), ceil(w / step)]`` uniform LBP codes (P=8 on the 3x3
+    neighbourhood, zero padding) of a 2-D uint8 image at every ``step``-th row and column:
+    bit k is set when neighbour k (:data:`_LBP_NEIGHBOURS`) is at least the centre."""
     h, w = image.shape
     pad = np.pad(image, 1)
-    pad64 = pad.astype(np.float64)
 
-    def at(dy: int, dx: int, values: np.ndarray = pad) -> np.ndarray:
-        return values[1 + dy: 1 + dy + h: step, 1 + dx: 1 + dx + w: step]
+    def at(dy: int, dx: int) -> np.ndarray:
+        return pad[1 + dy: 1 + dy + h: step, 1 + dx: 1 + dx + w: step]
 
-    center, center64 = at(0, 0), at(0, 0, pad64)
+    center = at(0, 0)
     pattern = np.zeros(center.shape, np.uint8)
-    top, bottom, part = (np.empty(center.shape) for _ in range(3))
-    for k, (rp, cp) in enumerate(zip(_LBP_ROWS, _LBP_COLS)):
-        r0, r1, c0, c1 = int(np.floor(rp)), int(np.ceil(rp)), int(np.floor(cp)), int(np.ceil(cp))
-        if r0 == r1 and c0 == c1:
-            bit = at(r0, c0) >= center
-        else:
-            r = np.arange(0, h, step, dtype=np.float64)[:, None] + rp
-            c = np.arange(0, w, step, dtype=np.float64)[None, :] + cp
-            dr, dc = r - np.floor(r), c - np.floor(c)
-            # skimage's bilinear_interpolation, operation by operation (ties are common
-            # in flat areas, and there only float64 rounding decides the bit).
-            np.add(np.multiply(1 - dc, at(r0, c0, pad64), out=top),
-                   np.multiply(dc, at(r0, c1, pad64), out=part), out=top)
-            np.add(np.multiply(1 - dc, at(r1, c0, pad64), out=bottom),
-                   np.multiply(dc, at(r1, c1, pad64), out=part), out=bottom)
-            np.add(np.multiply(1 - dr, top, out=top), np.multiply(dr, bottom, out=bottom), out=top)
-            bit = top >= center64  # same as skimage's "sample - centre >= 0"
-        pattern |= bit.view(np.uint8) << k
+    for k, (dy, dx) in enumerate(_LBP_NEIGHBOURS):
+        pattern |= (at(dy, dx) >= center).view(np.uint8) << k
     return cv2.LUT(pattern, _UNIFORM_CODES)
 
 
@@ -258,8 +249,8 @@ def compute(view: CellView) -> np.ndarray:
     """``float64[len(SPECS)]`` texture features of ``view``."""
     gray = view.gray
     masks = view.masks
-    parts = [glcm_features(gray, masks[region]) for region in _GLCM_REGIONS]
-    parts.append(lbp_histogram(gray, masks["nucleus"]))
+    parts = [glcm_features(gray, *(masks[region] for region in _GLCM_REGIONS)),
+             lbp_histogram(gray, masks["nucleus"])]
     g = gray.astype(np.float32)
     dog = cv2.GaussianBlur(g, (0, 0), 1.0) - cv2.GaussianBlur(g, (0, 0), 2.0)
     tophat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, _TOPHAT_DISK)

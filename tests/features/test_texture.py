@@ -59,17 +59,48 @@ def test_quantise_levels(disk):
     assert q[mask].min() == 1 and q[mask].max() == texture.GLCM_LEVELS
 
 
+def _lbp_by_loops(image):
+    """Uniform LBP on the 3x3 neighbourhood, pixel by pixel (zero padding)."""
+    pad = np.pad(image.astype(int), 1)
+    out = np.zeros(image.shape, np.uint8)
+    for y in range(image.shape[0]):
+        for x in range(image.shape[1]):
+            c = pad[y + 1, x + 1]
+            bits = [int(pad[y + 1 + dy, x + 1 + dx] >= c) for dy, dx in texture._LBP_NEIGHBOURS]
+            changes = sum(a != b for a, b in zip(bits, bits[1:]))
+            out[y, x] = sum(bits) if changes <= 2 else 9
+    return out
+
+
 @pytest.mark.parametrize("step", [1, 2, 3])
-def test_uniform_lbp_equals_skimage(step):
+def test_uniform_lbp_equals_a_pixel_loop(step):
     rng = np.random.default_rng(step)
-    # Few grey levels give many exact ties, where only float64 rounding decides; the large
-    # image reaches row and column indices whose sample offsets round differently.
     images = (rng.integers(0, 256, (41, 57)), rng.integers(100, 103, (20, 9)), np.zeros((3, 3)),
-              rng.integers(0, 256, (1, 5)), rng.integers(200, 203, (300, 270)))
+              rng.integers(0, 256, (1, 5)), rng.integers(200, 203, (30, 27)))
     for image in images:
         image = image.astype(np.uint8)
-        expected = local_binary_pattern(image, 8, 1, "uniform")[::step, ::step]
-        np.testing.assert_array_equal(texture.uniform_lbp(image, step), expected)
+        np.testing.assert_array_equal(texture.uniform_lbp(image, step), _lbp_by_loops(image)[::step, ::step])
+
+
+def test_uniform_lbp_matches_skimage_on_the_axis_neighbours():
+    """The 4 axis neighbours are exact pixels in skimage too: patterns without diagonal
+    differences (a vertical ramp: diagonals equal their axis neighbours) give the same codes."""
+    image = np.repeat(np.arange(0, 200, 10, dtype=np.uint8)[:, None], 12, axis=1)
+    inner = np.s_[1:-1, 1:-1]
+    expected = local_binary_pattern(image, 8, 1, "uniform")[inner]
+    np.testing.assert_array_equal(texture.uniform_lbp(image)[inner], expected)
+
+
+def test_two_regions_in_one_pass_equal_each_alone(disk):
+    rng = np.random.default_rng(4)
+    gray = rng.integers(0, 256, (70, 70)).astype(np.uint8)
+    nucleus = disk((70, 70), (35, 35), 14)
+    cytoplasm = disk((70, 70), (35, 35), 30) & ~nucleus
+    both = texture.glcm_features(gray, nucleus, cytoplasm)
+    np.testing.assert_allclose(both, np.concatenate([texture.glcm_features(gray, nucleus),
+                                                     texture.glcm_features(gray, cytoplasm)]))
+    empty = texture.glcm_features(gray, nucleus, np.zeros_like(nucleus))
+    assert np.isnan(empty[18:]).all() and np.allclose(empty[:18], both[:18])
 
 
 def test_lbp_histogram(disk):
@@ -115,3 +146,7 @@ def test_cooccurrence_equals_skimage():
         expected = graycomatrix(q, texture.GLCM_DISTANCES, texture.GLCM_ANGLES, levels=levels + 1,
                                 symmetric=True)[1:, 1:]
         np.testing.assert_array_equal(texture.cooccurrence(q), expected)
+    q = rng.integers(0, 2 * levels + 1, (30, 40)).astype(np.uint8)  # two regions' level ranges
+    expected = graycomatrix(q, texture.GLCM_DISTANCES, texture.GLCM_ANGLES, levels=2 * levels + 1,
+                            symmetric=True)[1:, 1:]
+    np.testing.assert_array_equal(texture.cooccurrence(q, 2 * levels), expected)
