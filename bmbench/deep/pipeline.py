@@ -5,7 +5,9 @@ stage (:func:`bmbench.data.images.load_images`, its decoded-image cache).
 repeats, batches, gathers the batch from the memory map in parallel, converts to float32,
 augments (stateless, per image) and preprocesses on the fly, and prefetches. Shapes are
 static so XLA compiles one program. :func:`inference_batches` is the same without
-shuffling, repetition or augmentation.
+shuffling, repetition or augmentation; :func:`predict_rows` pads its last batch to the full
+batch size, because CPU kernels chosen per batch shape round differently in the last bits,
+and a prediction must not depend on how many images were predicted alongside it.
 """
 
 from __future__ import annotations
@@ -101,6 +103,21 @@ def inference_batches(images: ImageSet, rows: np.ndarray, batch_size: int,
           .map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
     return ds.with_options(_options())
+
+
+def full_batches(rows: np.ndarray, batch_size: int) -> np.ndarray:
+    """``rows`` with its last entry repeated up to a multiple of ``batch_size``."""
+    rows = np.asarray(rows)
+    pad = -len(rows) % batch_size
+    return np.concatenate([rows, np.repeat(rows[-1:], pad, axis=0)]) if pad and len(rows) else rows
+
+
+def predict_rows(model, images: ImageSet, rows: np.ndarray, batch_size: int,
+                 preprocess: Preprocess | None = None) -> np.ndarray:
+    """``model`` outputs ``(len(rows), ...)`` for ``images.images[rows]``, every batch of the
+    same shape (see the module docstring)."""
+    data = inference_batches(images, full_batches(rows, batch_size), batch_size, preprocess)
+    return np.asarray(model.predict(data, verbose=0))[:len(rows)]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

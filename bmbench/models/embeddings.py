@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.cache import ArrayCache, key_for
 from ..data.images import ImageSet
-from ..deep.pipeline import inference_batches
+from ..deep.pipeline import full_batches, predict_rows
 from .backbones import preprocess_for, weights_identity
 
 log = logging.getLogger("bmbench.run")
@@ -109,8 +109,7 @@ def embed(images: ImageSet, spec: EmbeddingSpec, ctx, build_backbone: Callable,
 def _compute(images: ImageSet, rows: np.ndarray, spec: EmbeddingSpec, build_backbone: Callable,
              batch_size: int) -> np.ndarray:
     extractor = _extractor(build_backbone(), spec.pooling)
-    data = inference_batches(images, rows, batch_size, preprocess_for(spec.backbone))
-    return np.asarray(extractor.predict(data, verbose=0), np.float32)
+    return predict_rows(extractor, images, rows, batch_size, preprocess_for(spec.backbone)).astype(np.float32)
 
 
 #: The last extractor built, reused for the same backbone object and pooling, so the train,
@@ -146,7 +145,8 @@ class EmbeddingHead:
         out = np.full((len(images), self.head.output_shape[-1]), np.nan)
         rows = np.flatnonzero(images.valid)
         if len(rows):
-            out[rows] = np.asarray(self.head.predict(x[rows], batch_size=batch_size, verbose=0), np.float64)
+            padded = full_batches(x[rows], batch_size)
+            out[rows] = self.head.predict(padded, batch_size=batch_size, verbose=0)[:len(rows)]
         return out
 
 

@@ -35,7 +35,7 @@ class KerasClassifier:
     def predict_proba(self, paths, ctx) -> np.ndarray:
         """``(n, n_classes)`` float64; NaN rows for images that could not be read."""
         from ..deep.devices import quiet_tensorflow
-        from ..deep.pipeline import inference_batches
+        from ..deep.pipeline import predict_rows
 
         quiet_tensorflow()
         images = ctx.load_images(paths, "predicting", size=self.image_size)
@@ -44,9 +44,8 @@ class KerasClassifier:
         out = np.full((len(images), len(self.classes)), np.nan)
         rows = np.flatnonzero(images.valid)
         if len(rows):
-            data = inference_batches(images, rows, ctx.train.batch_size,
+            out[rows] = predict_rows(self.model, images, rows, ctx.train.batch_size,
                                      preprocess_for(self.backbone))
-            out[rows] = np.asarray(self.model.predict(data, verbose=0), np.float64)
         return out
 
     def details(self) -> dict:

@@ -115,3 +115,12 @@ def test_inference_batches_keep_order(tmp_path, files):
 def test_no_images(tmp_path):
     images = make_ctx(tmp_path).load_images([])
     assert images.images.shape == (0, 16, 16, 3) and len(images) == 0
+
+
+def test_full_batches_pads_with_the_last_row_and_keeps_full_ones():
+    from bmbench.deep.pipeline import full_batches
+
+    assert full_batches(np.arange(5), 4).tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
+    assert full_batches(np.arange(8), 4).tolist() == list(range(8))
+    assert full_batches(np.zeros((3, 2)), 2).shape == (4, 2)
+    assert len(full_batches(np.arange(0), 4)) == 0

@@ -11,7 +11,7 @@ from bmbench.runs.runner import run_recipe
 
 RECIPE = """
 name: classical_tiny
-dataset: {kind: synthetic, n_per_class: 20, render_size: 96}
+dataset: {kind: synthetic, n_per_class: 30, render_size: 96}
 split: {test: 0.3, val: 0.15}
 model: {family: classical, n_estimators: 200, early_stopping: 20}
 """
@@ -62,9 +62,9 @@ def test_second_run_hits_the_feature_cache(recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(extract, "extract_one", lambda *a, **k: calls.append(1) or original(*a, **k))
     second = run_recipe(recipe, tmp_path / "results")
     assert calls == [], "every image should come from the cache"
-    assert json.loads((second / "run.json").read_text())["n_test"] == 24
+    assert json.loads((second / "run.json").read_text())["n_test"] == 36
     run_recipe(recipe, tmp_path / "results", ("model.features=[shape]",))
-    assert len(calls) == 80, "other settings are other cache keys"
+    assert len(calls) == 120, "other settings are other cache keys"
 
 
 def test_jobs_do_not_change_the_result(recipe, tmp_path):
