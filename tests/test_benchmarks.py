@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import __main__ as cli
 from benchmarks import common, reference
+from bmbench.features.extract import feature_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,3 +51,14 @@ def test_reference_build_runs_every_shipped_recipe_on_every_set_with_three_seeds
 def test_reference_scratch_stores_are_not_committed():
     ignored = (REPO / ".gitignore").read_text().split()
     assert "results/reference/runs/" in ignored and "results/reference/cross_runs/" in ignored
+
+
+def test_feature_benchmark_times_both_extractors_through_the_current_api(tmp_path, make_image):
+    from benchmarks import features
+
+    paths = [str(make_image(tmp_path / f"{i}.png", size=(48, 40), seed=i)) for i in range(3)]
+    rate, n_features = features.bmbench_rate(paths, jobs=1)
+    assert rate > 0 and n_features == len(feature_names())
+    if features._have_radiomics():
+        rate, n = features.radiomics_rate(features.radiomics_extractor(), features.radiomics_inputs(paths))
+        assert rate > 0 and n > 0

@@ -182,6 +182,9 @@ def _cache_hits(paths, settings: FeatureSettings, source: ImageSource, cache: Ar
 
 
 def _extract_chunk(paths, settings, source, cache):
+    import cv2
+
+    cv2.setNumThreads(1)
     results = [_extract_path(p, settings, source, cache) for p in paths]
     return np.stack([r[0] for r in results]), [r[1] for r in results]
 

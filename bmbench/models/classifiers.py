@@ -149,6 +149,8 @@ class XGBoostOptions:
     learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate")
     early_stopping: int = option(50, ge=0, doc="stop after this many rounds without validation improvement; "
                                                "0: no early stopping, the validation images are trained on too")
+    subsample: float = option(1.0, gt=0.0, le=1.0, doc="share of the training images each tree sees")
+    colsample_bytree: float = option(1.0, gt=0.0, le=1.0, doc="share of the features each tree sees")
 
 
 def _xgb_fit(o: XGBoostOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_classes):
@@ -163,7 +165,7 @@ def _xgb_fit(o: XGBoostOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_
         w, has_val = class_weights(y, n_classes, mode), False
     model = XGBClassifier(
         n_estimators=o.n_estimators, max_depth=o.max_depth, learning_rate=o.learning_rate,
-        tree_method="hist", device="cuda" if cuda_visible() else "cpu", random_state=s.seed,
+        subsample=o.subsample, colsample_bytree=o.colsample_bytree, tree_method="hist", device="cuda" if cuda_visible() else "cpu", random_state=s.seed,
         n_jobs=s.jobs, objective="multi:softprob", num_class=n_classes, eval_metric="mlogloss",
         early_stopping_rounds=o.early_stopping if has_val else None)
     eval_set = [(x_val, y_val)] if has_val else None
