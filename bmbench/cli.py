@@ -138,8 +138,11 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
               help="HTML file to write (default: RUN/report.html).")
 @click.option("--mistakes", type=click.IntRange(0, 200), default=12, show_default=True,
               help="Most confident mistakes shown as thumbnails.")
+@click.option("--explain/--no-explain", default=True, show_default=True,
+              help="Add Grad-CAM (cnn, transfer) or TreeSHAP (classical, hybrid) explanations per "
+                   "class; loads the model and reads test images from the data set root.")
 @results_option
-def report(run_ref, out, mistakes, results_dir):
+def report(run_ref, out, mistakes, explain, results_dir):
     """Write one self-contained HTML report of RUN (a run folder, an id prefix, or latest);
     its figures are also saved as PNG files in RUN/figures/."""
     from .views.report import write_report
@@ -148,7 +151,7 @@ def report(run_ref, out, mistakes, results_dir):
 
     _setup(False)
     folder = resolve_run(resolve(results_dir), run_ref)
-    path = write_report(folder, out, mistakes)
+    path = write_report(folder, out, mistakes, explain)
     click.echo(f"wrote {path} (figures in {folder / 'figures'})")
 
 
@@ -372,9 +375,14 @@ def _parse_options(options) -> dict:
 @click.option("--microns-per-pixel", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pixel size of IMAGES, µm/px, for runs that resample to one pixel size "
                    "(default: the training images').")
+@click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write why, per image, into this folder: a heatmap overlay PNG (cnn, transfer) "
+                   "or a feature-contributions CSV and a segmentation overlay (classical, hybrid).")
+@click.option("--method", type=click.Choice(["gradcam", "gradcam++"]), default="gradcam", show_default=True,
+              help="Heatmap method with --explain (cnn, transfer).")
 @results_option
 @quiet_option
-def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, results_dir, quiet):
+def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, explain_dir, method, results_dir, quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
     (a run folder, an id prefix, or latest)."""
     from .runs.predict import expand_inputs, load_run, predict_to_csv
@@ -386,7 +394,9 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, results_
         run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
     with progress(len(paths), "predicting") as bar:
-        n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update)
+        n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method)
+    if explain_dir is not None:
+        click.echo(f"wrote the explanations into {explain_dir}")
     for path, reason in skipped.items():
         click.echo(f"skipped {path}: {reason}", err=True)
     click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")

@@ -48,6 +48,16 @@ class KerasClassifier:
                                      preprocess_for(self.backbone))
         return out
 
+    def explain(self, paths, ctx, method: str = "gradcam", labels=None):
+        """:class:`~bmbench.models.gradcam.HeatmapExplanation` of the predicted class of
+        every image (``labels`` unused: heatmaps need no truth)."""
+        from .gradcam import explain_images
+
+        proba = self.predict_proba(paths, ctx)
+        images = ctx.load_images(paths, "explaining", size=self.image_size)
+        return explain_images(self.model, images.images, images.valid, proba, preprocess_for(self.backbone),
+                              method, ctx.train.batch_size)
+
     def details(self) -> dict:
         return {"n_parameters": int(self.model.count_params()), **self.info}
 

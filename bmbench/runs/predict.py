@@ -68,6 +68,23 @@ class LoadedRun:
         names = np.array(self.classes, dtype=object)
         return np.where(ok, names[np.nan_to_num(proba, nan=-1).argmax(axis=1)], "")
 
+    def explain(self, images: Sequence, method: str = "gradcam", labels=None):
+        """Why the model predicts what it does for ``images`` (paths or arrays): a
+        :class:`~bmbench.models.gradcam.HeatmapExplanation` (``cnn``, ``transfer``; ``method``
+        gradcam or gradcam++) or a :class:`~bmbench.models.contributions.FeatureExplanation`
+        (``classical``, ``hybrid``; ``labels``, class indices, enable permutation importance
+        for classifiers without TreeSHAP). k-fold runs are explained by their first fold's model."""
+        with _as_paths(images) as paths:
+            ctx = self._context()
+            out = self.models[0].explain(np.array(paths), ctx, method, labels)
+            self.skipped.update(ctx.images.skipped)
+        return out
+
+    def read_image(self, path: str) -> np.ndarray | None:
+        """``uint8[H, W, 3]``: ``path`` through the run's image stage and its first model's
+        fitted steps, at native size (what the handcrafted features see); None if unreadable."""
+        return self._context().images.with_steps(self.models[0].steps).at(None).read(path)
+
     def set_pixel_size(self, microns_per_pixel: float) -> None:
         """Declare the pixel size, µm/px, of the images to predict: they are resampled to the
         run's ``dataset.target_microns_per_pixel`` (runs without one refuse)."""
@@ -168,23 +185,33 @@ def _manifest_paths(csv_path: Path) -> list[str]:
 
 
 def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top_k: int = 3,
-                   batch_size: int = 256, progress=None) -> tuple[int, dict[str, str]]:
+                   batch_size: int = 256, progress=None, explain_dir: str | os.PathLike | None = None,
+                   method: str = "gradcam") -> tuple[int, dict[str, str]]:
     """Predict ``paths`` in batches and write ``out``; return (n predicted, skipped path -> reason).
 
     Columns: ``path, predicted_label, probability, top1_label, top1_probability, ...`` and
-    ``p_<class>`` for every class. The file is written atomically.
+    ``p_<class>`` for every class; with ``explain_dir`` (see :mod:`bmbench.runs.explain`)
+    the tabular families add ``top_features`` (the 3 largest TreeSHAP contributions to the
+    predicted class). The file is written atomically.
     """
+    from .explain import write_explanations
+
     top_k = max(1, min(top_k, len(run.classes)))
     out = Path(out)
     n_done = 0
     out.parent.mkdir(parents=True, exist_ok=True)
+    tabular = explain_dir is not None and run.recipe.model.family in ("classical", "hybrid")
     with open_atomic(out, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(_header(run.classes, top_k))
+        writer.writerow(_header(run.classes, top_k) + (["top_features"] if tabular else []))
         for start in range(0, len(paths), batch_size):
             batch = paths[start:start + batch_size]
             proba = run.predict_proba(batch)
-            n_done += _write_rows(writer, batch, proba, run.classes, top_k)
+            extra = None
+            if explain_dir is not None:
+                explained = write_explanations(run, batch, proba, Path(explain_dir), start, method)
+                extra = explained.top_features if tabular else None
+            n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra)
             if progress:
                 progress(len(batch))
     return n_done, {p: r for p, r in run.skipped.items() if p in set(paths)}
@@ -195,15 +222,15 @@ def _header(classes, k: int) -> list[str]:
     return ["path", "predicted_label", "probability", *tops, *(f"p_{c}" for c in classes)]
 
 
-def _write_rows(writer, paths, proba, classes, k: int) -> int:
+def _write_rows(writer, paths, proba, classes, k: int, extra: list[str] | None = None) -> int:
     names = np.array(classes)
     written = 0
-    for path, p in zip(paths, proba):
+    for i, (path, p) in enumerate(zip(paths, proba)):
         if not np.isfinite(p).all():
             continue
         order = np.argsort(-p, kind="stable")[:k]
         tops = [v for j in order for v in (names[j], repr(float(p[j])))]
         writer.writerow([path, names[order[0]], repr(float(p[order[0]])), *tops,
-                         *(repr(float(v)) for v in p)])
+                         *(repr(float(v)) for v in p), *([extra[i]] if extra is not None else [])])
         written += 1
     return written

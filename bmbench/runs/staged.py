@@ -36,6 +36,15 @@ class StagedModel:
         ctx.images = ctx.images.with_steps(self.steps)
         return self.model.predict_proba(paths, ctx)
 
+    def explain(self, paths, ctx, method: str | None = None, labels=None):
+        """The model's explanation of ``paths`` (see its ``explain``), through the same steps."""
+        explain = getattr(self.model, "explain", None)
+        if explain is None:
+            raise BmbenchError(f"{type(self.model).__name__} models cannot explain their predictions "
+                               "(explanations exist for the cnn, transfer, classical and hybrid families)")
+        ctx.images = ctx.images.with_steps(self.steps)
+        return explain(paths, ctx, method, labels)
+
     def details(self) -> dict:
         details = dict(self.model.details())
         if self.steps:

@@ -122,6 +122,16 @@ class ClassicalModel:
         x = feature_matrix(paths, feature_settings(self.options, ctx), ctx, "features (test)")
         return predict_proba(self.fitted, x, len(self.classes))
 
+    def explain(self, paths, ctx, method: str | None = None, labels=None):
+        """:class:`~bmbench.models.contributions.FeatureExplanation` of ``paths``: TreeSHAP
+        for XGBoost, else permutation importance on the images with ``labels`` (``int[n]``)."""
+        from ..contributions import explain_matrix
+
+        x = feature_matrix(paths, feature_settings(self.options, ctx), ctx, "features (explain)")
+        proba = predict_proba(self.fitted, x, len(self.classes))
+        return explain_matrix(self.options.classifier.name, self.fitted, x, self.names, len(self.classes),
+                              proba, labels)
+
     def importances(self) -> np.ndarray | None:
         return get_classifier(self.options.classifier.name).importances(self.fitted, len(self.names))
 

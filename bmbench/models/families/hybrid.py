@@ -130,6 +130,16 @@ class HybridModel:
         self._check_weights_file()
         return predict_proba(self.fitted, self.features(paths, ctx, "test"), len(self.classes))
 
+    def explain(self, paths, ctx, method: str | None = None, labels=None):
+        """As :meth:`ClassicalModel.explain`, over handcrafted features and embedding dimensions."""
+        from ..contributions import explain_matrix
+
+        self._check_weights_file()
+        x = self.features(paths, ctx, "explain")
+        proba = predict_proba(self.fitted, x, len(self.classes))
+        return explain_matrix(self.options.classifier.name, self.fitted, x, self.names, len(self.classes),
+                              proba, labels)
+
     def _check_weights_file(self) -> None:
         from ..backbones import weights_identity
 

@@ -223,12 +223,13 @@ def feature_importance_figure(frame, top: int = 20, title: str = "Top features b
 
 
 def mistakes_figure(items: list[dict], title: str = "Most confident mistakes", cols: int = 4):
-    """Thumbnails of mistakes: ``items`` have ``image`` (RGB array or None), ``true``,
-    ``predicted``, ``probability`` and ``path``."""
+    """Thumbnails of predictions: ``items`` have ``image`` (RGB array or None), ``true``,
+    ``predicted``, ``probability``, ``path`` and optionally ``note`` (lines under the image)."""
     n = max(1, len(items))
     cols = min(cols, n)
     rows = -(-n // cols)
-    fig = _figure(2.9 * cols, 3.6 * rows)
+    extra = max((str(i.get("note", "")).count("\n") + 1 for i in items if i.get("note")), default=0)
+    fig = _figure(2.9 * cols, (3.6 + 0.16 * extra) * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, item in zip(axes, items):
         if item.get("image") is not None:
@@ -239,6 +240,8 @@ def mistakes_figure(items: list[dict], title: str = "Most confident mistakes", c
         ax.set_title(f"true: {_short(item['true'])}\npredicted: {_short(item['predicted'])}"
                      f" ({item['probability']:.2f})\n{_short(item['path'].rsplit('/', 1)[-1], 30)}",
                      fontsize=8.5)
+        if item.get("note"):
+            ax.set_xlabel(item["note"], fontsize=7, loc="left")
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[len(items):]:

@@ -4,7 +4,8 @@ Sections (each an ``<section id=...>``): ``summary``, ``metrics`` (every headlin
 its 95% interval, and the fold mean and standard deviation for k-fold runs), ``per-class``,
 ``confusion-matrix``, ``reliability``, ``training-curves`` (when the run wrote
 ``history*.csv``), ``feature-importances`` (when it wrote ``feature_importances.csv``),
-``mistakes`` (the most confident wrong predictions, with thumbnails) and ``environment``.
+``mistakes`` (the most confident wrong predictions, with thumbnails), ``explanations``
+(Grad-CAM or TreeSHAP per class, see :mod:`.explanations`) and ``environment``.
 The figures are also written as PNG files into ``<run>/figures/``.
 """
 
@@ -30,9 +31,11 @@ N_MISTAKES = 12
 THUMBNAIL = 160
 
 
-def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int = N_MISTAKES) -> Path:
+def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int = N_MISTAKES,
+                 explain: bool = True) -> Path:
     """Write the report of the run folder ``run`` to ``out`` (default ``<run>/report.html``)
-    and its figures to ``<run>/figures/*.png``; return the HTML path."""
+    and its figures to ``<run>/figures/*.png``; return the HTML path. ``explain``: add the
+    explanations section (loads the model and reads test images)."""
     record = load_record(Path(run))
     out = Path(out) if out else record.path / "report.html"
     figures: dict[str, bytes] = {}
@@ -74,6 +77,10 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
                                             "top features by gain")))
     body.append(H.section("mistakes", "Most confident mistakes",
                           _mistakes(record, n_mistakes, figure)))
+    if explain:
+        from .explanations import explanation_section
+
+        body.append(H.section("explanations", "Why: explanations per class", explanation_section(record, figure)))
     body.append(H.section("environment", "Environment", _environment(record.path)))
     info = record.info
     text = H.page(f"bmbench report: {info['name']}", "".join(body),

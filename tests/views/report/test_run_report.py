@@ -19,7 +19,7 @@ split: {test: 0.25, val: 0.15}
 model: {family: baseline, pixels: 8}
 """
 SECTIONS = ("summary", "metrics", "per-class", "confusion-matrix", "reliability",
-            "training-curves", "feature-importances", "mistakes", "environment")
+            "training-curves", "feature-importances", "mistakes", "explanations", "environment")
 
 
 @pytest.fixture(scope="module")
