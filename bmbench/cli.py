@@ -94,13 +94,21 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
-    from .views.leaderboard import build_boards, render
+    from .views.leaderboard import build_boards, check_filters, render
     from .config.locations import results_dir as resolve
     from .runs.store import list_runs
 
+    from .views.compare import check_metric
+
     _setup(False)
-    boards = build_boards(list_runs(resolve(results_dir)), metric, dataset, recipe, family,
-                          best_per_recipe)
+    check_metric(metric)
+    store = resolve(results_dir).resolve()
+    records = list_runs(store)
+    empty = check_filters(records, store, dataset, recipe, family)
+    if empty is not None and fmt == "table":
+        _emit(empty, out)
+        return
+    boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe)
     _emit(render(boards, fmt), out)
 
 

@@ -124,7 +124,8 @@ def resolve_run(results: Path, ref: str) -> Path:
         return Path(ref)
     runs = sorted(p for p in (Path(results) / "runs").glob("[!.]*") if p.is_dir())
     if not runs:
-        raise StoreError(f"{results}: no runs stored yet; run `bmbench run RECIPE` first")
+        raise StoreError(f"{Path(results).resolve()}: no runs stored yet; run `bmbench run RECIPE` first, "
+                         "or point --results-dir (or BMBENCH_RESULTS) at your results folder")
     if ref == "latest":
         return runs[-1]
     hits = [p for p in runs if p.name.startswith(ref) or ref in p.name.split("-", 1)[-1]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,37 @@ def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: st
     for r in records:
         groups.setdefault(r.info["split_fingerprint"], []).append(r)
     return [_board(runs, metric, best_per_recipe, n_resamples, seed) for runs in groups.values()]
+
+
+def check_filters(records: list[RunRecord], store: Path, dataset: str | None = None, recipe: str | None = None,
+                  family: str | None = None) -> str | None:
+    """Validate the filters against what exists: a name that is no known data set kind,
+    family or stored recipe raises :class:`BmbenchError` with the nearest names; filters
+    that are known but match no stored run give the message to print (None: runs match)."""
+    from ..core.registry import did_you_mean
+    from ..data.registry import list_kinds
+    from ..models.registry import list_families
+
+    stored = {"dataset": sorted({r.info["dataset"]["kind"] for r in records}),
+              "recipe": sorted({r.info["name"] for r in records}),
+              "family": sorted({r.info["family"] for r in records})}
+    known = {"dataset": sorted({k.name for k in list_kinds()} | set(stored["dataset"])),
+             "recipe": stored["recipe"],
+             "family": sorted({f.name for f in list_families()} | set(stored["family"]))}
+    given = {"dataset": dataset, "recipe": recipe, "family": family}
+    for key, value in given.items():
+        if value is not None and value not in known[key]:
+            what = "stored recipe" if key == "recipe" else ("data set kind" if key == "dataset" else "family")
+            raise BmbenchError(f"--{key} {value}: no {what} is called that{did_you_mean(value, known[key])}; "
+                               f"stored in {store}: {', '.join(stored[key]) or 'nothing'}")
+    if any(_keep(r, dataset, recipe, family) for r in records):
+        return None
+    if not records:
+        return f"No runs stored yet in {store}: try `bmbench run recipes/quickstart.yaml`.\n"
+    asked = ", ".join(f"--{k} {v}" for k, v in given.items() if v is not None)
+    return (f"No stored run matches {asked} in {store} ({len(records)} runs stored; data sets: "
+            f"{', '.join(stored['dataset'])}; recipes: {', '.join(stored['recipe'])}; families: "
+            f"{', '.join(stored['family'])}).\n")
 
 
 def _keep(r: RunRecord, dataset, recipe, family) -> bool:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bmbench.core.errors import BmbenchError
-from bmbench.views.leaderboard import build_boards, render
+from bmbench.views.leaderboard import build_boards, check_filters, render
 from bmbench.runs.store import RunRecord
 
 
@@ -43,6 +43,27 @@ def test_filters_and_best_per_recipe():
     (board,) = build_boards(runs, family="cnn")
     assert board.rows["recipe"].tolist() == ["b"]
     assert build_boards(runs, dataset="matek_bm") == []
+
+
+def test_filters_that_match_no_known_name_are_errors_with_the_nearest_one(tmp_path):
+    runs = [record(1, "quickstart", kind="pbc"), record(2, "xgb_handcrafted", kind="matek_bm", family="classical")]
+    for key, value, hint in (("dataset", "pcb", "'pbc'"), ("family", "cnnn", "'cnn'"),
+                             ("recipe", "quickstrat", "'quickstart'")):
+        with pytest.raises(BmbenchError) as err:
+            check_filters(runs, tmp_path, **{key: value})
+        text = str(err.value)
+        assert f"--{key} {value}" in text and hint in text and str(tmp_path) in text
+
+
+def test_known_filters_that_match_nothing_say_what_is_stored(tmp_path):
+    runs = [record(1, "quickstart", kind="pbc"), record(2, "xgb_handcrafted", kind="matek_bm", family="classical")]
+    assert check_filters(runs, tmp_path, dataset="pbc", family="baseline") is None
+    text = check_filters(runs, tmp_path, dataset="bloodcells4")
+    assert "No stored run matches --dataset bloodcells4" in text and "2 runs stored" in text
+    assert "matek_bm, pbc" in text and "quickstart, xgb_handcrafted" in text
+    text = check_filters(runs, tmp_path, dataset="pbc", recipe="xgb_handcrafted")
+    assert "--dataset pbc, --recipe xgb_handcrafted" in text
+    assert str(tmp_path) in check_filters([], tmp_path) and "No runs stored yet" in check_filters([], tmp_path)
 
 
 def test_formats():
