@@ -377,12 +377,14 @@ def _parse_options(options) -> dict:
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True,
-              help="Classes listed per image.")
+              help="Classes listed per image: the predicted one, then top2_..., topK_ columns.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="Images predicted per step (bounds memory).")
 @click.option("--microns-per-pixel", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pixel size of IMAGES, µm/px, for runs that resample to one pixel size "
                    "(default: the training images').")
+@click.option("--digits", type=click.IntRange(0, 17), default=6, show_default=True,
+              help="Significant digits of the probabilities (0: every digit of the float64).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
               help="Also write why, per image, into this folder: a heatmap overlay PNG (cnn, transfer) "
                    "or a feature-contributions CSV and a segmentation overlay (classical, hybrid).")
@@ -390,7 +392,8 @@ def _parse_options(options) -> dict:
               help="Heatmap method with --explain (cnn, transfer).")
 @results_option
 @quiet_option
-def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, explain_dir, method, results_dir, quiet):
+def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, explain_dir, method, results_dir,
+            quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
     (a run folder, an id prefix, or latest)."""
     from .runs.predict import expand_inputs, load_run, predict_to_csv
@@ -402,11 +405,11 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, explain_
         run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
     with progress(len(paths), "predicting") as bar:
-        n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method)
+        n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method, digits)
     if explain_dir is not None:
         click.echo(f"wrote the explanations into {explain_dir}")
     for path, reason in skipped.items():
-        click.echo(f"skipped {path}: {reason}", err=True)
+        click.echo(f"skipped {path}: {reason.removeprefix(f'{path}: ')}", err=True)
     click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
     if n == 0:
         raise BmbenchError("no image could be predicted")

@@ -29,3 +29,14 @@ def progress(total: int, label: str):
     with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
                            show_eta=True, width=30) as bar:
         yield bar
+
+
+@contextlib.contextmanager
+def silenced():
+    """No bars inside (a caller's own bar already shows the whole job's progress)."""
+    global _quiet
+    before, _quiet = _quiet, True
+    try:
+        yield
+    finally:
+        _quiet = before

@@ -47,9 +47,11 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: cannot decode image ({_reason(exc)}); replace or remove "
-                           "the file, or set dataset.on_bad_image: skip") from None
+        raise DatasetError(f"{path}: cannot decode image ({_reason(exc)}){SKIP_ADVICE}") from None
 
+
+#: Appended to a decoding error where skipping is the recipe's choice (training, evaluation).
+SKIP_ADVICE = "; replace or remove the file, or set dataset.on_bad_image: skip"
 
 _EXIF_ORIENTATION = 0x0112
 

@@ -33,7 +33,7 @@ from ..core.atomic import open_atomic
 from ..core.cache import key_for
 from ..core.errors import DatasetError
 from ..core.progress import progress
-from .imageio import DEFAULT_MAX_PIXELS, centre_field, read_rgb, read_rgb_draft, rescale, resize
+from .imageio import DEFAULT_MAX_PIXELS, SKIP_ADVICE, centre_field, read_rgb, read_rgb_draft, rescale, resize
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ImageSource:
     size: output side in px (``None``: native size, no resizing). keep_aspect: pad to a
     square with the border's median colour instead of stretching. on_bad_image: ``error``
     raises on an unreadable file; ``skip`` records it in :attr:`skipped` (path -> reason)
-    and returns None. max_pixels: decompression-bomb guard. steps: fitted preprocessing
+    and returns None (logged once per file unless ``warn_skipped`` is off). max_pixels: decompression-bomb guard. steps: fitted preprocessing
     steps (:class:`~bmbench.data.preprocessing.Step`), applied in order to the decoded
     ``uint8[H, W, 3]`` image. draft_side: decode JPEGs DCT-scaled so that the longer side
     stays at least this many px (the audit's fast path; much faster than a full decode).
@@ -77,6 +77,8 @@ class ImageSource:
     field_px: int | None = None
     root_scales: tuple[tuple[str, float], ...] = ()
     skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: log each skipped file as it is met (off where the caller lists them itself: predict)
+    warn_skipped: bool = field(default=True, compare=False, repr=False)
 
     @property
     def identity(self) -> str:
@@ -142,9 +144,10 @@ class ImageSource:
         except DatasetError as exc:
             if self.on_bad_image == "error":
                 raise
-            if str(path) not in self.skipped:
-                log.warning("skipping unreadable image: %s", exc)
-            self.skipped[str(path)] = str(exc)
+            reason = str(exc).removesuffix(SKIP_ADVICE)  # already skipping: the advice would mislead
+            if str(path) not in self.skipped and self.warn_skipped:
+                log.warning("skipping unreadable image: %s", reason)
+            self.skipped[str(path)] = reason
             return None
         if self.size:
             image = resize(image, self.size, self.keep_aspect)

@@ -172,7 +172,14 @@ def load_pbc(root, spec):
     rows = class_folders(root, recursive=False)
     if spec.options.labels == "fine":
         prefix = rows["relpath"].str.rsplit("/", n=1).str[-1].str.split("_", n=1).str[0].str.upper()
-        rows = rows.assign(label=prefix.map(PBC_FINE)).dropna(subset=["label"])
+        rows = rows.assign(label=prefix.map(PBC_FINE))
+        dropped = prefix[rows["label"].isna()]
+        if len(dropped):
+            counts = ", ".join(f"{p}_ ({n})" for p, n in dropped.value_counts().sort_index().items())
+            log.warning(
+                "pbc with labels=fine: %d images have no sub-type prefix and are left out: %s",
+                len(dropped), counts)
+        rows = rows.dropna(subset=["label"])
     return root, rows
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.atomic import open_atomic
+from ..core.progress import silenced
 from ..data.pixel_size import scaled
 from .context import RunContext
 from ..core.errors import BmbenchError
@@ -96,6 +97,7 @@ class LoadedRun:
     def _context(self) -> RunContext:
         ctx = RunContext.for_recipe(self.recipe)
         ctx.images.on_bad_image = "skip"
+        ctx.images.warn_skipped = False  # listed once, with the reason, by the caller
         if self.microns_per_pixel is not None:
             d = self.recipe.dataset
             ctx.images = scaled(ctx.images, dataclasses.replace(d, microns_per_pixel=self.microns_per_pixel), d)
@@ -186,11 +188,13 @@ def _manifest_paths(csv_path: Path) -> list[str]:
 
 def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top_k: int = 3,
                    batch_size: int = 256, progress=None, explain_dir: str | os.PathLike | None = None,
-                   method: str = "gradcam") -> tuple[int, dict[str, str]]:
+                   method: str = "gradcam", digits: int = 6) -> tuple[int, dict[str, str]]:
     """Predict ``paths`` in batches and write ``out``; return (n predicted, skipped path -> reason).
 
-    Columns: ``path, predicted_label, probability, top1_label, top1_probability, ...`` and
-    ``p_<class>`` for every class; with ``explain_dir`` (see :mod:`bmbench.runs.explain`)
+    Columns: ``path, predicted_label, probability`` (the top class), ``top2_label,
+    top2_probability, ...`` up to ``top_k`` and ``p_<class>`` for every class, probabilities
+    with ``digits`` significant digits (0: every digit, the exact float64);
+    with ``explain_dir`` (see :mod:`bmbench.runs.explain`)
     the tabular families add ``top_features`` (the 3 largest TreeSHAP contributions to the
     predicted class). The file is written atomically.
     """
@@ -206,31 +210,33 @@ def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top
         writer.writerow(_header(run.classes, top_k) + (["top_features"] if tabular else []))
         for start in range(0, len(paths), batch_size):
             batch = paths[start:start + batch_size]
-            proba = run.predict_proba(batch)
-            extra = None
-            if explain_dir is not None:
-                explained = write_explanations(run, batch, proba, Path(explain_dir), start, method)
-                extra = explained.top_features if tabular else None
-            n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra)
+            with silenced():
+                proba = run.predict_proba(batch)
+                extra = None
+                if explain_dir is not None:
+                    explained = write_explanations(run, batch, proba, Path(explain_dir), start, method)
+                    extra = explained.top_features if tabular else None
+            n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra, digits)
             if progress:
                 progress(len(batch))
     return n_done, {p: r for p, r in run.skipped.items() if p in set(paths)}
 
 
 def _header(classes, k: int) -> list[str]:
-    tops = [c for i in range(1, k + 1) for c in (f"top{i}_label", f"top{i}_probability")]
+    tops = [c for i in range(2, k + 1) for c in (f"top{i}_label", f"top{i}_probability")]
     return ["path", "predicted_label", "probability", *tops, *(f"p_{c}" for c in classes)]
 
 
-def _write_rows(writer, paths, proba, classes, k: int, extra: list[str] | None = None) -> int:
+def _write_rows(writer, paths, proba, classes, k: int, extra: list[str] | None = None, digits: int = 6) -> int:
     names = np.array(classes)
+    text = (lambda v: repr(float(v))) if digits == 0 else (lambda v: f"{float(v):.{digits}g}")
     written = 0
     for i, (path, p) in enumerate(zip(paths, proba)):
         if not np.isfinite(p).all():
             continue
         order = np.argsort(-p, kind="stable")[:k]
-        tops = [v for j in order for v in (names[j], repr(float(p[j])))]
-        writer.writerow([path, names[order[0]], repr(float(p[order[0]])), *tops,
-                         *(repr(float(v)) for v in p), *([extra[i]] if extra is not None else [])])
+        tops = [v for j in order[1:] for v in (names[j], text(p[j]))]
+        writer.writerow([path, names[order[0]], text(p[order[0]]), *tops, *(text(v) for v in p),
+                         *([extra[i]] if extra is not None else [])])
         written += 1
     return written

@@ -169,9 +169,11 @@ def test_pbc_root_and_its_top_folder_give_the_same_table(tmp_path, make_tree, lo
     assert a.fingerprint == b.fingerprint and a.root == b.root
 
 
-def test_pbc_fine_labels_from_file_name_prefixes(tmp_path, make_tree, load):
+def test_pbc_fine_labels_from_file_name_prefixes(tmp_path, make_tree, load, caplog):
     make_tree(tmp_path, PBC_FILES)
-    t = load(kind="pbc", root=tmp_path, labels="fine")
+    with caplog.at_level("WARNING", logger="bmbench"):
+        t = load(kind="pbc", root=tmp_path, labels="fine")
+    assert "2 images have no sub-type prefix and are left out: IG_ (1), NEUTROPHIL_ (1)" in caplog.text
     label = dict(zip(t.frame["relpath"], t.frame["label"]))
     assert label["neutrophil/SNE_4.jpg"] == "segmented_neutrophil"
     assert label["neutrophil/sne_5.jpg"] == "segmented_neutrophil"  # prefix case-insensitive

@@ -53,14 +53,21 @@ def test_predict_reproduces_the_stored_predictions(env, family):
     arrays = [read_rgb(p) for p in paths[:3]]
     assert np.array_equal(loaded.predict_proba(arrays), expected[:3])
     out = env / "cli.csv"
-    res = CliRunner().invoke(main, ["predict", "latest", *paths, "--out", str(out), "-q", "--top-k", "2"])
+    res = CliRunner().invoke(main, ["predict", "latest", *paths, "--out", str(out), "-q", "--top-k", "3",
+                                    "--digits", "0"])
     assert res.exit_code == 0, res.output
     cli = pd.read_csv(out)
     assert np.array_equal(cli.filter(like="p_").to_numpy(), expected)
     assert (cli["predicted_label"] == preds["predicted_label"]).all()
-    assert list(cli.columns[:7]) == ["path", "predicted_label", "probability", "top1_label",
-                                     "top1_probability", "top2_label", "top2_probability"]
-    assert (cli["top1_probability"] >= cli["top2_probability"]).all()
+    assert list(cli.columns[:7]) == ["path", "predicted_label", "probability", "top2_label",
+                                     "top2_probability", "top3_label", "top3_probability"]
+    assert (cli["probability"] >= cli["top2_probability"]).all()
+    assert (cli["top2_probability"] >= cli["top3_probability"]).all()
+    CliRunner().invoke(main, ["predict", "latest", *paths, "--out", str(out), "-q"])
+    short = pd.read_csv(out, dtype=str)
+    mantissas = [v.split("e")[0].replace(".", "").lstrip("0") for v in short.filter(like="p_").values.ravel()]
+    assert max(len(m) for m in mantissas) <= 6
+    assert np.allclose(short.filter(like="p_").astype(float).to_numpy(), expected, rtol=1e-5, atol=1e-9)
 
 
 def test_corrupt_image_is_reported_and_the_rest_predicted(env):
@@ -75,6 +82,9 @@ def test_corrupt_image_is_reported_and_the_rest_predicted(env):
     res = CliRunner().invoke(main, ["predict", str(run), str(folder), "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
     assert "skipped" in res.output and "broken.png" in res.output
+    skipped = [line for line in res.output.splitlines() if "broken.png" in line]
+    assert len(skipped) == 1, res.output
+    assert "on_bad_image" not in res.output and "cannot decode image" in skipped[0]
     assert len(pd.read_csv(out)) == 4
     only_bad = CliRunner().invoke(main, ["predict", str(run), str(folder / "broken.png"), "--out", str(out)])
     assert only_bad.exit_code == 2 and "no image could be predicted" in only_bad.output

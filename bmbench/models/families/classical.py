@@ -77,7 +77,7 @@ def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
     ctx.notes.count_flags([name for f in flags for name in f])
     for path, f in zip(paths, flags):
         if "unreadable" in f:
-            ctx.images.skipped[str(path)] = "unreadable image (skipped)"
+            ctx.images.skipped.setdefault(str(path), "unreadable image (skipped)")
     return x
 
 
