@@ -147,11 +147,28 @@ class _ScoredCache:
         return self._seen[r.id]
 
 
+def settings_text(info: dict) -> str:
+    """The run's settings summary; for an ablation variant, followed by the values of its
+    axes (``[ablation: model.pixels=8]``), which is what tells its variants apart."""
+    text = info.get("settings", "")
+    tags = info.get("tags") or {}
+    if tags.get("ablation") and tags.get("values"):
+        varied = ", ".join(f"{k}={_value(v)}" for k, v in tags["values"].items())
+        text = f"{text} [{tags['ablation']}: {varied}]" if text else f"[{tags['ablation']}: {varied}]"
+    return text
+
+
+def _value(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(map(str, v)) + "]"
+    return str(v)
+
+
 def _row(r: RunRecord, metric: str, scored: _ScoredCache, n_resamples: int, seed: int) -> dict:
     m, info = r.metrics, r.info
     low, high = _interval(r, metric, scored, n_resamples, seed)
     row = {"run": r.id, "recipe": info["name"], "family": info["family"],
-           "settings": info.get("settings", ""), metric: m.get(metric),
+           "settings": settings_text(info), metric: m.get(metric),
            f"{metric}_ci_low": low, f"{metric}_ci_high": high}
     for key in HEADLINE:
         if key != metric:

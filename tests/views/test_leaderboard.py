@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bmbench.core.errors import BmbenchError
-from bmbench.views.leaderboard import build_boards, check_filters, render
+from bmbench.views.leaderboard import build_boards, check_filters, render, settings_text
 from bmbench.runs.store import RunRecord
 
 
@@ -64,6 +64,19 @@ def test_known_filters_that_match_nothing_say_what_is_stored(tmp_path):
     text = check_filters(runs, tmp_path, dataset="pbc", recipe="xgb_handcrafted")
     assert "--dataset pbc, --recipe xgb_handcrafted" in text
     assert str(tmp_path) in check_filters([], tmp_path) and "No runs stored yet" in check_filters([], tmp_path)
+
+
+def test_ablation_variants_show_their_varied_values_in_settings():
+    runs = []
+    for i, pixels in enumerate((8, 16, 32)):
+        r = record(i, "quickstart")
+        r.info["tags"] = {"ablation": "px", "variant": f"pixels={pixels}", "values": {"model.pixels": pixels}}
+        runs.append(r)
+    (board,) = build_boards(runs)
+    assert sorted(board.rows["settings"]) == [f"64px [px: model.pixels={p}]" for p in (16, 32, 8)]
+    assert settings_text({"settings": "64px"}) == "64px"
+    assert settings_text({"settings": "", "tags": {"ablation": "f", "values": {"model.features": ["shape", "color"]}}}
+                         ) == "[f: model.features=[shape,color]]"
 
 
 def test_formats():

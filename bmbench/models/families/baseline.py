@@ -47,6 +47,10 @@ class Baseline(Family):
     description = "logistic regression on downsampled pixels (the floor)"
     Options = BaselineOptions
 
+    @staticmethod
+    def summary(opts: BaselineOptions) -> str:
+        return f"{opts.pixels}x{opts.pixels} pixels, C {opts.C:g}"
+
     def fit(self, train: Subset, val: Subset | None, ctx) -> "BaselineModel":
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler

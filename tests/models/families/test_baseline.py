@@ -34,6 +34,14 @@ def test_registry_finds_baseline():
     assert get_family("baseline") is Baseline
 
 
+def test_settings_name_its_own_options(tmp_path):
+    from bmbench.runs.runner import settings_summary
+
+    recipe = recipe_from_dict({"name": "t", "dataset": {"kind": "folder", "root": str(tmp_path), "image_size": 64},
+                               "model": {"family": "baseline", "pixels": 8, "C": 0.5}})
+    assert settings_summary(recipe) == "64px, 8x8 pixels, C 0.5"
+
+
 def test_fit_predict_save_load_gives_identical_probabilities(blobs, tmp_path):
     paths, labels = blobs
     ctx = context(tmp_path)
