@@ -122,8 +122,10 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.option("--dataset", default=None, metavar="KIND",
+              help="Choose RUN_A and RUN_B among the runs on this data set kind (a recipe name means its newest run).")
 @results_option
-def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
+def compare(run_a, run_b, metric, resamples, seed, fmt, dataset, results_dir):
     """Paired tests of two runs on the same test images: exact McNemar and a paired
     bootstrap CI of the METRIC difference (RUN = a run folder, an id prefix, or latest)."""
     import json
@@ -134,7 +136,7 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
 
     _setup(False)
     store = resolve(results_dir)
-    a, b = (load_record(resolve_run(store, ref)) for ref in (run_a, run_b))
+    a, b = (load_record(resolve_run(store, ref, dataset)) for ref in (run_a, run_b))
     result = compare_runs(a, b, metric, resamples, seed=seed)
     click.echo(json.dumps(result, indent=2) if fmt == "json" else format_comparison(result),
                nl=fmt == "json")
@@ -149,8 +151,10 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, results_dir):
 @click.option("--explain/--no-explain", default=True, show_default=True,
               help="Add Grad-CAM (cnn, transfer) or TreeSHAP (classical, hybrid) explanations per "
                    "class; loads the model and reads test images from the data set root.")
+@click.option("--dataset", default=None, metavar="KIND",
+              help="Choose RUN among the runs on this data set kind (a recipe name means its newest run).")
 @results_option
-def report(run_ref, out, mistakes, explain, results_dir):
+def report(run_ref, out, mistakes, explain, dataset, results_dir):
     """Write one self-contained HTML report of RUN (a run folder, an id prefix, or latest);
     its figures are also saved as PNG files in RUN/figures/."""
     from .views.report import write_report
@@ -158,7 +162,7 @@ def report(run_ref, out, mistakes, explain, results_dir):
     from .runs.store import resolve_run
 
     _setup(False)
-    folder = resolve_run(resolve(results_dir), run_ref)
+    folder = resolve_run(resolve(results_dir), run_ref, dataset)
     path = write_report(folder, out, mistakes, explain)
     click.echo(f"wrote {path} (figures in {folder / 'figures'})")
 

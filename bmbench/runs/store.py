@@ -118,13 +118,18 @@ def list_runs(results: Path) -> list[RunRecord]:
     return records
 
 
-def resolve_run(results: Path, ref: str) -> Path:
-    """A run folder from a path, an id (or unique id prefix), or ``latest``."""
+def resolve_run(results: Path, ref: str, dataset: str | None = None) -> Path:
+    """A run folder from a path, an id (or unique id prefix), a recipe name, or ``latest``
+    (with ``dataset``, among the runs on that data set kind only). A recipe name that
+    several runs share means its newest run, with a note naming the others."""
     if Path(ref).is_dir() and (Path(ref) / "run.json").exists():
         return Path(ref)
-    runs = sorted(p for p in (Path(results) / "runs").glob("[!.]*") if p.is_dir())
+    runs = sorted((p for p in (Path(results) / "runs").glob("[!.]*") if p.is_dir()), key=_age)
+    if dataset is not None:
+        runs = [p for p in runs if _kind_of(p) == dataset]
     if not runs:
-        raise StoreError(f"{Path(results).resolve()}: no runs stored yet; run `bmbench run RECIPE` first, "
+        where = f"{Path(results).resolve()}" + (f" on data set kind '{dataset}'" if dataset else "")
+        raise StoreError(f"{where}: no runs stored yet; run `bmbench run RECIPE` first, "
                          "or point --results-dir (or BMBENCH_RESULTS) at your results folder")
     if ref == "latest":
         return runs[-1]
@@ -133,6 +138,36 @@ def resolve_run(results: Path, ref: str) -> Path:
     if exact or len(hits) == 1:
         return (exact or hits)[0]
     if not hits:
-        raise StoreError(f"no run matches '{ref}' in {results}/runs; use a folder, an id, or latest")
-    raise StoreError(f"'{ref}' matches {len(hits)} runs ({', '.join(p.name for p in hits[:3])}...); "
-                     "give more of the id")
+        raise StoreError(f"no run matches '{ref}' in {Path(results).resolve()}/runs"
+                         + (f" on data set kind '{dataset}'" if dataset else "")
+                         + "; use a folder, an id, a recipe name, or latest")
+    hits = [p for p in hits if _recipe_of(p) == ref] or hits
+    if len(hits) == 1:
+        return hits[0]
+    if all(_recipe_of(p) == ref for p in hits):
+        log.warning("'%s' names %d runs; using the newest, %s (others: %s); give --dataset or the run id "
+                    "to choose", ref, len(hits), hits[-1].name, ", ".join(p.name for p in hits[:-1]))
+        return hits[-1]
+    raise StoreError(f"'{ref}' matches {len(hits)} runs: {', '.join(p.name for p in hits)}; "
+                     "give more of the id, or --dataset")
+
+
+def _age(folder: Path) -> tuple:
+    """Sort key, oldest first: the id's timestamp, then (same second) the folder's mtime."""
+    try:
+        mtime = folder.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return folder.name.split("-", 1)[0], mtime, folder.name
+
+
+def _recipe_of(folder: Path) -> str:
+    """The recipe name inside a run folder name ``<timestamp>-<recipe>-<hex>``."""
+    return folder.name.split("-", 1)[-1].rsplit("-", 1)[0]
+
+
+def _kind_of(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "run.json").read_text())["dataset"]["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

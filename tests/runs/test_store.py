@@ -7,9 +7,10 @@ from bmbench.core.errors import StoreError
 from bmbench.runs.store import RunWriter, list_runs, load_record, resolve_run, sweep_stale
 
 
-def fake_run(results, name="r", split="s1", metric=0.5):
+def fake_run(results, name="r", split="s1", metric=0.5, kind="pbc"):
     with RunWriter(results, name) as w:
-        (w.path / "run.json").write_text(json.dumps({"split_fingerprint": split, "name": name}))
+        (w.path / "run.json").write_text(json.dumps({"split_fingerprint": split, "name": name,
+                                                     "dataset": {"kind": kind}}))
         (w.path / "metrics.json").write_text(json.dumps({"macro_f1": metric}))
         return w.commit()
 
@@ -66,6 +67,22 @@ def test_resolve_run_by_latest_prefix_and_folder(tmp_path):
     assert resolve_run(tmp_path, str(a)) == a
     with pytest.raises(StoreError, match="no run matches"):
         resolve_run(tmp_path, "zzz")
+
+
+def test_a_recipe_name_shared_by_runs_means_its_newest_and_dataset_narrows(tmp_path, caplog):
+    old = fake_run(tmp_path, "quickstart", kind="matek_bm")
+    new = fake_run(tmp_path, "quickstart", kind="pbc")
+    other = fake_run(tmp_path, "quickstart_big", kind="pbc")
+    assert resolve_run(tmp_path, "quickstart") == new
+    assert "names 2 runs; using the newest" in caplog.text and old.name in caplog.text
+    assert resolve_run(tmp_path, "quickstart", dataset="matek_bm") == old
+    with pytest.raises(StoreError) as err:
+        resolve_run(tmp_path, "quick")  # a part of two recipe names: ambiguous, every match listed
+    assert all(p.name in str(err.value) for p in (old, new, other)) and "--dataset" in str(err.value)
+    with pytest.raises(StoreError, match="on data set kind 'bloodcells4'"):
+        resolve_run(tmp_path, "quickstart", dataset="bloodcells4")
+    assert resolve_run(tmp_path, "latest", dataset="matek_bm") == old
+    assert resolve_run(tmp_path, "quickstart_big") == other
 
 
 def test_unwritable_results_folder_is_a_clear_error(tmp_path):
