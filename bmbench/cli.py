@@ -532,7 +532,10 @@ def validate(recipe, overrides):
     """Check RECIPE and print it fully resolved (defaults filled in)."""
     from .config.recipe import dump_recipe, load_recipe
 
+    from .models.registry import get_family
+
     r = load_recipe(recipe, tuple(overrides))
+    get_family(r.model.family).preflight(r.model.options)
     click.echo(f"# {recipe}: valid")
     click.echo(dump_recipe(r), nl=False)
 

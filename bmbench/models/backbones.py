@@ -37,6 +37,8 @@ class Backbone:
     module: str
     min_size: int
     default_size: int
+    #: glob of the no-top ImageNet weights file Keras downloads into its cache (None: unknown)
+    weights_file: str | None = None
 
     @property
     def description(self) -> str:
@@ -70,7 +72,52 @@ def _table() -> dict[str, Backbone]:
     }
     sizes = (224, 240, 260, 300, 380, 456, 528, 600)
     rows.update({f"EfficientNetB{i}": ("efficientnet", 32, s) for i, s in enumerate(sizes)})
-    return {name: Backbone(name, *row) for name, row in rows.items()}
+    return {name: Backbone(name, *row, _weights_file(name)) for name, row in rows.items()}
+
+
+_KERNELS = "_weights_tf_dim_ordering_tf_kernels"
+
+
+def _weights_file(name: str) -> str:
+    """The file name (a glob where the input size enters it) keras.applications 3.x gives
+    the no-top ImageNet weights of backbone ``name``."""
+    special = {"InceptionV3": f"inception_v3{_KERNELS}_notop.h5",
+               "MobileNetV2": f"mobilenet_v2{_KERNELS}_1.0_*_no_top.h5",
+               "MobileNetV3Small": "weights_mobilenet_v3_small_*no_top*.h5",
+               "MobileNetV3Large": "weights_mobilenet_v3_large_*no_top*.h5",
+               "ConvNeXtTiny": "convnext_tiny_notop.h5"}
+    if name in special:
+        return special[name]
+    if name.startswith("EfficientNetV2"):
+        return f"efficientnetv2-{name.removeprefix('EfficientNetV2').lower()}_notop.h5"
+    if name.startswith("EfficientNet"):
+        return f"{name.lower()}_notop.h5"
+    return f"{name.lower()}{_KERNELS}_notop.h5"
+
+
+#: Where keras.applications downloads ImageNet weights from (probed before a run starts).
+WEIGHTS_HOST = ("storage.googleapis.com", 443)
+
+
+def check_imagenet_available(name: str, timeout: float = 3.0) -> None:
+    """Raise :class:`RecipeError` unless the ImageNet weights of backbone ``name`` are in
+    Keras's cache or its download host answers: a run then fails in a second, not after
+    decoding the data set and starting TensorFlow."""
+    import socket
+
+    spec = get_backbone(name)
+    folder = keras_models_dir(import_keras=False)
+    if spec.weights_file and folder.is_dir() and any(folder.glob(spec.weights_file)):
+        return
+    try:
+        socket.create_connection(WEIGHTS_HOST, timeout=timeout).close()
+        return
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+    wanted = f"{spec.weights_file} " if spec.weights_file else "its weights file "
+    raise RecipeError(f"model.weights: imagenet weights of {name} are not in {folder} and {WEIGHTS_HOST[0]} "
+                      f"cannot be reached ({reason}); place {wanted}in {folder}/, or set model.weights "
+                      "to a local weights file or none")
 
 
 #: name -> (constructor, preprocess_input module, min size, default size).
@@ -121,8 +168,11 @@ def build_backbone(name: str, weights: str, size: int, seed: int = 0):
     return _build_from_file(name, build, shape, Path(weights))
 
 
-def keras_models_dir() -> Path:
-    """Where Keras caches downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+def keras_models_dir(import_keras: bool = True) -> Path:
+    """Where Keras caches downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``
+    (``import_keras=False``: the same rule without importing Keras, for quick checks)."""
+    if not import_keras:
+        return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
     try:
         from keras.src.backend.config import keras_home
         return Path(keras_home()) / "models"

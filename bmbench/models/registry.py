@@ -128,6 +128,11 @@ class Family:
         """A short description of the options that distinguish one run from another."""
         return ""
 
+    @staticmethod
+    def preflight(options) -> None:
+        """Cheap checks run before any image is decoded (and by ``bmbench validate``):
+        raise :class:`~bmbench.core.errors.BmbenchError` for what would fail later."""
+
     def fit(self, train: Subset, val: Subset | None, ctx: FitContext) -> FittedModel:
         raise NotImplementedError
 

@@ -59,6 +59,7 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
     started = time.perf_counter()
     _seed_everything(recipe.seed)
     family = get_family(recipe.model.family)()
+    family.preflight(recipe.model.options)
     with RunWriter(store, recipe.name) as writer:
         handler = _log_to(writer.path / "run.log")
         try:

@@ -1,5 +1,6 @@
 import importlib
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from bmbench.models.backbones import (BACKBONES, build_backbone, get_backbone, k
                                         preprocess_for, weights_identity)
 
 FAST = ("MobileNetV3Small", "MobileNetV2", "InceptionV3", "ResNet50V2")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_entry_names_a_real_constructor_and_preprocess():
@@ -101,3 +103,56 @@ def test_offline_imagenet_names_the_file_to_place(tmp_path, monkeypatch):
     assert ("place densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5 (from https://"
             in message and f"in {tmp_path / 'keras' / 'models'}/" in message)
     assert "model.weights" in message and "none" in message
+
+
+@pytest.mark.parametrize("name", ["DenseNet121", "ResNet50V2", "MobileNetV2", "MobileNetV3Small",
+                                  "EfficientNetB0", "EfficientNetV2B0"])
+def test_the_weights_file_pattern_is_the_name_keras_asks_for(name, monkeypatch):
+    from fnmatch import fnmatch
+
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def record(fname=None, origin=None, *args, **kwargs):
+        asked.append(fname)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(file_utils, "get_file", record)
+    with pytest.raises(RuntimeError, match="stop here"):
+        get_backbone(name).build_fn()(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+    assert asked and fnmatch(asked[-1], get_backbone(name).weights_file), (asked, get_backbone(name).weights_file)
+
+
+def test_offline_imagenet_is_refused_before_anything_runs_unless_cached(tmp_path, monkeypatch):
+    from bmbench.models.backbones import check_imagenet_available
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def offline(*args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    with pytest.raises(RecipeError) as err:
+        check_imagenet_available("MobileNetV2")
+    message = str(err.value)
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5" in message
+    assert str(tmp_path / "keras" / "models") in message and "Network is unreachable" in message
+    cached = tmp_path / "keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    check_imagenet_available("MobileNetV2")  # in the cache: no error, no network needed
+
+
+def test_validate_and_run_refuse_unreachable_imagenet_weights_at_once(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bmbench.cli import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("BMBENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError(101, "down")))
+    for command in ("validate", "run"):
+        res = CliRunner().invoke(main, [command, str(REPO / "recipes" / "densenet_tl.yaml")])
+        assert res.exit_code == 2 and "imagenet weights of DenseNet121 are not in" in res.output, res.output
+    assert not (tmp_path / "results" / "runs").exists() or not list((tmp_path / "results" / "runs").iterdir())

@@ -59,6 +59,13 @@ class Hybrid(Family):
     Options = HybridOptions
 
     @staticmethod
+    def preflight(opts: HybridOptions) -> None:
+        if opts.weights == "imagenet":
+            from ..backbones import check_imagenet_available
+
+            check_imagenet_available(opts.backbone)
+
+    @staticmethod
     def summary(opts: HybridOptions) -> str:
         from .transfer import weights_label
 

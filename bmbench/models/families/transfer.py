@@ -68,6 +68,13 @@ class Transfer(Family):
     Options = TransferOptions
 
     @staticmethod
+    def preflight(opts: TransferOptions) -> None:
+        if opts.weights == "imagenet":
+            from ..backbones import check_imagenet_available
+
+            check_imagenet_available(opts.backbone)
+
+    @staticmethod
     def summary(opts: TransferOptions) -> str:
         if opts.weights == "none":
             return f"{opts.backbone} from scratch"
