@@ -27,6 +27,27 @@ class _Group(click.Group):
             click.echo("Interrupted: nothing was stored for the unfinished run.", err=True)
             sys.exit(130)
 
+    def format_commands(self, ctx, formatter):
+        """Each command with the first sentence of its help, wrapped, never cut with "...". """
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, _first_sentence(cmd.short_help or cmd.help or "")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _first_sentence(text: str) -> str:
+    import re
+
+    text = " ".join(text.split())
+    for m in re.finditer(r"\. (?=[A-Z`(])", text):
+        if not re.search(r"\b(vs|e\.g|i\.e|etc)$", text[:m.start()]):
+            return text[:m.start() + 1]
+    return text
+
 
 def _setup(quiet: bool) -> None:
     set_quiet(quiet)

@@ -240,3 +240,12 @@ def test_report_and_html_leaderboard(env):
     assert base64.b64decode(png).startswith(b"\x89PNG")
     res = CliRunner().invoke(main, ["report", "nothing-like-this"])
     assert res.exit_code == 2 and "no run matches" in res.output
+
+
+def test_top_level_help_lists_every_command_with_a_whole_sentence():
+    res = CliRunner().invoke(main, ["--help"])
+    commands = res.output.split("Commands:", 1)[1]
+    assert res.exit_code == 0 and "..." not in commands
+    for name in main.list_commands(None):
+        assert f"  {name} " in res.output
+    assert "kept together)." in " ".join(commands.split())  # a sentence is not cut at "vs."

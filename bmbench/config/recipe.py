@@ -161,7 +161,7 @@ class Recipe:
                 "image size and padding come from 'dataset'; 'adapt' trains on a few of their "
                 "labelled images")
     repeats: int = option(1, ge=1, le=1000, doc="run with this many seeds (seed, seed+1, ...)")
-    source: str = option("", doc="file the recipe came from")
+    source: str = option("", doc="file the recipe came from", internal=True)
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data (kind/family options flattened back)."""

@@ -19,16 +19,18 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, *, doc: str = "", ge: float | None = None,
            le: float | None = None, gt: float | None = None, lt: float | None = None,
-           pattern: str | None = None, choices: Any = None, parse: Any = None) -> Any:
+           pattern: str | None = None, choices: Any = None, parse: Any = None,
+           internal: bool = False) -> Any:
     """A dataclass field with documentation and numeric bounds (inclusive ``ge``/``le``,
     exclusive ``gt``/``lt``). ``choices`` is a callable returning the valid names (read
     from a registry when the recipe is validated). ``parse(value, ctx)`` validates the
     value (and the default) itself, for values whose shape depends on a registry entry
-    (a classifier and its own options). Lists are given as tuples so the dataclass stays
+    (a classifier and its own options). ``internal`` keys (set by bmbench itself) are left
+    out of the "valid keys" hints. Lists are given as tuples so the dataclass stays
     hashable. A ``ValueError`` from the dataclass's ``__post_init__`` becomes an error
     naming the section."""
     meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "pattern": pattern,
-            "choices": choices, "parse": parse}
+            "choices": choices, "parse": parse, "internal": internal}
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -60,10 +62,11 @@ def build(cls: type, data: Any, ctx: Context) -> Any:
         raise ctx.error(f"expected a mapping of keys to values, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    public = [name for name, f in fields.items() if not f.metadata.get("internal")]
     for key in data:
         if key not in fields:
             raise ctx.child(key).error(
-                f"unknown key{did_you_mean(key, fields)}; valid keys here: {known_list(fields)}")
+                f"unknown key{did_you_mean(key, public)}; valid keys here: {known_list(public)}")
     values = {}
     for name, f in fields.items():
         sub = ctx.child(name)

@@ -288,3 +288,11 @@ def test_set_addresses_list_entries_and_creates_adapt(tmp_path, monkeypatch):
             load_recipe(path, [override])
     with pytest.raises(RecipeError, match="the recipe has no 'evaluate' list"):
         load_recipe(write(tmp_path, BASE), ["evaluate.0.adapt.n_per_class=5"])
+
+
+def test_unknown_key_hints_leave_out_internal_keys():
+    with pytest.raises(RecipeError) as err:
+        recipe_from_dict({"name": "x", "dataset": {"kind": "synthetic"}, "model": {"family": "baseline"},
+                          "sorce": 1})
+    assert "valid keys here: dataset, description, evaluate, model, name, repeats, seed, split, train" in str(err.value)
+    assert "source" not in str(err.value).split("valid keys here:")[1]
