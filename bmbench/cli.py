@@ -379,8 +379,9 @@ def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak,
         click.echo(result.verdict.line)
     else:
         click.echo(render_text(result), nl=False)
-        click.echo(f"wrote {folder}/ (duplicate_pairs.csv, near_duplicate_clusters.csv, "
-                   "contact_sheet.html, contact_sheet.png, audit.json)")
+        from .audit.report import FILES
+
+        click.echo(f"wrote {folder}/ ({', '.join(FILES.values())})")
     if fail_on_leak and result.verdict.level == "leak":
         sys.exit(1)
 

@@ -52,9 +52,10 @@ def near_duplicates(table: DatasetTable, jobs: int = 1, cache: ArrayCache | None
     exact = exact_duplicates(table)
     finding = find_duplicates(desc, exact, settings, jobs, cache=cache)
     sizes = finding.cluster_sizes
-    log.info("near-duplicates: %d image(s) in %d cluster(s) of two or more (largest %d); "
-             "%d candidate pair(s) checked by keypoints", int(sizes[sizes > 1].sum()),
-             int((sizes > 1).sum()), int(sizes.max(initial=0)), finding.verified)
+    from .report import clusters_line
+
+    log.info("near-duplicates: %s; %d candidate pair(s) checked by keypoints",
+             clusters_line(sizes).removeprefix("clusters: "), finding.verified)
     return desc, exact, finding
 
 

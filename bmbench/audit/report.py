@@ -28,6 +28,15 @@ CONFLICT, ACROSS, PLAIN = (200, 30, 30), (230, 120, 0), (150, 150, 150)
 
 # --- text and JSON ---------------------------------------------------------------------------
 
+def clusters_line(sizes) -> str:
+    """The near-duplicate clusters in words (``sizes``: images per cluster, singletons included)."""
+    many = sizes[sizes > 1]
+    if not len(many):
+        return "clusters: none (no image has a near-duplicate)"
+    return (f"clusters: {int(many.sum()):,} images in {len(many):,} cluster(s) of two or more "
+            f"(largest {int(many.max())})")
+
+
 def _pct(x: float) -> str:
     return "-" if x != x else f"{x:.1%}"
 
@@ -78,8 +87,7 @@ def _duplicates_lines(r: AuditResult) -> list[str]:
              f"near duplicates: {len(near):,} pair(s) ({int(by.get('hash', 0)):,} by perceptual hash, "
              f"{int(by.get('keypoints', 0)):,} by colour + keypoints; {r.finding.verified:,} candidate "
              "pair(s) checked)",
-             f"clusters: {int(sizes[sizes > 1].sum()):,} images in {int((sizes > 1).sum()):,} cluster(s) "
-             f"of two or more (largest {int(sizes.max(initial=0))})"]
+             clusters_line(sizes)]
     conflicts = p[p["label_conflict"]]
     lines.append(f"label noise: {len(conflicts)} duplicate pair(s) with different labels"
                  + ("" if conflicts.empty else ", e.g."))

@@ -45,6 +45,8 @@ def test_console_report(report):
         assert line in out, line
     assert out.count("Verdict: ") == 1
     assert "  part   images  groups  blast  lymphocyte  monocyte  neutrophil" in out
+    wrote = [line for line in out.splitlines() if line.startswith("wrote ")]
+    assert len(wrote) == 1 and "audit.txt" in wrote[0] and "audit.json" in wrote[0]
 
 
 def test_pair_csv_lists_every_planted_pair_worst_first(report):
