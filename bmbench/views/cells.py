@@ -23,6 +23,18 @@ def format_value(value) -> str:
     return str(value)
 
 
+def format_amount(value) -> str:
+    """Seconds and rates: 2 decimals under 1, 1 under 100, none from 100 on; ``-`` if missing."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return "-"
+    value = float(value)
+    return f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+#: Columns shown with :func:`format_amount` rather than as scores.
+AMOUNTS = ("fit_s", "img_per_s")
+
+
 def display_columns(board) -> tuple[list[str], list[list[str]]]:
     """Header and text cells of a leaderboard ``board`` as shown to people: the metric with
     its interval in one column, the leader mark with its adjusted p-value in another."""
@@ -46,5 +58,5 @@ def display_columns(board) -> tuple[list[str], list[list[str]]]:
         else:
             shown = f"{mark} (p={format_p(r['p_vs_leader'])})"
         body.append([format_value(r["rank"]), r["run"], r["recipe"], r["family"], format_value(r["settings"]),
-                     value, shown, *(format_value(r[c]) for c in rest)])
+                     value, shown, *((format_amount if c in AMOUNTS else format_value)(r[c]) for c in rest)])
     return header, body

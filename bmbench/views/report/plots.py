@@ -149,6 +149,8 @@ def training_curves_figure(history, title: str = "Training curves"):
     validation lines against the epoch, one line per fold for k-fold runs. When training
     ran in stages (e.g. head, then fine-tuning), epochs are counted on across stages and
     each stage start is marked with a dotted line."""
+    from matplotlib.ticker import MaxNLocator
+
     frame = history.reset_index(drop=True).copy()
     if "fold" not in frame.columns:
         frame["fold"] = 0
@@ -191,6 +193,7 @@ def training_curves_figure(history, title: str = "Training curves"):
                             color="#555555")
         ax.set_title(base.replace("_", " "))
         ax.set_xlabel("epoch" + (" (all stages)" if staged else ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(base.replace("_", " "))
         ax.grid(alpha=0.3)
     for ax in axes[len(bases):]:

@@ -79,6 +79,8 @@ def test_training_curves_pair_train_and_validation_per_fold():
     assert len(panels[0].lines) == 4 and all(ax.get_xlabel() == "epoch" for ax in panels)
     labels = [line.get_label() for line in panels[0].lines]
     assert "validation (fold 1)" in labels
+    ticks = panels[0].get_xticks()
+    assert np.allclose(ticks, np.round(ticks)), ticks  # whole epochs only
 
 
 def test_feature_importances_show_the_top_features_by_share():
