@@ -345,6 +345,26 @@ class _SafeNoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+#: Plain words for the YAML parser's messages: (part of the problem or context, hint).
+_YAML_HINTS = (
+    ("'\\t'", "indent with spaces, not tabs"),
+    ("<block end>", "a line is indented differently from the keys beside it; align keys of one "
+                    "mapping at the same column"),
+    ("mapping values are not allowed", "a value contains ': '; put it in quotes"),
+    ("flow sequence", "a [list] is not closed; check its brackets and commas"),
+    ("flow mapping", "a {mapping} is not closed; check its braces and commas"),
+    ("quoted scalar", "a quote is not closed"),
+)
+
+
+def _yaml_hint(problem: str, context: str) -> str:
+    text = f"{problem} {context}"
+    for needle, hint in _YAML_HINTS:
+        if needle in text:
+            return f"; {hint}"
+    return ""
+
+
 def read_yaml(path: Path) -> Any:
     """``safe_load`` one YAML file with errors that name it."""
     try:
@@ -363,7 +383,8 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{path}{where}: invalid YAML ({problem})") from None
+        hint = _yaml_hint(problem, getattr(exc, "context", None) or "")
+        raise RecipeError(f"{path}{where}: invalid YAML ({problem}){hint}") from None
     if data is None:
         raise RecipeError(f"{path}: recipe is empty; see recipes/quickstart.yaml for an example")
     if not isinstance(data, dict):

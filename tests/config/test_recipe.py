@@ -99,7 +99,10 @@ def test_family_and_kind_options_are_validated(tmp_path):
     (b"", "recipe is empty"),
     (b"\xff\xfe\x00bad", "not UTF-8"),
     (b"- a\n- b\n", "must be a mapping"),
-    (b"name: [unclosed\n", "invalid YAML"),
+    (b"name: [unclosed\n", r"invalid YAML .*a \[list\] is not closed"),
+    (b"name: x\ndataset:\n  kind: pbc\n root: a\n", r":4: invalid YAML .*indented differently"),
+    (b"name: x\ndataset:\n\tkind: pbc\n", "indent with spaces, not tabs"),
+    (b"name: x: y\n", "put it in quotes"),
     (b"a: &x [1, 2]\nb: *x\n", "aliases"),
 ])
 def test_unreadable_recipes(tmp_path, content, message):
