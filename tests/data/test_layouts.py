@@ -464,3 +464,15 @@ def test_empty_class_folder_is_left_out_with_a_warning(tmp_path, make_image, loa
     table = load(kind="folder", root=str(tmp_path))
     assert table.classes == ("a", "b")
     assert "class folder has no images; class 'c' is left out" in caplog.text
+
+
+def test_a_folder_in_another_layout_says_which_layout_the_kind_expects(tmp_path, make_tree, load):
+    make_tree(tmp_path / "pbc", PBC_FILES)
+    with pytest.raises(DatasetError) as err:
+        load(kind="matek_bm", root=tmp_path / "pbc")
+    text = str(err.value)
+    assert "is a class of kind 'matek_bm'" in text and "is this a 'matek_bm' data set? expected layout: ROOT/<CLASS>/" in text
+    make_tree(tmp_path / "matek", ["BLA/0001-1000/BLA_00001.jpg", "EOS/0001-1000/EOS_00001.jpg"])
+    with pytest.raises(DatasetError, match=r"no images found.*is this a 'pbc' data set\? expected layout: "
+                                           r"ROOT/PBC_dataset_normal_DIB/"):
+        load(kind="pbc", root=tmp_path / "matek")
