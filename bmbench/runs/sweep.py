@@ -2,9 +2,9 @@
 
 Every run is an ordinary run in the store, tagged (``run.json`` ``tags``) with the ablation
 id, the variant and its values and the repeat. A run counts as done when the store holds a
-run with the same ablation id, resolved recipe fingerprint (which covers every value,
-``train.fraction`` included) and seed; rerunning an ablation, or continuing an interrupted
-one, only executes the others. ``results/ablations/<id>/ablation.json`` holds the plan, the
+run with the same resolved recipe fingerprint (which covers every value, ``train.fraction``
+included) and seed, preferably one tagged with this ablation id; rerunning an ablation,
+continuing an interrupted one, or ablating a recipe already run only executes the others. ``results/ablations/<id>/ablation.json`` holds the plan, the
 run of each planned (variant, repeat) and the failures.
 """
 
@@ -61,14 +61,18 @@ def tasks(ablation: Ablation) -> list[Task]:
 
 
 def completed_runs(results: Path, ablation_id: str) -> dict[tuple[str, int], str]:
-    """``{(recipe fingerprint, seed): run id}`` of the runs stored for ``ablation_id``
-    (the latest run when several match)."""
-    done = {}
+    """``{(recipe fingerprint, seed): run id}`` of the stored runs an ablation can use: its
+    own (tagged with ``ablation_id``; the latest when several match), else any other stored
+    run of exactly that resolved recipe and seed (a plain ``bmbench run`` of the base
+    recipe, say), which is then not trained again."""
+    own, other = {}, {}
     for record in list_runs(results):
+        if record.path is not None and record.path.parent.name == "evaluations":
+            continue
+        key = (record.info.get("recipe_fingerprint"), record.info.get("seed"))
         tags = record.info.get("tags") or {}
-        if tags.get("ablation") == ablation_id:
-            done[(record.info.get("recipe_fingerprint"), record.info.get("seed"))] = record.id
-    return done
+        (own if tags.get("ablation") == ablation_id else other)[key] = record.id
+    return {**other, **own}
 
 
 def run_ablation(ablation: Ablation, results: Path, backend,

@@ -100,7 +100,8 @@ def collect(results: Path, ablation_id: str) -> tuple[dict, list[VariantData]]:
     """The plan (``ablation.json``, or one rebuilt from the runs' tags when it is missing)
     and every variant with its stored runs."""
     results = Path(results)
-    tagged = [r for r in list_runs(results) if (r.info.get("tags") or {}).get("ablation") == ablation_id]
+    stored = list_runs(results)
+    tagged = [r for r in stored if (r.info.get("tags") or {}).get("ablation") == ablation_id]
     doc = read_manifest(ablation_folder(results, ablation_id))
     if doc is None:
         if not tagged:
@@ -109,7 +110,7 @@ def collect(results: Path, ablation_id: str) -> tuple[dict, list[VariantData]]:
             raise BmbenchError(f"no ablation '{ablation_id}' in {results}{hint}")
         doc = _plan_from_tags(ablation_id, tagged)
     by_key = {(r.info.get("recipe_fingerprint"), r.info.get("seed")): r for r in tagged}
-    by_id = {r.id: r for r in tagged}
+    by_id = {r.id: r for r in stored}  # the manifest may name a reused run of another origin
     failures = doc.get("failures") or {}
     variants = []
     for v in doc["variants"]:
@@ -266,21 +267,28 @@ def best_per_axis(tables: dict[str, pd.DataFrame], variants: list[VariantData], 
             else:
                 picks = list(range(len(variants)))
             groups: dict[str, list[float]] = {}
+            rows_of: dict[str, list[int]] = {}
             for i in picks:
                 mean = table["mean"].iloc[i]
                 if not np.isnan(mean):
-                    groups.setdefault(format_value(variants[i].values.get(axis)), []).append(mean)
+                    value = format_value(variants[i].values.get(axis))
+                    groups.setdefault(value, []).append(mean)
+                    rows_of.setdefault(value, []).append(i)
             if not groups:
                 continue
             means = {value: float(np.mean(m)) for value, m in groups.items()}
             best = (min if lower else max)(means, key=means.get)
             base_value = format_value(base.values.get(axis))
+            # One variant holds the best value (one-at-a-time): its Holm p against the base
+            # says whether "best" is more than noise; a grid value averages several variants.
+            single = rows_of[best][0] if len(rows_of[best]) == 1 else None
+            p_holm = float(table["p_holm"].iloc[single]) if single is not None and best != base_value else np.nan
             rows.append({"metric": metric, "axis": axis, "best_value": best, "mean": means[best],
                          "base_value": base_value,
                          "diff_vs_base_value": means[best] - means[base_value] if base_value in means else np.nan,
-                         "n_values": len(means)})
+                         "p_holm": p_holm, "n_values": len(means)})
     return pd.DataFrame(rows, columns=["metric", "axis", "best_value", "mean", "base_value",
-                                       "diff_vs_base_value", "n_values"])
+                                       "diff_vs_base_value", "p_holm", "n_values"])
 
 
 def build_report(results: Path, ablation_id: str, metrics: tuple[str, ...] | None = None,
@@ -399,7 +407,8 @@ def display_rows(report: AblationReport, metric: str) -> tuple[list[str], list[l
     rows = []
     for _, r in report.tables[metric].iterrows():
         label = _display_label(r)
-        mean = _num(r["mean"]) + (" ★" if r["best"] else "")
+        unproven = r["best"] and not r["base"] and not (r["p_holm"] < ALPHA)
+        mean = _num(r["mean"]) + (" ★" if r["best"] else "") + (" n.s." if unproven else "")
         ci = f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else "–"
         dci = (f"[{_signed(r['diff_ci_low'])}, {_signed(r['diff_ci_high'])}]"
                if not np.isnan(r["diff_ci_low"]) else ("–" if not r["paired"] or r["base"] else r["paired"]))
@@ -454,11 +463,22 @@ def _display_label(row) -> str:
 
 def _best_rows(report: AblationReport, metric: str) -> list[list[str]]:
     part = report.best[report.best["metric"] == metric]
-    return [[r["axis"], r["best_value"], _num(r["mean"]), r["base_value"], _signed(r["diff_vs_base_value"])]
-            for _, r in part.iterrows()]
+    return [[r["axis"], r["best_value"], _num(r["mean"]), r["base_value"], _signed(r["diff_vs_base_value"]),
+             _versus_base(r)] for _, r in part.iterrows()]
 
 
-BEST_HEADER = ["axis", "best value", "mean", "base value", "Δ vs base value"]
+def _versus_base(r) -> str:
+    """``base`` when the base value is best; ``better (p=...)`` or ``n.s. (p=...)`` (Holm, as
+    the leaderboard marks it) for one variant; ``-`` for a value averaged over a grid."""
+    if r["best_value"] == r["base_value"]:
+        return "base"
+    p = r.get("p_holm", np.nan)
+    if p is None or np.isnan(p):
+        return "-"
+    return f"{'better' if p < ALPHA else 'n.s.'} (p={format_p(p)})"
+
+
+BEST_HEADER = ["axis", "best value", "mean", "base value", "Δ vs base value", "vs base (Holm)"]
 
 
 def _intro(report: AblationReport) -> list[str]:
@@ -477,7 +497,7 @@ NOTES = ("mean and sd: over the repeats (sd = spread between training seeds). 95
          "bootstrap (1000 resamples) over the test images of the repeat mean. Δ vs base: "
          "difference of repeat means to the base variant, with a paired bootstrap CI on the shared "
          "test images; p: bootstrap p-value, Holm-corrected over the variants of the table (* below "
-         "0.05). ★ best mean.")
+         "0.05). ★ best mean; n.s. when it is not significantly better than the base.")
 
 
 def to_markdown(report: AblationReport, images: bool = True) -> str:
@@ -534,8 +554,8 @@ def to_html(report: AblationReport, figures: dict[str, bytes]) -> str:
     """The ablation as a page in the run reports' style (bmbench.views.report.html)."""
     body = []
     if report.doc.get("description"):
-        body.append(f"<p>{H.esc(report.doc['description'])}</p>")
-    body.append(f"<p>{H.esc(' '.join(_intro(report)))}</p>")
+        body.append(f"<p>{H.prose(report.doc['description'])}</p>")
+    body.append(f"<p>{H.prose(' '.join(_intro(report)))}</p>")
     for metric in report.metrics:
         header, rows = display_rows(report, metric)
         parts = [H.table(header, rows)]
@@ -548,9 +568,9 @@ def to_html(report: AblationReport, figures: dict[str, bytes]) -> str:
     for i, name in enumerate(report.evaluations):
         body.append(H.section(f"evaluation-{i}", _evaluation_heading(report, name),
                               H.table(*evaluation_rows(report, name))))
-    body.append(f'<p class="note">{H.esc(NOTES)}</p>')
+    body.append(f'<p class="note">{H.prose(NOTES)}</p>')
     if report.evaluations:
-        body.append(f'<p class="note">{H.esc(EVALUATION_NOTES)}</p>')
+        body.append(f'<p class="note">{H.prose(EVALUATION_NOTES)}</p>')
     return H.page(f"Ablation {report.id}", "".join(body), f"{len(report.variants)} variants")
 
 

@@ -173,6 +173,20 @@ def test_variants_are_tagged_runs_that_show_in_the_leaderboard(recipe_path, tmp_
     assert manifest["status"] == "complete" and len(manifest["runs"]) == 2
 
 
+def test_a_base_already_run_on_its_own_is_reused_not_trained_again(recipe_path, tmp_path):
+    from bmbench.runs.runner import run_recipe
+
+    results = tmp_path / "results"
+    plain = run_recipe(recipe_path, results)
+    ab = ablation_from_options(recipe_path, ["model.pixels=4,8"], ablation_id="reuse")
+    outcome = run_ablation(ab, results, LocalBackend(1))
+    assert outcome.ok and outcome.skipped == 1 and len(outcome.completed) == 1
+    assert len(list_runs(results)) == 2
+    report = build_report(results, "reuse", n_resamples=50)
+    base = next(v for v in report.variants if v.is_base)
+    assert [r.id for r in base.records] == [plain.name]
+
+
 def test_an_interrupted_ablation_continues_where_it_stopped(recipe_path, tmp_path, monkeypatch):
     import bmbench.runs.runner as runner
 
@@ -247,6 +261,8 @@ def test_report_tables_statistics_and_rebuild_from_the_store(recipe_path, tmp_pa
                  "log_loss.png", "ablation.json"):
         assert (folder / name).is_file(), name
     assert (folder / "macro_f1.png").read_bytes()[:4] == b"\x89PNG"
+    page = (folder / "summary.html").read_text()
+    assert "`" not in page and "<code>tiny</code>" in page  # Markdown code becomes HTML, not backticks
 
     report = build_report(results, "study", ("macro_f1", "log_loss"))
     table = report.tables["macro_f1"]
@@ -366,3 +382,23 @@ def test_ablations_without_evaluations_have_no_evaluation_tables(recipe_path, tm
     assert report.evaluations == {}
     paths = write_report(report, results)
     assert "evaluations.csv" not in paths and "tested on" not in paths["summary.md"].read_text()
+
+
+def test_best_value_per_axis_says_whether_it_beats_the_base_beyond_noise():
+    import numpy as np
+    import pandas as pd
+
+    from bmbench.views.ablation import VariantData, _versus_base, best_per_axis
+
+    variants = [VariantData(i, f"pixels={p}", {"model.pixels": p}, [] if i == 0 else ["model.pixels"], i == 0, 1)
+                for i, p in enumerate((16, 8, 32))]
+    table = pd.DataFrame({"mean": [0.70, 0.65, 0.72], "p_holm": [np.nan, 0.01, 0.31]})
+    (row,) = best_per_axis({"macro_f1": table}, variants, ["model.pixels"], "one_at_a_time").to_dict("records")
+    assert row["best_value"] == "32" and row["p_holm"] == 0.31
+    assert _versus_base(row) == "n.s. (p=0.310)"
+    table.loc[2, "p_holm"] = 0.004
+    (row,) = best_per_axis({"macro_f1": table}, variants, ["model.pixels"], "one_at_a_time").to_dict("records")
+    assert _versus_base(row) == "better (p=0.004)"
+    table["mean"] = [0.80, 0.65, 0.72]
+    (row,) = best_per_axis({"macro_f1": table}, variants, ["model.pixels"], "one_at_a_time").to_dict("records")
+    assert _versus_base(row) == "base"

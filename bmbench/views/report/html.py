@@ -34,6 +34,13 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def prose(text) -> str:
+    """Escaped text whose `backticked` parts (Markdown code) become <code> elements."""
+    import re
+
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
+
+
 def page(title: str, body: str, subtitle: str = "") -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sub = f'<p class="sub">{esc(subtitle)}</p>' if subtitle else ""
