@@ -112,7 +112,12 @@ def run(recipe, overrides, repeats, results_dir, quiet):
               default="table", show_default=True,
               help="html: a page with a bar chart (interval whiskers) and the table per split.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file.")
-def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out):
+@click.option("--wide", is_flag=True, help="table: every column (the default is a compact view fitted to the terminal).")
+@click.option("--per-class", is_flag=True, help="table: per-class F1/recall of each run.")
+@click.option("--columns", default=None, metavar="A,B,...",
+              help="table: these columns, e.g. rank,id,recipe,macro_f1,accuracy,fit_s.")
+def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out, wide, per_class,
+                columns):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
     from .views.leaderboard import build_boards, check_filters, render
@@ -129,8 +134,12 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
     if empty is not None and fmt == "table":
         _emit(empty, out)
         return
+    from .views.leaderboard import TableView
+
     boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe)
-    _emit(render(boards, fmt), out)
+    view = TableView(tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
+                     wide, per_class, width=None if out is None else 10_000)
+    _emit(render(boards, fmt, view), out)
 
 
 @main.command()

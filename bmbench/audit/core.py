@@ -52,8 +52,6 @@ def near_duplicates(table: DatasetTable, jobs: int = 1, cache: ArrayCache | None
     exact = exact_duplicates(table)
     finding = find_duplicates(desc, exact, settings, jobs, cache=cache)
     sizes = finding.cluster_sizes
-    from .report import clusters_line
-
     log.info("near-duplicates: %s; %d candidate pair(s) checked by keypoints",
              clusters_line(sizes).removeprefix("clusters: "), finding.verified)
     return desc, exact, finding
@@ -235,3 +233,12 @@ def audit_source(source: str, kind: str = "folder", options: dict | None = None,
     name = recipe.name if recipe.name != "audit" else table.kind
     return audit_table(table, recipe.split, results_dir(results) / "splits", jobs, cache,
                        recipe.dataset.max_pixels, name)
+
+
+def clusters_line(sizes) -> str:
+    """The near-duplicate clusters in words (``sizes``: images per cluster, singletons included)."""
+    many = sizes[sizes > 1]
+    if not len(many):
+        return "clusters: none (no image has a near-duplicate)"
+    return (f"clusters: {int(many.sum()):,} images in {len(many):,} cluster(s) of two or more "
+            f"(largest {int(many.max())})")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import BmbenchError
-from .core import AuditResult
+from .core import AuditResult, clusters_line
 from .descriptors import HASH_BITS
 
 PAIR_CSV_COLUMNS = ("path_a", "path_b", "label_a", "label_b", "kind", "distance", "parts",
@@ -27,14 +27,6 @@ CONFLICT, ACROSS, PLAIN = (200, 30, 30), (230, 120, 0), (150, 150, 150)
 
 
 # --- text and JSON ---------------------------------------------------------------------------
-
-def clusters_line(sizes) -> str:
-    """The near-duplicate clusters in words (``sizes``: images per cluster, singletons included)."""
-    many = sizes[sizes > 1]
-    if not len(many):
-        return "clusters: none (no image has a near-duplicate)"
-    return (f"clusters: {int(many.sum()):,} images in {len(many):,} cluster(s) of two or more "
-            f"(largest {int(many.max())})")
 
 
 def _pct(x: float) -> str:

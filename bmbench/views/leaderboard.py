@@ -22,7 +22,7 @@ from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap_ci
 from ..metrics.paired import holm, mcnemar_exact, paired_bootstrap
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..runs.store import RunRecord
-from .cells import display_columns
+from .cells import display_columns, format_value
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 ALPHA = 0.05
@@ -44,6 +44,8 @@ class Board:
     metric: str = "macro_f1"
     test: str = ""
     dataset: dict = field(default_factory=dict)
+    #: run id -> ``{class: {"precision", "recall", "f1", "support"}}`` (for ``--per-class``)
+    per_class: dict = field(default_factory=dict)
 
 
 def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: str | None = None,
@@ -114,8 +116,9 @@ def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resample
     frame.insert(at + 1, "p_vs_leader", p_adj)
     frame.insert(at + 2, "across_seeds", [_seed_spread(runs, by_id[i], metric) for i in frame["run"]])
     first = runs[0]
+    per_class = {r.id: r.metrics.get("per_class") or {} for r in runs}
     return Board(_title(first), first.info["split_fingerprint"], frame, metric, test,
-                 dict(first.info["dataset"]))
+                 dict(first.info["dataset"]), per_class)
 
 
 def _seed_spread(runs: list[RunRecord], run: RunRecord, metric: str) -> str:
@@ -250,28 +253,116 @@ def _title(r: RunRecord) -> str:
             f"{s['strategy']} split ({settings}) - split {r.info['split_fingerprint']}")
 
 
-def render(boards: list[Board], fmt: str = "table") -> str:
+def render(boards: list[Board], fmt: str = "table", view: "TableView | None" = None) -> str:
+    """``boards`` in ``fmt``; ``view`` chooses the terminal table's columns and width
+    (default: :class:`TableView`'s compact columns, fitted to the terminal)."""
     if fmt not in FORMATS:
         raise BmbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt == "table":
+        return _text(boards, view or TableView()) if boards else \
+            "No runs stored yet: try `bmbench run recipes/quickstart.yaml`.\n"
     if fmt == "html":
         from .report.html import leaderboard_page
 
         return leaderboard_page(boards)
     if not boards:
-        return "No runs stored yet: try `bmbench run recipes/quickstart.yaml`.\n" if fmt == "table" else (
-            "[]\n" if fmt == "json" else "")
-    return {"table": _text, "markdown": _markdown, "csv": _csv, "json": _json}[fmt](boards)
+        return "[]\n" if fmt == "json" else ""
+    return {"markdown": _markdown, "csv": _csv, "json": _json}[fmt](boards)
 
 
-def _text(boards: list[Board]) -> str:
+#: The terminal table's default columns (``--wide``: all of them).
+COMPACT = ("rank", "id", "recipe", "settings", "METRIC", "vs leader", "across_seeds", "n_test")
+
+
+@dataclass(frozen=True)
+class TableView:
+    """What the terminal table shows: ``columns`` (display names; ``METRIC`` is the ranking
+    metric with its CI; None: :data:`COMPACT`), ``wide`` (every column), ``per_class``
+    (per-class F1/recall instead of the other metrics) and ``width`` (characters; None: the
+    terminal's, 120 when not a terminal). Free-text columns are shortened with "…" to fit."""
+
+    columns: tuple[str, ...] | None = None
+    wide: bool = False
+    per_class: bool = False
+    width: int | None = None
+
+
+def _text(boards: list[Board], view: TableView) -> str:
+    import shutil
+
+    width = view.width or shutil.get_terminal_size((120, 24)).columns
     out = []
     for b in boards:
-        header, body = display_columns(b)
+        header, body = _view_columns(b, view)
+        if not view.wide:
+            body = _fit(header, body, width)
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-        out += [b.title, line(header), line(["-" * w for w in widths]), *map(line, body)]
-        out += [b.test, ""] if b.test else [""]
+        out += [wrap(b.title, width), line(header), line(["-" * w for w in widths]), *map(line, body)]
+        out += [wrap(b.test, width), ""] if b.test else [""]
+    if view.per_class:
+        out += [wrap("per class: F1/recall on the test images (recall: the share of that class's cells "
+                     "found).", width), ""]
+    elif not view.wide and not view.columns:
+        out += [wrap("id: the end of each run's id (give it to `bmbench compare` / `report`); --wide shows "
+                     "every column, --per-class the per-class F1/recall, --columns a,b,... your choice.",
+                     width), ""]
     return "\n".join(out)
+
+
+def _view_columns(b: Board, view: TableView) -> tuple[list[str], list[list[str]]]:
+    header, body = display_columns(b)
+    metric_col = header[5]
+    header = [h.replace("across_seeds", "across seeds") for h in header]
+    ids = [r[1].rsplit("-", 1)[-1] for r in body]
+    header, body = ["id", *header], [[i, *r] for i, r in zip(ids, body)]
+    if view.wide and not view.per_class:
+        return header[1:], [r[1:] for r in body]
+    if view.per_class:
+        classes = list(b.dataset.get("classes") or [])
+        keep = [header.index(c) for c in ("rank", "id", "recipe")]
+        rows = []
+        for r, value in zip(body, b.rows[b.metric]):
+            stats = b.per_class.get(r[header.index("run")], {})
+            cells = [f"{stats[c]['f1']:.2f}/{stats[c]['recall']:.2f}" if c in stats else "-" for c in classes]
+            rows.append([r[k] for k in keep] + [format_value(value)] + cells)
+        return [header[k] for k in keep] + [b.metric] + [c[:12] for c in classes], rows
+    wanted = list(view.columns or COMPACT)
+    names = {h: h for h in header} | {"METRIC": metric_col, b.metric: metric_col, "vs_leader": "vs leader",
+                                      "across_seeds": "across seeds"}
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        choices = ", ".join(["rank", "id", "run", "recipe", "family", "settings", b.metric, "vs_leader",
+                             "across_seeds", *[h for h in header[9:] if " " not in h]])
+        raise BmbenchError(f"--columns: unknown column '{unknown[0]}'; choose from {choices}")
+    keep = [header.index(names[c]) for c in wanted]
+    return [header[k] for k in keep], [[r[k] for k in keep] for r in body]
+
+
+def wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=max(40, width), break_on_hyphens=False)
+
+
+#: Columns shortened (in this order) when the table is wider than the terminal.
+_SHRINKABLE = ("settings", "recipe", "run")
+
+
+def _fit(header: list[str], body: list[list[str]], width: int) -> list[list[str]]:
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    for name in _SHRINKABLE:
+        if excess <= 0 or name not in header:
+            continue
+        i = header.index(name)
+        target = max(len(name), 12, widths[i] - excess)
+        if target < widths[i]:
+            body = [[c if j != i or len(c) <= target else c[:target - 1] + "…" for j, c in enumerate(r)]
+                    for r in body]
+            excess -= widths[i] - target
+            widths[i] = target
+    return body
 
 
 def _markdown(boards: list[Board]) -> str:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bmbench.core.errors import BmbenchError
-from bmbench.views.leaderboard import build_boards, check_filters, render, settings_text
+from bmbench.views.leaderboard import TableView, build_boards, check_filters, render, settings_text
 from bmbench.runs.store import RunRecord
 
 
@@ -77,6 +77,28 @@ def test_ablation_variants_show_their_varied_values_in_settings():
     assert settings_text({"settings": "64px"}) == "64px"
     assert settings_text({"settings": "", "tags": {"ablation": "f", "values": {"model.features": ["shape", "color"]}}}
                          ) == "[f: model.features=[shape,color]]"
+
+
+def test_the_terminal_table_is_compact_and_fits_the_width_unless_wide():
+    runs = [RunRecord(f"20261206T19092{i}Z-recipe-ab12c{i}", None, r.info, r.metrics)
+            for i, r in enumerate(record(i, f"recipe_with_a_long_name_{i}", f1=0.5 + i / 10) for i in range(3))]
+    for r in runs:
+        r.info["settings"] = "DenseNet121 ImageNet, fine-tune top 30, 224px, augment flip+rotate90+hed"
+        r.metrics["per_class"] = {"a": {"f1": 0.91, "recall": 0.9}, "b": {"f1": 0.5, "recall": 0.25}}
+    boards = build_boards(runs)
+    text = render(boards, "table", TableView(width=120))
+    assert max(len(line) for line in text.splitlines()) <= 120
+    header = text.splitlines()[1].split()
+    assert header[:4] == ["rank", "id", "recipe", "settings"] and "accuracy" not in header and "n_test" in header
+    assert "…" in text and "20261206T" not in text and "  ab12c2  " in text  # the id column is the id's end
+    wide = render(boards, "table", TableView(wide=True, width=120))
+    assert "accuracy" in wide and "fit_s" in wide and "…" not in wide
+    chosen = render(boards, "table", TableView(columns=("rank", "id", "macro_f1", "fit_s"))).splitlines()[1].split()
+    assert chosen == ["rank", "id", "macro_f1", "[95%", "CI]", "fit_s"]
+    with pytest.raises(BmbenchError, match="--columns: unknown column 'nope'; choose from rank, id"):
+        render(boards, "table", TableView(columns=("rank", "nope")))
+    per_class = render(boards, "table", TableView(per_class=True)).splitlines()
+    assert per_class[1].split() == ["rank", "id", "recipe", "macro_f1", "a", "b"] and "0.91/0.90" in per_class[3]
 
 
 def test_formats():

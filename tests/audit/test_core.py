@@ -1,6 +1,6 @@
 import numpy as np
 
-from bmbench.audit.report import clusters_line
+from bmbench.audit.core import clusters_line
 
 
 def test_clusters_line_says_none_instead_of_zero_clusters_of_largest_one():
