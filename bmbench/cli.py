@@ -139,7 +139,7 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
     boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe)
     view = TableView(tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
                      wide, per_class, width=None if out is None else 10_000)
-    _emit(render(boards, fmt, view), out)
+    _emit(render(boards, fmt, view, _report_links(store, out)), out)
 
 
 @main.command()
@@ -195,6 +195,19 @@ def report(run_ref, out, mistakes, explain, dataset, results_dir):
     folder = resolve_run(resolve(results_dir), run_ref, dataset)
     path = write_report(folder, out, mistakes, explain)
     click.echo(f"wrote {path} (figures in {folder / 'figures'})")
+
+
+def _report_links(store, out: str | None):
+    """run id -> the path of its report relative to the page (``--out``'s folder, else the
+    working folder)."""
+    import os
+    from pathlib import Path
+
+    base = Path(out).resolve().parent if out else Path.cwd()
+
+    def href(run_id: str) -> str:
+        return Path(os.path.relpath(Path(store) / "runs" / run_id / "report.html", base)).as_posix()
+    return href
 
 
 def _emit(text: str, out: str | None) -> None:

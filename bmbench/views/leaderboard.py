@@ -253,9 +253,10 @@ def _title(r: RunRecord) -> str:
             f"{s['strategy']} split ({settings}) - split {r.info['split_fingerprint']}")
 
 
-def render(boards: list[Board], fmt: str = "table", view: "TableView | None" = None) -> str:
+def render(boards: list[Board], fmt: str = "table", view: "TableView | None" = None, report_href=None) -> str:
     """``boards`` in ``fmt``; ``view`` chooses the terminal table's columns and width
-    (default: :class:`TableView`'s compact columns, fitted to the terminal)."""
+    (default: :class:`TableView`'s compact columns, fitted to the terminal); html pages
+    link each run to ``report_href(run_id)``."""
     if fmt not in FORMATS:
         raise BmbenchError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if fmt == "table":
@@ -264,7 +265,7 @@ def render(boards: list[Board], fmt: str = "table", view: "TableView | None" = N
     if fmt == "html":
         from .report.html import leaderboard_page
 
-        return leaderboard_page(boards)
+        return leaderboard_page(boards, report_href)
     if not boards:
         return "[]\n" if fmt == "json" else ""
     return {"markdown": _markdown, "csv": _csv, "json": _json}[fmt](boards)

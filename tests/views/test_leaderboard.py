@@ -234,9 +234,12 @@ def test_html_page_has_a_chart_and_a_table_per_split(tmp_path):
         im = Image.open(io.BytesIO(base64.b64decode(data)))
         im.load()
         assert im.format == "PNG" and im.size[0] > 500
-    assert page.count("<table>") == 2 and 'class="leader"' in page
+    assert page.count('<table class="sortable">') == 6 and 'class="leader"' in page  # 3 views per split
+    assert page.count("<details>") == 4 and "per class: F1/recall" in page and "<script>" in page
     assert "split s1" in page and "split s2" in page
     assert "No runs stored yet" in render([], "html")
+    linked = render(build_boards(runs, n_resamples=50), "html", report_href=lambda run: f"runs/{run}/report.html")
+    assert all(f'href="runs/{r.id}/report.html"' in linked for r in runs)
 
 
 def test_leaderboard_chart_bars_and_whiskers_follow_the_rows(tmp_path):
