@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
 import click
 
@@ -20,15 +21,63 @@ class _Silent:
         pass
 
 
+#: A bar on a non-terminal (a log file, CI) prints a line at most this often, seconds.
+LOG_EVERY_S = 30.0
+
+
 @contextlib.contextmanager
 def progress(total: int, label: str):
-    """Yield an object with ``update(n)``; draws a bar on stderr unless quiet."""
+    """Yield an object with ``update(n)``; on a terminal a bar on stderr with the count, the
+    rate and the ETA; elsewhere (a log file) a line every :data:`LOG_EVERY_S` s and at the
+    end; nothing when quiet."""
     if _quiet or total <= 0:
         yield _Silent()
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
-                           show_eta=True, width=30) as bar:
-        yield bar
+    if not sys.stderr.isatty():
+        lines = _Lines(total, label)
+        yield lines
+        lines.finish()
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True,
+                           width=30, item_show_func=lambda text: text) as bar:
+        yield _Rated(bar)
+
+
+class _Rated:
+    """``update(n)`` that shows the rate beside click's count and ETA."""
+
+    def __init__(self, bar):
+        self.bar, self.done, self.t0 = bar, 0, time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(n, current_item=f"{rate:,.1f}/s")
+
+
+class _Lines:
+    """Progress as log lines: ``label: 120/400 (30%), 41.2/s, ETA 7 s``."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.done = total, label, 0
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= LOG_EVERY_S and self.done < self.total:
+            self.last = now
+            click.echo(self.text(now), file=sys.stderr)
+
+    def text(self, now: float) -> str:
+        rate = self.done / max(now - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return (f"{self.label}: {self.done:,}/{self.total:,} ({self.done / self.total:.0%}), {rate:,.1f}/s"
+                + (f", ETA {eta:,.0f} s" if self.done < self.total and eta == eta else f", {now - self.t0:,.1f} s"))
+
+    def finish(self) -> None:
+        if self.done:
+            click.echo(self.text(time.perf_counter()), file=sys.stderr)
 
 
 @contextlib.contextmanager

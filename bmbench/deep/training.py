@@ -112,11 +112,17 @@ def _epoch_log(stage: str, epochs: int):
             for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
                 row[key] = float(logs[key]) if key in logs else math.nan
             self.rows.append(row)
-            val = f", val_loss {row['val_loss']:.4f}" if "val_loss" in logs else ""
-            log.info("%s epoch %d/%d: loss %.4f%s, lr %.2g (%.1f s)", stage, epoch + 1, epochs,
-                     row["loss"], val, self.lr, row["seconds"])
+            log.info("%s epoch %d/%d: %s, lr %.2g (%.1f s)", stage, epoch + 1, epochs,
+                     epoch_text(row), self.lr, row["seconds"])
 
     return EpochLog()
+
+
+def epoch_text(row: dict) -> str:
+    """``loss 0.5123, accuracy 0.8120, val_loss 0.6011, val_accuracy 0.7900`` (what is known)."""
+    parts = [f"{key} {row[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+             if key in row and not math.isnan(row[key])]
+    return ", ".join(parts)
 
 
 def _append_history(ctx, stage: str, rows: list[dict]) -> None:
