@@ -59,6 +59,7 @@ def test_feature_benchmark_times_both_extractors_through_the_current_api(tmp_pat
     paths = [str(make_image(tmp_path / f"{i}.png", size=(48, 40), seed=i)) for i in range(3)]
     rate, n_features = features.bmbench_rate(paths, jobs=1)
     assert rate > 0 and n_features == len(feature_names())
+    assert features.fresh_process_rate(paths, jobs=1) > 0
     if features._have_radiomics():
         rate, n = features.radiomics_rate(features.radiomics_extractor(), features.radiomics_inputs(paths))
         assert rate > 0 and n > 0

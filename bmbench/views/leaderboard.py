@@ -22,7 +22,7 @@ from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap_ci
 from ..metrics.paired import holm, mcnemar_exact, paired_bootstrap
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..runs.store import RunRecord
-from .cells import display_columns, format_value
+from .cells import TableView, display_columns, view_columns
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 ALPHA = 0.05
@@ -271,30 +271,13 @@ def render(boards: list[Board], fmt: str = "table", view: "TableView | None" = N
     return {"markdown": _markdown, "csv": _csv, "json": _json}[fmt](boards)
 
 
-#: The terminal table's default columns (``--wide``: all of them).
-COMPACT = ("rank", "id", "recipe", "settings", "METRIC", "vs leader", "across_seeds", "n_test")
-
-
-@dataclass(frozen=True)
-class TableView:
-    """What the terminal table shows: ``columns`` (display names; ``METRIC`` is the ranking
-    metric with its CI; None: :data:`COMPACT`), ``wide`` (every column), ``per_class``
-    (per-class F1/recall instead of the other metrics) and ``width`` (characters; None: the
-    terminal's, 120 when not a terminal). Free-text columns are shortened with "…" to fit."""
-
-    columns: tuple[str, ...] | None = None
-    wide: bool = False
-    per_class: bool = False
-    width: int | None = None
-
-
 def _text(boards: list[Board], view: TableView) -> str:
     import shutil
 
     width = view.width or shutil.get_terminal_size((120, 24)).columns
     out = []
     for b in boards:
-        header, body = _view_columns(b, view)
+        header, body = view_columns(b, view)
         if not view.wide:
             body = _fit(header, body, width)
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
@@ -309,35 +292,6 @@ def _text(boards: list[Board], view: TableView) -> str:
                      "every column, --per-class the per-class F1/recall, --columns a,b,... your choice.",
                      width), ""]
     return "\n".join(out)
-
-
-def _view_columns(b: Board, view: TableView) -> tuple[list[str], list[list[str]]]:
-    header, body = display_columns(b)
-    metric_col = header[5]
-    header = [h.replace("across_seeds", "across seeds") for h in header]
-    ids = [r[1].rsplit("-", 1)[-1] for r in body]
-    header, body = ["id", *header], [[i, *r] for i, r in zip(ids, body)]
-    if view.wide and not view.per_class:
-        return header[1:], [r[1:] for r in body]
-    if view.per_class:
-        classes = list(b.dataset.get("classes") or [])
-        keep = [header.index(c) for c in ("rank", "id", "recipe")]
-        rows = []
-        for r, value in zip(body, b.rows[b.metric]):
-            stats = b.per_class.get(r[header.index("run")], {})
-            cells = [f"{stats[c]['f1']:.2f}/{stats[c]['recall']:.2f}" if c in stats else "-" for c in classes]
-            rows.append([r[k] for k in keep] + [format_value(value)] + cells)
-        return [header[k] for k in keep] + [b.metric] + [c[:12] for c in classes], rows
-    wanted = list(view.columns or COMPACT)
-    names = {h: h for h in header} | {"METRIC": metric_col, b.metric: metric_col, "vs_leader": "vs leader",
-                                      "across_seeds": "across seeds"}
-    unknown = [c for c in wanted if c not in names]
-    if unknown:
-        choices = ", ".join(["rank", "id", "run", "recipe", "family", "settings", b.metric, "vs_leader",
-                             "across_seeds", *[h for h in header[9:] if " " not in h]])
-        raise BmbenchError(f"--columns: unknown column '{unknown[0]}'; choose from {choices}")
-    keep = [header.index(names[c]) for c in wanted]
-    return [header[k] for k in keep], [[r[k] for k in keep] for r in body]
 
 
 def wrap(text: str, width: int) -> str:

@@ -114,7 +114,7 @@ def leaderboard_page(boards, report_href=None) -> str:
     with interval whiskers, the compact table (leader and runs not significantly different
     from it highlighted; each run linked to its report by ``report_href(run_id)``), the
     per-class F1/recall and every column in folded sections; every table sortable."""
-    from ..leaderboard import TableView, _view_columns
+    from ..cells import TableView, view_columns
     from .plots import leaderboard_figure, png_bytes
 
     if not boards:
@@ -129,7 +129,7 @@ def leaderboard_page(boards, report_href=None) -> str:
         blocks = []
         for name, view in (("compact", TableView()), ("per class: F1/recall", TableView(per_class=True)),
                            ("every column", TableView(wide=True))):
-            header, body = _view_columns(b, view)
+            header, body = view_columns(b, view)
             numeric = {j for j, h in enumerate(header) if h not in text_cols}
             col = header.index("id") if "id" in header else header.index("run")
             html_table = table(header, body, numeric, classes, sortable=True, links={col: href})
