@@ -29,10 +29,12 @@ MIN_OVERLAY_SIDE = 256
 class ExplainedBatch:
     """What :func:`write_explanations` wrote for one batch: ``top_features[i]`` is the
     image's top-3 text for the predictions CSV ("" when the family has no per-image
-    contributions), ``files`` the paths written."""
+    contributions), ``files`` the paths written, ``proba`` the explained model's
+    probabilities (``float64[n, n_classes]``, NaN rows for unreadable images)."""
 
     top_features: list[str]
     files: list[Path]
+    proba: np.ndarray
 
 
 def descriptions(run) -> dict[str, tuple[str, str]]:
@@ -57,10 +59,9 @@ def top_text(items: list[tuple[str, float, float]]) -> str:
     return "; ".join(f"{name} ({c:+.3g})" for name, c, _ in items)
 
 
-def write_explanations(run, paths: list[str], proba: np.ndarray, out: Path, start: int,
-                       method: str = "gradcam") -> ExplainedBatch:
+def write_explanations(run, paths: list[str], out: Path, start: int, method: str = "gradcam") -> ExplainedBatch:
     """Explain ``paths`` (a batch starting at input position ``start``) into the folder
-    ``out``; rows of ``proba`` that are NaN (unreadable images) are skipped."""
+    ``out``; unreadable images are skipped."""
     from ..models.gradcam import HeatmapExplanation
 
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def _write_heatmaps(expl, names, out: Path, method: str) -> ExplainedBatch:
         if expl.target[i] < 0:
             continue
         files.append(_png(out / f"{name}.{method}.png", heatmap_overlay(expl.images[i], expl.heatmaps[i])))
-    return ExplainedBatch([""] * len(names), files)
+    return ExplainedBatch([""] * len(names), files, expl.proba)
 
 
 def segmentation_overlay(run, path: str) -> np.ndarray | None:
@@ -137,7 +138,7 @@ def _write_contributions(run, expl, paths, names, out: Path) -> ExplainedBatch:
             seg = segmentation_overlay(run, path)
             if seg is not None:
                 files.append(_png(out / f"{name}.segmentation.png", seg))
-    return ExplainedBatch(tops, files)
+    return ExplainedBatch(tops, files, expl.proba)
 
 
 def _contributions_csv(path: Path, expl, row: int, cls: int, label: str, described: dict) -> Path:

@@ -211,11 +211,14 @@ def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top
         for start in range(0, len(paths), batch_size):
             batch = paths[start:start + batch_size]
             with silenced():
-                proba = run.predict_proba(batch)
                 extra = None
-                if explain_dir is not None:
-                    explained = write_explanations(run, batch, proba, Path(explain_dir), start, method)
+                if explain_dir is None:
+                    proba = run.predict_proba(batch)
+                else:
+                    explained = write_explanations(run, batch, Path(explain_dir), start, method)
                     extra = explained.top_features if tabular else None
+                    # The explained model predicted them already; k-fold runs average their folds.
+                    proba = explained.proba if len(run.models) == 1 else run.predict_proba(batch)
             n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra, digits)
             if progress:
                 progress(len(batch))

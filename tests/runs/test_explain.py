@@ -53,6 +53,7 @@ def test_classical_explain_writes_contributions_and_outlines(env):
     assert c.is_monotonic_decreasing
     plain = predict(env, paths)
     assert "top_features" not in plain.columns
+    assert (plain.filter(regex="^p_").to_numpy() == frame.filter(regex="^p_").to_numpy()).all()
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
@@ -60,6 +61,7 @@ def test_deep_explain_writes_one_heatmap_overlay_per_image(env, method):
     _, paths = train(env, "cnn")
     frame = predict(env, paths, "--explain", str(env / "why"), "--method", method)
     assert "top_features" not in frame.columns
+    assert (predict(env, paths).filter(regex="^p_").to_numpy() == frame.filter(regex="^p_").to_numpy()).all()
     pngs = sorted((env / "why").glob(f"*.{method}.png"))
     assert len(pngs) == 3
     with Image.open(pngs[0]) as im:
