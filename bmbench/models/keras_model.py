@@ -35,10 +35,13 @@ class KerasClassifier:
     def predict_proba(self, paths, ctx) -> np.ndarray:
         """``(n, n_classes)`` float64; NaN rows for images that could not be read."""
         from ..deep.devices import quiet_tensorflow
-        from ..deep.pipeline import predict_rows
 
         quiet_tensorflow()
-        images = ctx.load_images(paths, "predicting", size=self.image_size)
+        return self._proba_of(ctx.load_images(paths, "predicting", size=self.image_size), ctx)
+
+    def _proba_of(self, images, ctx) -> np.ndarray:
+        from ..deep.pipeline import predict_rows
+
         if self.embedding_head is not None:
             return self.embedding_head.predict(images, ctx, ctx.train.batch_size)
         out = np.full((len(images), len(self.classes)), np.nan)
@@ -51,12 +54,13 @@ class KerasClassifier:
     def explain(self, paths, ctx, method: str = "gradcam", labels=None):
         """:class:`~bmbench.models.gradcam.HeatmapExplanation` of the predicted class of
         every image (``labels`` unused: heatmaps need no truth)."""
+        from ..deep.devices import quiet_tensorflow
         from .gradcam import explain_images
 
-        proba = self.predict_proba(paths, ctx)
+        quiet_tensorflow()
         images = ctx.load_images(paths, "explaining", size=self.image_size)
-        return explain_images(self.model, images.images, images.valid, proba, preprocess_for(self.backbone),
-                              method, ctx.train.batch_size)
+        return explain_images(self.model, images.images, images.valid, self._proba_of(images, ctx),
+                              preprocess_for(self.backbone), method, ctx.train.batch_size)
 
     def details(self) -> dict:
         return {"n_parameters": int(self.model.count_params()), **self.info}
