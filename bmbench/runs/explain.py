@@ -13,7 +13,7 @@ Per image (files named ``<index>_<file stem>``, index = position in the input li
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +48,7 @@ def descriptions(run) -> dict[str, tuple[str, str]]:
 
     if not getattr(opts, "features", ()):
         return {}
-    settings = feature_settings(opts)
-    if run.recipe.dataset.target_microns_per_pixel is not None:
-        settings = replace(settings, microns_per_pixel=run.recipe.dataset.target_microns_per_pixel)
-    return {d["name"]: (d["unit"], d["description"]) for d in data_dictionary(settings)}
+    return {d["name"]: (d["unit"], d["description"]) for d in data_dictionary(feature_settings(opts, run))}
 
 
 def top_text(items: list[tuple[str, float, float]]) -> str:

@@ -44,8 +44,9 @@ class ClassicalOptions(TabularOptions):
 
 
 def feature_settings(opts: ClassicalOptions, ctx=None):
-    """The extraction settings of ``opts``; with a run context whose recipe resamples images to
-    ``dataset.target_microns_per_pixel``, lengths and areas are reported in µm and µm²."""
+    """The extraction settings of ``opts``; with a run context (or a loaded run: anything with
+    a ``recipe``) whose recipe resamples images to ``dataset.target_microns_per_pixel``,
+    lengths and areas are reported in µm and µm²."""
     from ...core.errors import RecipeError
     from ...features.extract import FeatureSettings
 
