@@ -405,7 +405,19 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
     if not isinstance(base, str):
         raise RecipeError(f"{path}: extends: expected a path to another recipe")
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    return deep_merge(_read_with_extends(base_path, (*chain, real)), raw)
+    return deep_merge(_without_switched_specifics(_read_with_extends(base_path, (*chain, real)), raw), raw)
+
+
+def _without_switched_specifics(base: dict, top: dict) -> dict:
+    """A recipe that extends another with a different dataset kind or model family does not
+    inherit the base kind's or family's own options (as ``--set dataset.kind=...`` does)."""
+    out = dict(base)
+    for (section, key), common_cls in SELECTORS.items():
+        old, new = base.get(section), top.get(section)
+        if isinstance(old, dict) and isinstance(new, dict) and key in new and new[key] != old.get(key):
+            out[section] = dict(old)
+            _drop_specific(out[section], common_cls)
+    return out
 
 
 def deep_merge(base: dict, top: dict) -> dict:

@@ -129,6 +129,17 @@ def test_extends_merges_and_detects_cycles(tmp_path):
         load_recipe(tmp_path / "a.yaml")
 
 
+def test_extends_with_another_kind_or_family_drops_the_base_specifics(tmp_path):
+    write(tmp_path, BASE, "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\ndataset: {kind: pbc, root: data}\n"
+                            "model: {family: classical}\n", "child.yaml")
+    r = load_recipe(child)
+    assert r.dataset.kind == "pbc" and r.dataset.image_size == 32
+    assert "n_per_class" not in r.dataset.options.__dict__ and r.model.family == "classical"
+    same = write(tmp_path, "extends: base.yaml\ndataset: {kind: synthetic}\n", "same.yaml")
+    assert load_recipe(same).dataset.options.n_per_class == 10
+
+
 def test_env_expansion_and_relative_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("BMB_DATA", str(tmp_path / "data"))
     r = load_recipe(write(tmp_path, BASE.replace("image_size: 32", "image_size: 32\n  root: ${BMB_DATA}/x")))
