@@ -253,14 +253,15 @@ def contact_sheet(r: AuditResult, pairs: pd.DataFrame, thumbs: dict, per_row: in
     tallest = max((im.height for im in thumbs.values()), default=THUMB)
     tile_h = 2 * line + tallest + 3 * line + 2 * pad + 8
     cols = max(1, min(per_row, len(pairs)))
-    width = cols * tile_w + (cols + 1) * gap
-    n_verdict = len(_wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), r.verdict.line, small, width - 2 * gap - 8))
+    title = f"bmbench audit: {r.name} - {len(pairs)} worst of {len(r.pairs):,} duplicate pairs"
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max(cols * tile_w + (cols + 1) * gap, int(probe.textlength(title, font=title_font)) + 2 * gap + 12)
+    n_verdict = len(_wrap(probe, r.verdict.line, small, width - 2 * gap - 8))
     header = 74 + 16 * n_verdict
     rows = max(1, -(-len(pairs) // cols))
     sheet = Image.new("RGB", (width, header + rows * (tile_h + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((gap + 4, 10), f"bmbench audit: {r.name} - {len(pairs)} worst of {len(r.pairs):,} duplicate pairs",
-              fill=(20, 20, 20), font=title_font)
+    draw.text((gap + 4, 10), title, fill=(20, 20, 20), font=title_font)
     verdict = _wrap(draw, r.verdict.line, small, sheet.width - 2 * gap - 8)
     for i, text in enumerate(verdict):
         draw.text((gap + 4, 38 + i * 16), text, fill=(60, 60, 60), font=small)

@@ -83,6 +83,17 @@ def test_contact_sheet_png_and_html(report):
     assert (out / FILES["text"]).read_text().startswith("bmbench audit: folder")
 
 
+def test_one_pair_sheet_is_wide_enough_for_its_title(planted, audit_env):
+    from PIL import ImageDraw
+
+    from bmbench.audit.report import _font
+    root, _ = planted
+    assert invoke("audit", root, "--out", audit_env / "one", "--sheet", 1, "-q").exit_code == 0
+    with Image.open(audit_env / "one" / FILES["png"]) as im:
+        title = "bmbench audit: folder - 1 worst of 6 duplicate pairs"
+        assert im.width > ImageDraw.Draw(im).textlength(title, font=_font(20)) + 16
+
+
 def test_json_quiet_and_default_folder(planted, audit_env):
     root, _ = planted
     res = invoke("audit", root, "--format", "json", "--sheet", 0)
