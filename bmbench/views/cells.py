@@ -108,4 +108,7 @@ def view_columns(b, view: "TableView") -> tuple[list[str], list[list[str]]]:
                              "across_seeds", *[h for h in header[9:] if " " not in h]])
         raise BmbenchError(f"--columns: unknown column '{unknown[0]}'; choose from {choices}")
     keep = [header.index(names[c]) for c in wanted]
+    if view.columns is None:  # the default view leaves out a seed column no run has
+        seeds = header.index("across seeds")
+        keep = [k for k in keep if k != seeds or any(r[k] for r in body)]
     return [header[k] for k in keep], [[r[k] for k in keep] for r in body]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from bmbench.core.errors import DatasetError
-from bmbench.views.leaderboard import build_boards
+from bmbench.views.leaderboard import TableView, build_boards, render
 from bmbench.runs.runner import run_recipe, run_repeats
 from bmbench.runs.store import list_runs
 
@@ -68,6 +68,7 @@ def test_repeats_use_consecutive_seeds_on_one_split(two_sets, tmp_path):
     assert len({i["split_fingerprint"] for i in infos}) == 1 and len({i["seed_group"] for i in infos}) == 1
     (board,) = build_boards(list_runs(tmp_path / "results"), n_resamples=50)
     assert board.rows["across_seeds"].str.endswith("(n=3)").all()
+    assert "across seeds" in render([board], "table", TableView(width=120)).splitlines()[1]
 
 
 def test_each_evaluation_set_is_resampled_from_its_own_pixel_size(two_sets, tmp_path):

@@ -90,6 +90,7 @@ def test_the_terminal_table_is_compact_and_fits_the_width_unless_wide():
     assert max(len(line) for line in text.splitlines()) <= 120
     header = text.splitlines()[1].split()
     assert header[:4] == ["rank", "id", "recipe", "settings"] and "accuracy" not in header and "n_test" in header
+    assert "seeds" not in header  # no run was repeated: the default view leaves the empty column out
     assert "…" in text and "20261206T" not in text and "  ab12c2  " in text  # the id column is the id's end
     wide = render(boards, "table", TableView(wide=True, width=120))
     assert "accuracy" in wide and "fit_s" in wide and "…" not in wide
