@@ -23,6 +23,7 @@ from ...metrics.bootstrap import LEVEL
 from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ...core.atomic import write_bytes, write_text
 from ...runs.store import RunRecord, load_record
+from ..cells import format_amount
 from . import html as H
 from . import plots
 
@@ -125,8 +126,9 @@ def _summary(record: RunRecord, metrics: dict) -> str:
                    + (f"; {info['n_folds']} folds, test images pooled" if info.get("n_folds", 1) > 1 else "")),
         ("macro-F1 (95% CI)", headline),
         ("accuracy", f"{metrics['accuracy']:.4f}"),
-        ("fit time", f"{t.get('fit_seconds')} s" if t.get("fit_seconds") is not None else None),
-        ("inference", f"{t.get('inference_images_per_s')} images/s" if t.get("inference_images_per_s") else None),
+        ("fit time", _duration(t["fit_seconds"]) if t.get("fit_seconds") is not None else None),
+        ("inference", f"{format_amount(t['inference_images_per_s'])} images/s"
+                      if t.get("inference_images_per_s") else None),
         ("seed", info.get("seed")), ("bmbench", info.get("bmbench_version")),
     ]
     if info.get("skipped_images"):
@@ -279,3 +281,9 @@ def _environment(folder: Path) -> str:
              ("seed", env.get("seed")), ("bmbench git commit", env.get("bmbench_git_commit"))]
     packages = sorted((env.get("packages") or {}).items())
     return H.facts(pairs) + H.table(["package", "version"], [list(p) for p in packages])
+
+
+def _duration(seconds: float) -> str:
+    """``0.87 s``, ``12.3 s``, ``928 s (15.5 min)``: the leaderboard's rounding, minutes when long."""
+    text = f"{format_amount(seconds)} s"
+    return text + (f" ({seconds / 60:.1f} min)" if seconds >= 120 else "")

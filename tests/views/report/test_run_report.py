@@ -127,3 +127,8 @@ def test_report_of_a_run_stored_before_intervals_recomputes_them(runs, tmp_path)
     lo, hi = expected["accuracy"]
     assert f"[{lo:.4f}, {hi:.4f}]" in found["metrics"]
     assert len(images(found["reliability"])) == 1
+
+
+def test_durations_are_rounded_as_in_the_leaderboard_and_long_ones_in_minutes():
+    from bmbench.views.report.run_report import _duration
+    assert [_duration(s) for s in (0.868, 12.34, 927.913)] == ["0.87 s", "12.3 s", "928 s (15.5 min)"]
