@@ -4,7 +4,8 @@ without pandas: importing pandas costs more than the whole ``bmbench leaderboard
 Column values follow pandas' inference for a frame built from the same dicts, so every view
 shows the same text whether it reads :meth:`Rows.column` or :meth:`Rows.frame`: a column of
 numbers with a missing value or any float holds floats (missing: NaN), a column of ints
-holds ints, anything else keeps its values (missing: None).
+holds ints, anything else keeps its values (missing: None, where pandas may hold NaN:
+:func:`is_missing` treats both alike).
 """
 
 from __future__ import annotations
