@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import sqlite3
 
-import pytest
 
 from bmbench.runs.index import FILE, StoreIndex, stamp
 from bmbench.runs.store import list_runs
