@@ -143,6 +143,9 @@ class StoreIndex:
             with db:
                 db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", fresh)
                 db.executemany("DELETE FROM records WHERE folder = ?", gone)
+                # derived keys name their runs' folders (see the leaderboard's paired tests)
+                db.executemany("DELETE FROM derived WHERE instr(key, ?) > 0",
+                               [(os.path.join(self._base, k),) for (k,) in gone])
                 db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", derived)
         except sqlite3.Error as exc:  # locked for too long, read-only, disk full: stay unindexed
             log.debug("index %s not updated: %s", self.path, exc)

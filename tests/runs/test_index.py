@@ -56,8 +56,14 @@ def test_changed_new_and_deleted_folders_refresh_the_index(tmp_path):
     os.rename(tmp_path / "more" / "runs" / os.listdir(tmp_path / "more" / "runs")[0], store / "runs" / "2027-new-1")
     (store / "runs" / "2027-new-1" / "run.json").write_text(json.dumps({"id": "new", "split_fingerprint": "s"}))
     import shutil
+    with StoreIndex(store) as index:
+        index.remember(f"paired|x|{runs[2]}|{runs[0]}", "s", 1)
+        index.remember(f"paired|x|{runs[0]}|{runs[3]}", "s", 2)
     shutil.rmtree(runs[2])
     got = indexed(store)
+    with StoreIndex(store) as index:  # what named the deleted run went with it
+        assert list(index.derived([f"paired|x|{runs[2]}|{runs[0]}", f"paired|x|{runs[0]}|{runs[3]}"])) == [
+            f"paired|x|{runs[0]}|{runs[3]}"]
     assert as_tuples(got) == as_tuples(list_runs(store))
     assert got[2].metrics == {"macro_f1": 0.123456} and got[-1].id == "new"
     with sqlite3.connect(store / FILE) as db:
