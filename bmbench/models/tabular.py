@@ -141,7 +141,7 @@ class CachedFit:
         return self._model
 
     def __getattr__(self, name: str):
-        if name.startswith("_") or name in ("clf", "folder"):
+        if name.startswith("__") or name in ("_model", "clf", "folder"):
             raise AttributeError(name)
         return getattr(self.model, name)
 
@@ -183,6 +183,12 @@ class CachedFit:
         folder.mkdir(parents=True, exist_ok=True)
         for name in json.loads((self.folder / MANIFEST).read_text()):
             shutil.copyfile(self.folder / name, folder / name)
+
+
+def loaded(fitted):
+    """The classifier itself (a :class:`CachedFit` loads its model): for code that inspects
+    it, such as explanations."""
+    return fitted.model if isinstance(fitted, CachedFit) else fitted
 
 
 def save_fitted(name: str, fitted, folder: Path) -> None:

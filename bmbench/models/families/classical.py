@@ -18,7 +18,8 @@ from ...core.progress import progress
 from ...config.schema import option
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import TabularOptions, best_iteration, fit_for_run, importances_of, predict_proba, save_fitted
+from ..tabular import (TabularOptions, best_iteration, fit_for_run, importances_of, loaded, predict_proba,
+                       save_fitted)
 
 log = logging.getLogger("bmbench.run")
 
@@ -133,7 +134,7 @@ class ClassicalModel:
 
         x = feature_matrix(paths, feature_settings(self.options, ctx), ctx, "features (explain)")
         proba = predict_proba(self.fitted, x, len(self.classes))
-        return explain_matrix(self.options.classifier.name, self.fitted, x, self.names, len(self.classes),
+        return explain_matrix(self.options.classifier.name, loaded(self.fitted), x, self.names, len(self.classes),
                               proba, labels)
 
     def importances(self) -> np.ndarray | None:

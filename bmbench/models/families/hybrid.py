@@ -30,7 +30,7 @@ from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import best_iteration, fit_for_run, importances_of, predict_proba, save_fitted
+from ..tabular import best_iteration, fit_for_run, importances_of, loaded, predict_proba, save_fitted
 from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
@@ -144,7 +144,7 @@ class HybridModel:
         self._check_weights_file()
         x = self.features(paths, ctx, "explain")
         proba = predict_proba(self.fitted, x, len(self.classes))
-        return explain_matrix(self.options.classifier.name, self.fitted, x, self.names, len(self.classes),
+        return explain_matrix(self.options.classifier.name, loaded(self.fitted), x, self.names, len(self.classes),
                               proba, labels)
 
     def _check_weights_file(self) -> None:

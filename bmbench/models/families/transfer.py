@@ -239,7 +239,7 @@ class FrozenBackbone:
         from ...core.atomic import write_json
         from ...core.cache import key_for
         from ..backbones import build_backbone
-        from ..tabular import _library_versions
+        from importlib.metadata import version
 
         def build():
             model = build_backbone(opts.backbone, opts.weights, size, ctx.seed)
@@ -247,7 +247,7 @@ class FrozenBackbone:
             return model
 
         key = key_for("bmbench.backbone_build", 1, opts.backbone, identity, size, devices.policy, _rng_state(),
-                      _library_versions(("keras", "tensorflow")))
+                      version("keras"), version("tensorflow"))
         path = Path(ctx.cache_dir) / "backbones" / key[:2] / f"{key}.json"
         try:
             facts = json.loads(path.read_text())
