@@ -116,12 +116,16 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 @click.option("--per-class", is_flag=True, help="table: per-class F1/recall of each run.")
 @click.option("--columns", default=None, metavar="A,B,...",
               help="table: these columns, e.g. rank,id,recipe,macro_f1,accuracy,fit_s.")
+@click.option("--no-index", is_flag=True,
+              help="Read every run folder and redo the paired tests instead of using (and updating) the "
+                   "store's index.sqlite.")
 def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out, wide, per_class,
-                columns):
+                columns, no_index):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
     from .views.leaderboard import build_boards, check_filters, render
     from .config.locations import results_dir as resolve
+    from .runs.index import StoreIndex
     from .runs.store import list_runs
 
     from .views.compare import check_metric
@@ -129,14 +133,15 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
     _setup(False)
     check_metric(metric)
     store = resolve(results_dir).resolve()
-    records = list_runs(store)
-    empty = check_filters(records, store, dataset, recipe, family)
-    if empty is not None and fmt == "table":
-        _emit(empty, out)
-        return
+    with StoreIndex(store, enabled=not no_index) as index:
+        records = list_runs(store, index)
+        empty = check_filters(records, store, dataset, recipe, family)
+        if empty is not None and fmt == "table":
+            _emit(empty, out)
+            return
+        boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index)
     from .views.leaderboard import TableView
 
-    boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe)
     view = TableView(tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
                      wide, per_class, width=None if out is None else 10_000)
     _emit(render(boards, fmt, view, _report_links(store, out)), out)

@@ -31,9 +31,12 @@ COLOR_SAMPLE_PIXELS = 4096
 
 
 def _hed_matrix() -> np.ndarray:
-    from skimage.color import hed_from_rgb
-
-    return np.asarray(hed_from_rgb, np.float64)
+    """``skimage.color.hed_from_rgb`` bit for bit (tests/features check it), written out so
+    that importing the features (a cached rerun) does not import skimage and scipy."""
+    return np.array([[float.fromhex(v) for v in row] for row in (
+        ("0x1.e0c37a053b84ep+0", "-0x1.01f73afa7905ap+0", "-0x1.1cbb3667e94d8p-1"),
+        ("-0x1.0df59cbcafdf5p-4", "0x1.227db08fa9f88p+0", "-0x1.158c73e80817ep-3"),
+        ("-0x1.342d33b262fc8p-1", "-0x1.ebf1b27084585p-2", "0x1.92d6aafa763f3p+0"))], np.float64)
 
 
 _HED = _hed_matrix()

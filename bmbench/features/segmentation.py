@@ -44,7 +44,6 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from skimage.filters import threshold_multiotsu
 
 #: Segmentation works on the image downscaled (INTER_AREA) so its longer side is at most
 #: this many pixels; smaller images are used as they are.
@@ -121,6 +120,8 @@ def _thresholds(score: np.ndarray, valid: np.ndarray, classes: int) -> np.ndarra
         return np.full(classes - 1, 255)
     if classes == 3:
         return _multiotsu3(hist)
+    from skimage.filters import threshold_multiotsu  # here: scipy.ndimage costs a cached rerun 0.5 s
+
     return threshold_multiotsu(hist=hist, classes=classes)
 
 

@@ -133,15 +133,16 @@ def _extractor(backbone, pooling: str):
 class EmbeddingHead:
     """Prediction through cached embeddings for a model whose backbone stayed frozen:
     ``head`` maps ``float32[b, d]`` embeddings (``spec``) to probabilities with the same
-    layers as the full model, so test images already embedded skip the backbone."""
+    layers as the full model, so test images already embedded skip the backbone
+    (``build_backbone()``: called only for images without an embedding)."""
 
     spec: EmbeddingSpec
     head: object
-    backbone: object
+    build_backbone: Callable
 
     def predict(self, images: ImageSet, ctx, batch_size: int) -> np.ndarray:
         """``float64[n, n_classes]`` for the valid rows of ``images`` (others NaN)."""
-        x = embed(images, self.spec, ctx, lambda: self.backbone, batch_size, "test embeddings")
+        x = embed(images, self.spec, ctx, self.build_backbone, batch_size, "test embeddings")
         out = np.full((len(images), self.head.output_shape[-1]), np.nan)
         rows = np.flatnonzero(images.valid)
         if len(rows):

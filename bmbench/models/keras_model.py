@@ -2,7 +2,12 @@
 
 Saved as ``model.keras`` (Keras's zip of JSON config and HDF5 weights, loaded back with
 ``safe_mode=True`` so no code can hide in it) and ``model.json`` (classes, input size, the
-backbone whose ``preprocess_input`` prepares inputs, training details).
+backbone whose ``preprocess_input`` prepares inputs, training details). A ``transfer``
+model whose backbone stayed frozen (head only) is saved as ``head.keras`` (embedding ->
+probabilities) and, in ``model.json``, ``frozen_backbone``: the backbone's weights (keyword
+or file), their identity (the file's sha256), seed and pooling; loading rebuilds the
+backbone from them and puts the same ``image -> backbone -> pool -> dropout -> dense``
+model together, so the run never has to build and write the whole network itself.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ class KerasClassifier:
     #: in a run whose backbone stayed frozen: predict through cached embeddings (not saved;
     #: a loaded model always runs the full network, with the same result)
     embedding_head: object | None = None
+    #: a :class:`FrozenModel` (``model`` None until :meth:`full_model` builds it)
+    frozen: object | None = None
+
+    def full_model(self):
+        """The ``keras.Model`` on images (built from :attr:`frozen` on first use)."""
+        if self.model is None:
+            self.model = self.frozen.build()
+        return self.model
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         """``(n, n_classes)`` float64; NaN rows for images that could not be read."""
@@ -47,7 +60,7 @@ class KerasClassifier:
         out = np.full((len(images), len(self.classes)), np.nan)
         rows = np.flatnonzero(images.valid)
         if len(rows):
-            out[rows] = predict_rows(self.model, images, rows, ctx.train.batch_size,
+            out[rows] = predict_rows(self.full_model(), images, rows, ctx.train.batch_size,
                                      preprocess_for(self.backbone))
         return out
 
@@ -59,24 +72,72 @@ class KerasClassifier:
 
         quiet_tensorflow()
         images = ctx.load_images(paths, "explaining", size=self.image_size)
-        return explain_images(self.model, images.images, images.valid, self._proba_of(images, ctx),
+        return explain_images(self.full_model(), images.images, images.valid, self._proba_of(images, ctx),
                               preprocess_for(self.backbone), method, ctx.train.batch_size)
 
     def details(self) -> dict:
-        return {"n_parameters": int(self.model.count_params()), **self.info}
+        if self.model is None:
+            n = self.frozen.reference["n_backbone_parameters"] + self.frozen.head.count_params()
+        else:
+            n = self.model.count_params()
+        return {"n_parameters": int(n), **self.info}
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save(folder / "model.keras")
-        (folder / "model.json").write_text(json.dumps(
-            {"classes": list(self.classes), "image_size": self.image_size,
-             "backbone": self.backbone, "info": self.info}, indent=2, default=str))
+        meta = {"classes": list(self.classes), "image_size": self.image_size, "backbone": self.backbone,
+                "info": self.info}
+        if self.frozen is not None:
+            self.frozen.head.save(folder / "head.keras")
+            meta["frozen_backbone"] = self.frozen.reference
+        else:
+            self.model.save(folder / "model.keras")
+        (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str))
 
     @classmethod
     def load(cls, folder: Path) -> "KerasClassifier":
         import keras
 
         meta = json.loads((folder / "model.json").read_text())
-        model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
-        return cls(tuple(meta["classes"]), model, int(meta["image_size"]), meta["backbone"],
-                   meta.get("info", {}))
+        size = int(meta["image_size"])
+        if "frozen_backbone" in meta:
+            head = keras.saving.load_model(folder / "head.keras", safe_mode=True, compile=False)
+            model = _attach(head, meta["backbone"], meta["frozen_backbone"], size, folder)
+        else:
+            model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
+        return cls(tuple(meta["classes"]), model, size, meta["backbone"], meta.get("info", {}))
+
+
+@dataclass
+class FrozenModel:
+    """A transfer model saved as its ``head`` (``keras.Model``: embedding -> probabilities)
+    and ``reference`` (``frozen_backbone`` in model.json); ``build()`` gives the model on
+    images."""
+
+    head: object
+    reference: dict
+    build: object
+
+
+def _attach(head, backbone: str, ref: dict, size: int, folder: Path):
+    """``image -> backbone -> pool -> head's dropout -> head's dense``, named as the
+    ``transfer`` family names it, the backbone rebuilt from ``ref``."""
+    import keras
+
+    from ..core.errors import StoreError
+    from .backbones import build_backbone, weights_identity
+    from .embeddings import pooling_layer
+
+    weights = ref["weights"]
+    try:
+        found = weights_identity(weights, ref["seed"])
+    except OSError:
+        found = "missing"
+    if found != ref["weights_identity"]:
+        raise StoreError(f"{folder}: this model's frozen backbone {backbone} needs its weights {weights} "
+                         f"({ref['weights_identity']}), found {found}; put that file back, or rerun the recipe")
+    net = build_backbone(backbone, weights, size, ref["seed"])
+    net.trainable = False
+    inputs = keras.Input((size, size, 3), name="image")
+    x = pooling_layer(ref["pooling"])(net(inputs, training=False))
+    out = head.get_layer("probabilities")(head.get_layer("head_dropout")(x))
+    return keras.Model(inputs, out, name="transfer")

@@ -11,11 +11,19 @@ order with other threads), the
 library versions and :data:`FIT_CACHE_VERSION`. Rerunning a recipe, or any ablation
 variant that only changes what happens after fitting, loads the classifier instead of
 training it again; a damaged entry is discarded and refitted.
+
+**Lazy reuse.** A fit (cached or new) is returned as a :class:`CachedFit`: the classifier
+is loaded only when something needs the model itself. Its test probabilities (keyed by the
+exact feature matrix), importances and details are kept beside the entry, and saving copies
+the entry's files (checked against their sha256 in ``manifest.json``), so a rerun on cached
+features neither imports the classifier's library (XGBoost, scikit-learn) nor predicts again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -26,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.atomic import building_dir
-from ..core.cache import key_for
+from ..core.atomic import building_dir, write_json
+from ..core.cache import ArrayCache, key_for
 from ..config.schema import Context, option
 from .classifiers import ClassifierChoice, ClassifierSettings, class_weights, get_classifier, parse_classifier
 
@@ -113,9 +121,102 @@ def fit_classifier(name: str, options, settings: ClassifierSettings, x: np.ndarr
             log.info("classifier: reusing the cached fit of %s on these exact inputs", name)
             return fitted
     fitted = clf.fit(options, settings, x, y, w, x_val, val_labels, n_classes)
-    if folder is not None:
-        _store(clf, fitted, folder)
+    if folder is not None and _store(clf, fitted, folder):
+        return CachedFit(clf, folder, fitted)
     return fitted
+
+
+class CachedFit:
+    """A fitted classifier stored in the fit cache at ``folder``; :attr:`model` loads it
+    on first use (any other attribute is the model's). Predictions, importances and
+    details are remembered beside the entry."""
+
+    def __init__(self, clf, folder: Path, model=None):
+        self.clf, self.folder, self._model = clf, Path(folder), model
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self.clf.load(self.folder)
+        return self._model
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_model", "clf", "folder"):
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def predict_proba_of(self, x: np.ndarray, n_classes: int) -> np.ndarray:
+        """:func:`predict_proba` of ``x``, from ``<entry>/proba`` when this exact ``x`` was
+        predicted before."""
+        cache = ArrayCache(self.folder / "proba")
+        key = key_for("bmbench.proba", n_classes, _array_bytes(x))
+        out = cache.get(key)
+        if out is None:
+            out = _predict(self.model, x, n_classes)
+            _quietly(cache.put, key, out)
+        return out
+
+    def importances(self, n: int) -> np.ndarray | None:
+        """The classifier's importances of the ``n`` features (None where it has none)."""
+        cache = ArrayCache(self.folder / "meta")
+        key = key_for("bmbench.importances", n)
+        out = cache.get(key)
+        if out is None:
+            out = self.clf.importances(self.model, n)
+            if out is None:
+                return None
+            _quietly(cache.put, key, out)
+        return out
+
+    def best_iteration(self) -> int | None:
+        path = self.folder / "meta" / "best_iteration.json"
+        try:
+            return json.loads(path.read_text())["best_iteration"]
+        except (OSError, ValueError, KeyError, TypeError):
+            best = getattr(self.model, "best_iteration", None)
+            best = int(best) if best is not None else None
+            _quietly(write_json, path, {"best_iteration": best})
+            return best
+
+    def save(self, folder: Path) -> None:
+        """What ``clf.save`` wrote for this fit, copied into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in json.loads((self.folder / MANIFEST).read_text()):
+            shutil.copyfile(self.folder / name, folder / name)
+
+
+def loaded(fitted):
+    """The classifier itself (a :class:`CachedFit` loads its model): for code that inspects
+    it, such as explanations."""
+    return fitted.model if isinstance(fitted, CachedFit) else fitted
+
+
+def save_fitted(name: str, fitted, folder: Path) -> None:
+    """Save ``fitted`` (a :class:`CachedFit` or a model) as classifier ``name`` saves it."""
+    if isinstance(fitted, CachedFit):
+        fitted.save(folder)
+    else:
+        get_classifier(name).save(fitted, folder)
+
+
+def importances_of(name: str, fitted, n: int) -> np.ndarray | None:
+    if isinstance(fitted, CachedFit):
+        return fitted.importances(n)
+    return get_classifier(name).importances(fitted, n)
+
+
+def best_iteration(fitted) -> int | None:
+    if isinstance(fitted, CachedFit):
+        return fitted.best_iteration()
+    best = getattr(fitted, "best_iteration", None)
+    return int(best) if best is not None else None
+
+
+def _quietly(write, *args) -> None:
+    try:
+        write(*args)
+    except OSError as exc:  # a read-only cache: it is only a cache
+        log.debug("fit cache: %s", exc)
 
 
 def fit_for_run(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: np.ndarray | None, val):
@@ -131,6 +232,12 @@ def fit_for_run(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: np.ndarr
 def predict_proba(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:
     """``float64[n, n_classes]`` probabilities of ``x`` ``(n, d)``: NaN rows where ``x`` is
     unreadable; classes the classifier never saw in training get probability 0."""
+    if isinstance(fitted, CachedFit):
+        return fitted.predict_proba_of(x, n_classes)
+    return _predict(fitted, x, n_classes)
+
+
+def _predict(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:
     ok = readable(x)
     out = np.full((len(x), n_classes), np.nan)
     if ok.any():
@@ -162,10 +269,21 @@ def _array_bytes(a: np.ndarray) -> bytes:
     return f"{a.dtype.str}{a.shape}".encode() + a.tobytes()
 
 
+#: The entry's files as ``clf.save`` wrote them, with their sha256: checked instead of
+#: loading the model (entries without it, from older versions, are loaded to check them).
+MANIFEST = "manifest.json"
+
+
 def _load(clf, folder: Path):
     if not folder.is_dir():
         return None
     try:
+        manifest = folder / MANIFEST
+        if manifest.is_file():
+            for name, digest in json.loads(manifest.read_text()).items():
+                if _sha256(folder / name) != digest:
+                    raise ValueError(f"{name} does not match its sha256")
+            return CachedFit(clf, folder)
         return clf.load(folder)
     except Exception as exc:  # any damage means: refit (and replace the entry)
         log.warning("discarding a damaged cached fit %s (%s)", folder, exc)
@@ -173,14 +291,29 @@ def _load(clf, folder: Path):
         return None
 
 
-def _store(clf, fitted, folder: Path) -> None:
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _store(clf, fitted, folder: Path) -> bool:
     """Save into a temporary sibling folder, then rename it into place, so readers see a
-    complete entry or none; a failure to cache never fails the run."""
+    complete entry or none; a failure to cache never fails the run. True: the entry holds
+    this fit."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with building_dir(folder) as tmp:
             clf.save(fitted, tmp)
+            files = sorted(p.name for p in tmp.iterdir())
+            if any((tmp / name).is_dir() for name in files):
+                return False  # only flat entries are copied file by file
+            write_json(tmp / MANIFEST, {name: _sha256(tmp / name) for name in files})
+        return True
     except OSError as exc:
         if folder.is_dir():  # another process stored the same fit first
-            return
+            return (folder / MANIFEST).is_file()
         log.warning("could not cache the fitted classifier (%s); the run goes on", exc)
+        return False

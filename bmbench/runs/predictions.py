@@ -3,22 +3,28 @@ view reads: ``path, true_label, predicted_label[, fold], p_<class>...``."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..core.atomic import write_text
 from ..core.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILE = "predictions.csv"
 
 
 def predictions_frame(relpaths, classes, y: np.ndarray, proba: np.ndarray,
-                      fold_of: np.ndarray | None = None) -> pd.DataFrame:
+                      fold_of: np.ndarray | None = None) -> "pd.DataFrame":
     """The table of ``n`` scored images: relative ``relpaths`` ``(n,)``, integer true labels
     ``y`` ``(n,)`` indexing ``classes``, probabilities ``proba`` ``(n, len(classes))`` (NaN
     rows: unreadable, predicted label empty) and, for k-fold runs, ``fold_of`` ``(n,)``."""
+    import pandas as pd
+
     names = np.array(classes)
     ok = np.isfinite(proba).all(axis=1)
     out = pd.DataFrame({"path": np.asarray(relpaths), "true_label": names[y]})
@@ -30,7 +36,7 @@ def predictions_frame(relpaths, classes, y: np.ndarray, proba: np.ndarray,
     return out
 
 
-def write_predictions(folder: Path, frame: pd.DataFrame) -> Path:
+def write_predictions(folder: Path, frame: "pd.DataFrame") -> Path:
     path = Path(folder) / FILE
     write_text(path, frame.to_csv(index=False))
     return path
@@ -39,25 +45,44 @@ def write_predictions(folder: Path, frame: pd.DataFrame) -> Path:
 def read_scored(folder: Path, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(paths, y, proba)`` of the images a run scored (unreadable rows left out), from
     ``folder/predictions.csv``; a :class:`StoreError` naming the file when it is missing or
-    damaged."""
+    damaged. Read with :mod:`csv` (the leaderboard reads every run's file and must not wait
+    for pandas): ``paths`` (n,) object, ``y`` (n,) int64 indexing ``classes``, ``proba``
+    (n, k) float64 parsed as pandas parses them (empty, ``nan``, ``NaN``: missing)."""
     path = Path(folder) / FILE
     classes = list(classes)
     columns = [f"p_{c}" for c in classes]
     if not path.is_file():
         raise StoreError(f"{path}: no predictions.csv; paired tests need the per-image predictions")
     try:
-        frame = pd.read_csv(path, dtype={"path": str, "true_label": str, "predicted_label": str},
-                            keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in columns})
-    except (OSError, ValueError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+    except (OSError, ValueError, csv.Error) as exc:
         raise StoreError(f"{path}: cannot read predictions ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ("path", "true_label", *columns) if c not in frame.columns]
+    header = rows[0] if rows else []
+    missing = [c for c in ("path", "true_label", *columns) if c not in header]
     if missing:
         raise StoreError(f"{path}: damaged predictions (missing columns {', '.join(missing)})")
-    proba = frame[columns].to_numpy(dtype=np.float64)
+    if any(len(r) != len(header) for r in rows):
+        bad = next(i for i, r in enumerate(rows) if len(r) != len(header))
+        raise StoreError(f"{path}: cannot read predictions (line {bad + 1} has {len(rows[bad])} fields, "
+                         f"the header {len(header)})")
+    at = [header.index(c) for c in columns]
+    try:
+        proba = np.array([[_probability(r[j]) for j in at] for r in rows[1:]], dtype=np.float64)
+    except ValueError as exc:
+        raise StoreError(f"{path}: damaged predictions ({exc})") from None
+    proba = proba.reshape(len(rows) - 1, len(columns))
     ok = np.isfinite(proba).all(axis=1)
-    labels = frame["true_label"].to_numpy()[ok]
-    y = pd.Index(classes).get_indexer(labels).astype(np.int64)
+    body = [r for r, keep in zip(rows[1:], ok) if keep]
+    labels = np.array([r[header.index("true_label")] for r in body], dtype=object)
+    index = {c: i for i, c in reversed(list(enumerate(classes)))}
+    y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
     if (y < 0).any():
         unknown = sorted(set(labels[y < 0]))
         raise StoreError(f"{path}: true labels {unknown[:3]} are not among the run's classes")
-    return frame["path"].to_numpy()[ok], y, proba[ok]
+    paths = np.array([r[header.index("path")] for r in body], dtype=object)
+    return paths, y, proba[ok]
+
+
+def _probability(text: str) -> float:
+    return float("nan") if text in ("", "nan", "NaN") else float(text)

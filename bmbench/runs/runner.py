@@ -20,8 +20,6 @@ from ..data.duplicates import exact_duplicates
 from .environment import environment
 from .evaluation import evaluate_elsewhere
 from ..models.registry import Subset, get_family
-from ..metrics.scores import compute_metrics
-from ..metrics.summary import add_statistics
 from .model_card import render_model_card
 from ..config.recipe import Recipe, dump_recipe, load_recipe
 from ..data.splits import Split, recipe_split, subsample_train
@@ -31,6 +29,7 @@ from ..core.version import __version__
 from .predictions import predictions_frame, write_predictions
 from .staged import StagedModel, fit_preprocessing
 from ..config.locations import results_dir
+from .scoring import score_predictions
 from .store import RunWriter
 
 log = logging.getLogger("bmbench.run")
@@ -187,11 +186,8 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
     ok = np.isfinite(proba).all(axis=1)
     y = table.labels[rows]
-    metrics = compute_metrics(y[ok], proba[ok], table.classes)
-    if len(folds) > 1:
-        metrics["folds"] = [compute_metrics(y[ok & (fold_of == i)], proba[ok & (fold_of == i)],
-                                            table.classes) for i in range(len(folds))]
-    reliability = add_statistics(metrics, y[ok], proba[ok], table.classes)  # CIs, fold mean/std
+    metrics, reliability = score_predictions(y[ok], proba[ok], table.classes, fold_of[ok], len(folds),
+                                             ctx.cache_dir)  # CIs, fold mean/std; memoised
     write_predictions(writer.path, predictions_frame(table.frame["relpath"].to_numpy()[rows], table.classes,
                                                      y, proba, fold_of if len(folds) > 1 else None))
     write_json(writer.path / "metrics.json", metrics)

@@ -101,21 +101,36 @@ def load_record(path: Path) -> RunRecord:
     return RunRecord(str(info.get("id", path.name)), path, info, metrics)
 
 
-def list_runs(results: Path) -> list[RunRecord]:
+def list_runs(results: Path, index=None) -> list[RunRecord]:
     """Every complete run, oldest first, each followed by its cross-data-set evaluations
-    (``runs/<id>/evaluations/*``); damaged or foreign folders are skipped with a warning."""
-    runs = Path(results) / "runs"
-    if not runs.is_dir():
-        return []
+    (``runs/<id>/evaluations/*``); damaged or foreign folders are skipped with a warning.
+    ``index``: a :class:`~bmbench.runs.index.StoreIndex` to read unchanged records from."""
     records = []
-    for path in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        evaluations = sorted((path / "evaluations").glob("[!.]*"))
-        for folder in (path, *evaluations):
-            try:
-                records.append(load_record(folder))
-            except StoreError as exc:
-                log.warning("skipping %s", exc)
+    for folder in run_folders(results):
+        try:
+            records.append(index.record(folder) if index is not None else load_record(folder))
+        except StoreError as exc:
+            log.warning("skipping %s", exc)
     return records
+
+
+def run_folders(results: Path) -> list[Path]:
+    """The run folders of the store, oldest first, each followed by its evaluations."""
+    runs = os.path.join(os.fspath(results), "runs")
+    try:
+        names = sorted(e.name for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for name in names:
+        out.append(name)
+        try:
+            found = os.listdir(os.path.join(runs, name, "evaluations"))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        out += sorted(f"{name}/evaluations/{e}" for e in found if not e.startswith("."))
+    base = Path(runs)
+    return [base / rel for rel in out]
 
 
 def resolve_run(results: Path, ref: str, dataset: str | None = None) -> Path:

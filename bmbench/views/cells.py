@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 from ..core.errors import BmbenchError
 from ..metrics.bootstrap import LEVEL
+from .rows import is_missing
 
 
 def format_p(p) -> str:
@@ -19,7 +18,7 @@ def format_p(p) -> str:
 
 def format_value(value) -> str:
     """A table cell: floats to 4 decimals (1 from 10 on), ``-`` for missing values."""
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+    if is_missing(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
@@ -28,7 +27,7 @@ def format_value(value) -> str:
 
 def format_amount(value) -> str:
     """Seconds and rates: 2 decimals under 1, 1 under 100, none from 100 on; ``-`` if missing."""
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if is_missing(value):
         return "-"
     value = float(value)
     return f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
@@ -38,31 +37,38 @@ def format_amount(value) -> str:
 AMOUNTS = ("fit_s", "img_per_s")
 
 
-def display_columns(board) -> tuple[list[str], list[list[str]]]:
+def display_columns(board, shown=None) -> tuple[list[str], list[list[str]]]:
     """Header and text cells of a leaderboard ``board`` as shown to people: the metric with
-    its interval in one column, the leader mark with its adjusted p-value in another."""
+    its interval in one column, the leader mark with its adjusted p-value in another.
+    ``shown``: the only columns after ``vs leader`` whose cells are needed (the others are
+    left empty; None: all)."""
     m = board.metric
-    rows = board.rows
+    table = board.table
     skip = {m, f"{m}_ci_low", f"{m}_ci_high", "vs_leader", "p_vs_leader"}
-    rest = [c for c in rows.columns if c not in skip and c not in ("rank", "run", "recipe",
-                                                                    "family", "settings")]
+    rest = [c for c in table.columns if c not in skip and c not in ("rank", "run", "recipe",
+                                                                     "family", "settings")]
     header = ["rank", "run", "recipe", "family", "settings", f"{m} [{LEVEL:.0%} CI]", "vs leader", *rest]
+    needed = set(rest) if shown is None else set(shown)
     body = []
-    for _, r in rows.iterrows():
+    for r in table.records():
         low, high = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
         value = format_value(r[m])
-        if not (pd.isna(low) or pd.isna(high)):
+        if not (is_missing(low) or is_missing(high)):
             value += f" [{low:.4f}, {high:.4f}]"
         mark = r["vs_leader"]
-        if mark is None or pd.isna(mark):
-            shown = "-"
+        if is_missing(mark):
+            mark_text = "-"
         elif mark == "leader":
-            shown = "leader"
+            mark_text = "leader"
         else:
-            shown = f"{mark} (p={format_p(r['p_vs_leader'])})"
+            mark_text = f"{mark} (p={format_p(r['p_vs_leader'])})"
         body.append([format_value(r["rank"]), r["run"], r["recipe"], r["family"], format_value(r["settings"]),
-                     value, shown, *((format_amount if c in AMOUNTS else format_value)(r[c]) for c in rest)])
+                     value, mark_text, *(_cell(c, r[c]) if c in needed else "" for c in rest)])
     return header, body
+
+
+def _cell(column: str, value) -> str:
+    return (format_amount if column in AMOUNTS else format_value)(value)
 
 
 #: The terminal table's default columns (``--wide``: all of them).
@@ -83,7 +89,9 @@ class TableView:
 
 
 def view_columns(b, view: "TableView") -> tuple[list[str], list[list[str]]]:
-    header, body = display_columns(b)
+    named = None if view.wide and not view.per_class else () if view.per_class else \
+        {c.replace("across seeds", "across_seeds") for c in (view.columns or COMPACT)}
+    header, body = display_columns(b, named)
     metric_col = header[5]
     header = [h.replace("across_seeds", "across seeds") for h in header]
     ids = [r[1].rsplit("-", 1)[-1] for r in body]
@@ -94,7 +102,7 @@ def view_columns(b, view: "TableView") -> tuple[list[str], list[list[str]]]:
         classes = list(b.dataset.get("classes") or [])
         keep = [header.index(c) for c in ("rank", "id", "recipe")]
         rows = []
-        for r, value in zip(body, b.rows[b.metric]):
+        for r, value in zip(body, b.table.column(b.metric)):
             stats = b.per_class.get(r[header.index("run")], {})
             cells = [f"{stats[c]['f1']:.2f}/{stats[c]['recall']:.2f}" if c in stats else "-" for c in classes]
             rows.append([r[k] for k in keep] + [format_value(value)] + cells)

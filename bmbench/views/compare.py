@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..core.errors import BmbenchError, StoreError
 from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED
@@ -65,9 +64,10 @@ def align(a: Scored, b: Scored) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise BmbenchError(f"runs {a.record.id} and {b.record.id} have different class lists "
                            f"({', '.join(a.classes)} vs {', '.join(b.classes)})")
     for s in (a, b):
-        if not pd.Index(s.paths).is_unique:
+        if len(set(s.paths)) != len(s.paths):
             raise BmbenchError(f"run {s.record.id}: predictions.csv lists an image twice")
-    where = pd.Index(b.paths).get_indexer(a.paths)  # -1: not scored by b
+    position = {p: i for i, p in enumerate(b.paths)}
+    where = np.array([position.get(p, -1) for p in a.paths], dtype=np.int64)  # -1: not scored by b
     rows_a = np.flatnonzero(where >= 0)
     rows_b = where[rows_a]
     if len(rows_a) == 0:

@@ -11,11 +11,11 @@ p-value is at least 0.05 are marked ``n.s.``: not significantly different from t
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from ..core.errors import BmbenchError
 from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap_ci
@@ -23,6 +23,7 @@ from ..metrics.paired import holm, mcnemar_exact, paired_bootstrap
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..runs.store import RunRecord
 from .cells import TableView, display_columns, view_columns
+from .rows import Rows, is_missing, min_rank, sort_rows
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 ALPHA = 0.05
@@ -32,26 +33,35 @@ ALPHA = 0.05
 class Board:
     """One ranking: runs with the same split fingerprint, best first.
 
-    ``rows`` columns: rank, run, recipe, family, settings, the metric, ``<metric>_ci_low``,
-    ``<metric>_ci_high``, ``vs_leader`` (leader / n.s. / worse / None when untestable),
-    ``p_vs_leader`` (Holm-adjusted), the other headline metrics, fit_s, img_per_s, n_train,
-    n_test. ``test`` says how the ``vs_leader`` marks were made.
+    ``table`` (and :attr:`rows`, the same as a pandas DataFrame) columns: rank, run, recipe,
+    family, settings, the metric, ``<metric>_ci_low``, ``<metric>_ci_high``, ``vs_leader``
+    (leader / n.s. / worse / None when untestable), ``p_vs_leader`` (Holm-adjusted), the
+    other headline metrics, fit_s, img_per_s, n_train, n_test. ``test`` says how the
+    ``vs_leader`` marks were made.
     """
 
     title: str
     split_fingerprint: str
-    rows: pd.DataFrame
+    table: Rows
     metric: str = "macro_f1"
     test: str = ""
     dataset: dict = field(default_factory=dict)
     #: run id -> ``{class: {"precision", "recall", "f1", "support"}}`` (for ``--per-class``)
     per_class: dict = field(default_factory=dict)
 
+    @cached_property
+    def rows(self):
+        """:attr:`table` as a pandas DataFrame (imports pandas; the terminal table does not)."""
+        return self.table.frame()
+
 
 def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: str | None = None,
                  recipe: str | None = None, family: str | None = None,
                  best_per_recipe: bool = False, n_resamples: int = N_RESAMPLES,
-                 seed: int = SEED) -> list[Board]:
+                 seed: int = SEED, index=None) -> list[Board]:
+    """One :class:`Board` per split fingerprint of the ``records`` kept by the filters.
+    ``index``: the store's :class:`~bmbench.runs.index.StoreIndex`, which remembers the
+    paired tests against each leader (recomputed when either predictions.csv changes)."""
     from .compare import check_metric
 
     check_metric(metric)
@@ -59,7 +69,7 @@ def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: st
     groups: dict[str, list[RunRecord]] = {}
     for r in records:
         groups.setdefault(r.info["split_fingerprint"], []).append(r)
-    return [_board(runs, metric, best_per_recipe, n_resamples, seed) for runs in groups.values()]
+    return [_board(runs, metric, best_per_recipe, n_resamples, seed, index) for runs in groups.values()]
 
 
 def check_filters(records: list[RunRecord], store: Path, dataset: str | None = None, recipe: str | None = None,
@@ -68,20 +78,16 @@ def check_filters(records: list[RunRecord], store: Path, dataset: str | None = N
     family or stored recipe raises :class:`BmbenchError` with the nearest names; filters
     that are known but match no stored run give the message to print (None: runs match)."""
     from ..core.registry import did_you_mean
-    from ..data.registry import list_kinds
-    from ..models.registry import list_families
 
     stored = {"dataset": sorted({r.info["dataset"]["kind"] for r in records}),
               "recipe": sorted({r.info["name"] for r in records}),
               "family": sorted({r.info["family"] for r in records})}
-    known = {"dataset": sorted({k.name for k in list_kinds()} | set(stored["dataset"])),
-             "recipe": stored["recipe"],
-             "family": sorted({f.name for f in list_families()} | set(stored["family"]))}
     given = {"dataset": dataset, "recipe": recipe, "family": family}
     for key, value in given.items():
-        if value is not None and value not in known[key]:
+        # the registries (which import every family's module) only for a name not stored
+        if value is not None and value not in stored[key] and value not in (known := _known(key, stored)):
             what = "stored recipe" if key == "recipe" else ("data set kind" if key == "dataset" else "family")
-            raise BmbenchError(f"--{key} {value}: no {what} is called that{did_you_mean(value, known[key])}; "
+            raise BmbenchError(f"--{key} {value}: no {what} is called that{did_you_mean(value, known)}; "
                                f"stored in {store}: {', '.join(stored[key]) or 'nothing'}")
     if any(_keep(r, dataset, recipe, family) for r in records):
         return None
@@ -93,6 +99,19 @@ def check_filters(records: list[RunRecord], store: Path, dataset: str | None = N
             f"{', '.join(stored['family'])}).\n")
 
 
+def _known(key: str, stored: dict) -> list[str]:
+    """The names a ``--dataset`` / ``--recipe`` / ``--family`` filter may take."""
+    if key == "dataset":
+        from ..data.registry import list_kinds
+
+        return sorted({k.name for k in list_kinds()} | set(stored["dataset"]))
+    if key == "family":
+        from ..models.registry import list_families
+
+        return sorted({f.name for f in list_families()} | set(stored["family"]))
+    return stored["recipe"]
+
+
 def _keep(r: RunRecord, dataset, recipe, family) -> bool:
     return ((dataset is None or r.info["dataset"]["kind"] == dataset)
             and (recipe is None or r.info["name"] == recipe)
@@ -100,36 +119,45 @@ def _keep(r: RunRecord, dataset, recipe, family) -> bool:
 
 
 def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resamples: int,
-           seed: int) -> Board:
+           seed: int, index=None) -> Board:
     scored = _ScoredCache()
-    frame = pd.DataFrame([_row(r, metric, scored, n_resamples, seed) for r in runs])
+    data = [_row(r, metric, scored, n_resamples, seed) for r in runs]
+    columns = tuple(data[0])
+    plain = Rows(columns, tuple(data))  # pandas' value types, before ranking
+    data = [dict(zip(columns, values)) for values in zip(*(plain.column(c) for c in columns))]
     ascending = metric in LOWER_IS_BETTER
-    frame = frame.sort_values([metric, "run"], ascending=[ascending, True], na_position="last")
+    data = sort_rows(data, metric, "run", descending=not ascending)
     if best_per_recipe:
-        frame = frame.drop_duplicates("recipe", keep="first")
-    frame.insert(0, "rank", frame[metric].rank(method="min", ascending=ascending).astype("Int64"))
-    frame = frame.reset_index(drop=True)
+        seen: set = set()
+        data = [r for r in data if not (r["recipe"] in seen or seen.add(r["recipe"]))]
+    for r, rank in zip(data, min_rank([r[metric] for r in data], descending=not ascending)):
+        r["rank"] = rank
     by_id = {r.id: r for r in runs}
-    marks, p_adj, test = _versus_leader(frame, by_id, metric, scored, n_resamples, seed)
-    at = frame.columns.get_loc(f"{metric}_ci_high") + 1
-    frame.insert(at, "vs_leader", marks)
-    frame.insert(at + 1, "p_vs_leader", p_adj)
-    frame.insert(at + 2, "across_seeds", [_seed_spread(runs, by_id[i], metric) for i in frame["run"]])
+    marks, p_adj, test = _versus_leader(data, by_id, metric, scored, n_resamples, seed, index)
+    spread = _seed_spreads(runs, metric)
+    for r, mark, p in zip(data, marks, p_adj):
+        r.update(vs_leader=mark, p_vs_leader=p, across_seeds=spread.get(by_id[r["run"]].info.get("seed_group"), ""))
+    at = columns.index(f"{metric}_ci_high") + 1
+    columns = ("rank", *columns[:at], "vs_leader", "p_vs_leader", "across_seeds", *columns[at:])
     first = runs[0]
     per_class = {r.id: r.metrics.get("per_class") or {} for r in runs}
-    return Board(_title(first), first.info["split_fingerprint"], frame, metric, test,
-                 dict(first.info["dataset"]), per_class)
+    return Board(_title(first), first.info["split_fingerprint"], Rows(columns, tuple(data), ("rank",)),
+                 metric, test, dict(first.info["dataset"]), per_class)
 
 
-def _seed_spread(runs: list[RunRecord], run: RunRecord, metric: str) -> str:
-    """``mean ± SD (n=k)`` of ``metric`` over the runs of the same recipe that differ only in
-    their training seed (same ``seed_group``); empty when there is a single seed."""
-    group = run.info.get("seed_group")
-    values = [r.metrics.get(metric) for r in runs if group and r.info.get("seed_group") == group]
-    values = [v for v in values if v is not None]
-    if len(values) < 2:
-        return ""
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (n={len(values)})"
+def _seed_spreads(runs: list[RunRecord], metric: str) -> dict[str, str]:
+    """``seed_group -> "mean ± SD (n=k)"`` of ``metric`` over the runs of the same recipe
+    that differ only in their training seed; groups of a single seed are left out."""
+    groups: dict[str, list] = {}
+    for r in runs:
+        value = r.metrics.get(metric)
+        if r.info.get("seed_group") and value is not None:
+            groups.setdefault(r.info["seed_group"], []).append(value)
+    if not any(len(v) >= 2 for v in groups.values()):
+        return {}
+    import numpy as np
+
+    return {g: f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f} (n={len(v)})" for g, v in groups.items() if len(v) >= 2}
 
 
 class _ScoredCache:
@@ -195,39 +223,36 @@ def _interval(r: RunRecord, metric: str, scored: _ScoredCache, n_resamples: int,
     return tuple(ci) if ci else (None, None)
 
 
-def _versus_leader(frame: pd.DataFrame, by_id: dict, metric: str, scored: _ScoredCache,
-                   n_resamples: int, seed: int) -> tuple[list, list, str]:
+def _versus_leader(data: list[dict], by_id: dict, metric: str, scored: _ScoredCache,
+                   n_resamples: int, seed: int, index=None) -> tuple[list, list, str]:
     """Holm-corrected paired tests of every row against row 0 (the leader)."""
-    from .compare import align
-
-    n_rows = len(frame)
+    n_rows = len(data)
     marks: list = [None] * n_rows
     p_adj: list = [None] * n_rows
     how = ("exact McNemar test" if metric == "accuracy"
            else f"paired stratified bootstrap of {metric} ({n_resamples} resamples)")
-    if n_rows == 0 or pd.isna(frame.loc[0, metric]):
+    if n_rows == 0 or is_missing(data[0][metric]):
         return marks, p_adj, ""
     marks[0] = "leader"
-    leader = scored.get(by_id[frame.loc[0, "run"]])
+    lead = by_id[data[0]["run"]]
+    rows = [i for i in range(1, n_rows) if not is_missing(data[i][metric])]
+    keys = dict(zip(rows, _pair_keys(lead, [by_id[data[i]["run"]] for i in rows], metric, n_resamples, seed,
+                                     index)))
+    stored = index.derived([k[0] for k in keys.values() if k]) if index is not None else {}
     raw: dict[int, float] = {}
     shared: list[int] = []
-    if leader is not None:
-        for i in range(1, n_rows):
-            other = scored.get(by_id[frame.loc[i, "run"]])
-            if other is None or pd.isna(frame.loc[i, metric]):
-                continue
-            try:
-                y, pa, pb = align(leader, other)
-            except BmbenchError:
-                continue
-            if metric == "accuracy":
-                p = mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)["p_value"]
-            else:
-                p = paired_bootstrap(y, pa, pb, len(leader.classes), metric, n_resamples,
-                                     LEVEL, seed)["p_value"]
-            if np.isfinite(p):
-                raw[i] = p
-                shared.append(len(y))
+    for i in rows:
+        key = keys[i]
+        hit = stored.get(key[0]) if key else None
+        if hit is not None and hit[0] == key[1]:
+            result = hit[1]
+        else:
+            result = _pair_test(scored, lead, by_id[data[i]["run"]], metric, n_resamples, seed)
+            if key:
+                index.remember(*key, result)
+        if result is not None:
+            raw[i] = result["p"]
+            shared.append(result["n"])
     if raw:
         for i, p in zip(raw, holm(list(raw.values()))):
             p_adj[i] = float(p)
@@ -242,6 +267,45 @@ def _versus_leader(frame: pd.DataFrame, by_id: dict, metric: str, scored: _Score
             f"images, Holm-corrected over {len(raw)} comparison(s); n.s. = not significantly "
             f"different from the leader at {ALPHA:.0%}; - = not testable (no predictions.csv).")
     return marks, p_adj, test
+
+
+def _pair_keys(lead: RunRecord, others: list[RunRecord], metric: str, n_resamples: int, seed: int,
+               index) -> list[tuple[str, str] | None]:
+    """``(key, stamp)`` of the paired test of each of ``others`` against ``lead`` in
+    ``index`` (None without an index or a folder); the stamp changes with either run's
+    predictions.csv, the key with the test's settings and the runs' classes."""
+    if index is None or lead.path is None:
+        return [None] * len(others)
+    from ..runs.index import stamp
+
+    def classes(r: RunRecord) -> str:
+        return ",".join(r.metrics.get("classes") or r.info["dataset"]["classes"])
+
+    head = "|".join(("paired", metric, str(n_resamples), str(seed), str(LEVEL), classes(lead), str(lead.path)))
+    lead_stamp = stamp(os.path.join(lead.path, "predictions.csv"))
+    return [None if r.path is None else
+            (f"{head}|{classes(r)}|{r.path}", f"{lead_stamp},{stamp(os.path.join(r.path, 'predictions.csv'))}")
+            for r in others]
+
+
+def _pair_test(scored: _ScoredCache, lead: RunRecord, other: RunRecord, metric: str, n_resamples: int,
+               seed: int) -> dict | None:
+    """``{"p": raw p-value, "n": shared images}`` of ``other`` against ``lead``; None when
+    untestable (no predictions, no shared image, undefined p-value)."""
+    from .compare import align
+
+    a, b = scored.get(lead), scored.get(other)
+    if a is None or b is None:
+        return None
+    try:
+        y, pa, pb = align(a, b)
+    except BmbenchError:
+        return None
+    if metric == "accuracy":
+        p = mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)["p_value"]
+    else:
+        p = paired_bootstrap(y, pa, pb, len(a.classes), metric, n_resamples, LEVEL, seed)["p_value"]
+    return {"p": float(p), "n": int(len(y))} if math.isfinite(p) else None
 
 
 def _title(r: RunRecord) -> str:
@@ -332,6 +396,8 @@ def _markdown(boards: list[Board]) -> str:
 
 
 def _csv(boards: list[Board]) -> str:
+    import pandas as pd
+
     frames = [b.rows.assign(split_fingerprint=b.split_fingerprint, table=b.title) for b in boards]
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 

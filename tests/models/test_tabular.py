@@ -162,3 +162,40 @@ def test_the_fit_cache_key_holds_the_classifiers_library_versions(tmp_path, monk
     monkeypatch.setattr(tabular, "version", lambda lib: "999.0")
     fit("logistic_regression", x, y, tmp_path)
     assert fit_calls == ["logistic_regression", "logistic_regression"]
+
+
+def test_a_cached_fit_predicts_saves_and_explains_itself_without_loading_the_model(tmp_path, monkeypatch):
+    from bmbench.models.tabular import CachedFit, best_iteration, importances_of, save_fitted
+
+    x, y = data()
+    first = fit("xgboost", x, y, tmp_path)
+    assert isinstance(first, CachedFit) and first._model is not None  # the new fit, kept in memory
+    expected = predict_proba(first, x[100:], 3)
+    imp, best = importances_of("xgboost", first, 6), best_iteration(first)
+    save_fitted("xgboost", first, tmp_path / "run1")
+    again = fit("xgboost", x, y, tmp_path)
+    assert isinstance(again, CachedFit) and again._model is None
+    entry = classifiers.get_classifier("xgboost")
+    monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "xgboost",
+                        dataclasses.replace(entry, load=lambda folder: pytest.fail("the model was loaded")))
+    again = fit("xgboost", x, y, tmp_path)
+    assert np.array_equal(predict_proba(again, x[100:], 3), expected)
+    assert np.array_equal(importances_of("xgboost", again, 6), imp) and best_iteration(again) == best
+    save_fitted("xgboost", again, tmp_path / "run2")
+    assert (tmp_path / "run2" / "xgboost.json").read_bytes() == (tmp_path / "run1" / "xgboost.json").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "run2").iterdir()) == ["xgboost.json"]
+    monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "xgboost", entry)
+    other = predict_proba(fit("xgboost", x, y, tmp_path), x[:20], 3)  # new rows: the model is loaded
+    assert np.array_equal(other, predict_proba(entry.load(again.folder), x[:20], 3), equal_nan=True)
+    assert classifiers.get_classifier("xgboost").load(tmp_path / "run2").predict_proba(x[100:101]).shape == (1, 3)
+
+
+def test_a_cached_fit_whose_files_changed_is_refitted(tmp_path, fit_calls, caplog):
+    x, y = data()
+    fit("logistic_regression", x, y, tmp_path)
+    (entry,) = (tmp_path / "fits").glob("*/*")
+    with open(entry / "classifier.skops", "ab") as fh:
+        fh.write(b"x")
+    with caplog.at_level(logging.WARNING, logger="bmbench.run"):
+        fit("logistic_regression", x, y, tmp_path)
+    assert "does not match its sha256" in caplog.text and fit_calls == ["logistic_regression"] * 2

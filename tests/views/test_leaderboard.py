@@ -264,3 +264,63 @@ def test_a_single_run_or_untestable_runs_get_no_misleading_test_line(tmp_path):
     assert board.test == "" and board.rows.loc[0, "vs_leader"] == "leader"
     (board,) = build_boards([record(1, "a", f1=0.7), record(2, "b", f1=0.6)])
     assert "not testable" in board.test and pd.isna(board.rows.loc[1, "vs_leader"])
+
+
+def _generated_store(root):
+    from benchmarks.make_runs import generate
+
+    return generate(root, runs=9, splits=2, n_test=40, pool=4)
+
+
+def _boards_text(store, index=None, **kw):
+    from bmbench.runs.store import list_runs
+
+    records = list_runs(store, index)
+    boards = build_boards(records, index=index, **kw)
+    return render(boards, "table", TableView(wide=True, width=10_000)) + render(boards, "csv")
+
+
+def test_the_index_remembers_the_paired_tests_until_a_predictions_file_changes(tmp_path, monkeypatch):
+    from bmbench.runs.index import StoreIndex
+    from bmbench.views import leaderboard
+
+    store = _generated_store(tmp_path)
+    plain = _boards_text(store)
+    assert "worse (p=" in plain or "n.s. (p=" in plain
+    for metric in ("macro_f1", "accuracy"):
+        with StoreIndex(store) as index:
+            assert _boards_text(store, index, metric=metric) == _boards_text(store, metric=metric)
+    calls = []
+    real = leaderboard._pair_test
+    monkeypatch.setattr(leaderboard, "_pair_test", lambda *a: calls.append((a[1].id, a[2].id)) or real(*a))
+    with StoreIndex(store) as index:
+        assert _boards_text(store, index) == plain
+    assert calls == []  # every test against the leader came from the index
+    runs = sorted((store / "runs").iterdir())
+    changed = runs[-1] / "predictions.csv"
+    text = changed.read_text().splitlines()
+    changed.write_text("\n".join(text[:1] + text[1:][::-1]) + "\n")  # same rows, other order: new stamp
+    with StoreIndex(store) as index:
+        assert _boards_text(store, index) == plain
+    # only the tests involving the changed run: itself against its leader, or (it leads) its board's 4 others
+    assert calls and all(runs[-1].name in pair for pair in calls) and len(calls) in (1, 4)
+
+
+def test_leaderboard_cli_imports_no_model_library_and_no_pandas(tmp_path):
+    import subprocess
+    import sys
+
+    store = _generated_store(tmp_path)
+    code = ("import sys; from bmbench.cli import main\n"
+            "for args in (['--help'], ['leaderboard', '--results-dir', sys.argv[1]], ['leaderboard', '--results-dir', "
+            "sys.argv[1], '--per-class', '--metric', 'log_loss']):\n"
+            "    try: main(args)\n"
+            "    except SystemExit as e: assert not e.code, e.code\n"
+            "print('MODULES', ' '.join(sorted(sys.modules)))")
+    for _ in range(2):  # without, then with, the index filled
+        out = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, check=True).stdout
+        modules = set(out.rsplit("MODULES ", 1)[1].split())
+        assert "bmbench.views.leaderboard" in modules and "sqlite3" in modules
+        heavy = {m.split(".")[0] for m in modules} & {"pandas", "scipy", "sklearn", "xgboost", "tensorflow", "keras",
+                                                      "torch", "matplotlib", "cv2", "skimage", "PIL", "yaml"}
+        assert heavy == set(), heavy

@@ -30,7 +30,7 @@ from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import fit_for_run, predict_proba
+from ..tabular import best_iteration, fit_for_run, importances_of, loaded, predict_proba, save_fitted
 from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
@@ -144,7 +144,7 @@ class HybridModel:
         self._check_weights_file()
         x = self.features(paths, ctx, "explain")
         proba = predict_proba(self.fitted, x, len(self.classes))
-        return explain_matrix(self.options.classifier.name, self.fitted, x, self.names, len(self.classes),
+        return explain_matrix(self.options.classifier.name, loaded(self.fitted), x, self.names, len(self.classes),
                               proba, labels)
 
     def _check_weights_file(self) -> None:
@@ -156,7 +156,7 @@ class HybridModel:
                                "trained with (missing or its content changed)")
 
     def importances(self) -> np.ndarray | None:
-        return get_classifier(self.options.classifier.name).importances(self.fitted, len(self.names))
+        return importances_of(self.options.classifier.name, self.fitted, len(self.names))
 
     def shares(self) -> dict | None:
         """Fraction of the classifier's total importance on handcrafted features and on
@@ -175,7 +175,7 @@ class HybridModel:
                      100 * shares["handcrafted"], 100 * shares["embedding"])
 
     def details(self) -> dict:
-        best = getattr(self.fitted, "best_iteration", None)
+        best = best_iteration(self.fitted)
         n_emb = sum(n.startswith(f"{self.options.backbone}_") for n in self.names)
         return {"n_features": len(self.names), "n_handcrafted": len(self.names) - n_emb,
                 "n_embedding": n_emb, "classifier": self.options.classifier.name,
@@ -186,7 +186,7 @@ class HybridModel:
         import pandas as pd
 
         folder.mkdir(parents=True, exist_ok=True)
-        get_classifier(self.options.classifier.name).save(self.fitted, folder)
+        save_fitted(self.options.classifier.name, self.fitted, folder)
         (folder / "hybrid.json").write_text(json.dumps(
             {"classes": list(self.classes), "feature_names": self.names, "seed": self.seed,
              "embedding": vars(self.spec)}, indent=2))

@@ -94,6 +94,8 @@ class Transfer(Family):
         data = ImageData.load(train, val, ctx)
         preprocess = preprocess_for(opts.backbone)
         with devices.scope():
+            if opts.weights != "none" and not opts.fine_tune_layers and not opts.augment_head:
+                return _fit_frozen(opts, train, data, size, ctx, devices)
             backbone = build_backbone(opts.backbone, opts.weights, size, ctx.seed)
             head = _Head(opts, len(train.classes))
             if opts.weights == "none":
@@ -109,7 +111,7 @@ class Transfer(Family):
                 if opts.augment_head:
                     stages = {"head": _train_images(model, data, preprocess, ctx, devices, "head")}
                 else:
-                    stages = {"head": _train_head_on_embeddings(head, backbone, data, ctx, devices)}
+                    stages = {"head": _train_head_on_embeddings(head, lambda: backbone, data, ctx, devices)}
                 if opts.fine_tune_layers:
                     n = unfreeze_top(backbone, opts.fine_tune_layers)
                     log.info("fine-tuning the top %d layers of %s (%d trainable weights)",
@@ -120,7 +122,7 @@ class Transfer(Family):
             shortcut = None
             if opts.weights != "none" and not opts.fine_tune_layers:
                 shortcut = EmbeddingHead(spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
-                                         head.on_embeddings(backbone.output_shape[-1]), backbone)
+                                         head.on_embeddings(backbone.output_shape[-1]), lambda: backbone)
         info = {"backbone": opts.backbone, "weights": weights_label(opts.weights),
                 "stages": stages}
         return KerasClassifier(train.classes, model, size, opts.backbone, info, shortcut)
@@ -199,7 +201,101 @@ def _train_images(model, data, preprocess, ctx, devices, stage: str, epochs: int
     return result.as_dict()
 
 
-def _train_head_on_embeddings(head: _Head, backbone, data, ctx, devices) -> dict:
+def _fit_frozen(opts: TransferOptions, train: Subset, data, size: int, ctx, devices) -> KerasClassifier:
+    """Stage 1 only, on cached embeddings, the backbone frozen: the backbone is built only
+    when an embedding is missing (or the full model is asked for), and the model is saved as
+    its head and a reference to the backbone and its weights (see :class:`FrozenBackbone`)."""
+    from ..embeddings import EmbeddingHead, spec_for
+    from ..keras_model import FrozenModel
+
+    spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
+    backbone = FrozenBackbone.prepare(opts, size, ctx, devices, spec.identity)
+    head = _Head(opts, len(train.classes))
+    stages = {"head": _train_head_on_embeddings(head, backbone.get, data, ctx, devices)}
+    head_model = head.on_embeddings(backbone.facts["dims"])
+    reference = {"weights": opts.weights, "weights_identity": spec.identity, "seed": ctx.seed,
+                 "pooling": opts.pooling, "n_backbone_parameters": backbone.facts["n_parameters"]}
+    frozen = FrozenModel(head_model, reference, lambda: head.attach(backbone.get(), frozen=True))
+    info = {"backbone": opts.backbone, "weights": weights_label(opts.weights), "stages": stages}
+    return KerasClassifier(train.classes, None, size, opts.backbone, info,
+                           EmbeddingHead(spec, head_model, backbone.get), frozen)
+
+
+class FrozenBackbone:
+    """A frozen backbone built on first :meth:`get`. Building one draws Python's and NumPy's
+    random numbers (Keras seeds every initialiser from Python's ``random``), and they decide
+    the head's initial weights; so where it is not built, the state those draws leave is
+    read from ``<cache>/backbones/`` (recorded by a run that built it from the same state):
+    the same recipe and seed train the same head whether the backbone was built or not.
+    ``facts``: ``dims`` (channels of its feature map), ``n_parameters``, ``rng`` (that state)."""
+
+    def __init__(self, build, devices, facts: dict, model=None):
+        self._build, self._devices, self.facts, self._model = build, devices, facts, model
+
+    @classmethod
+    def prepare(cls, opts: TransferOptions, size: int, ctx, devices, identity: str) -> "FrozenBackbone":
+        import json
+
+        from ...core.atomic import write_json
+        from ...core.cache import key_for
+        from ..backbones import build_backbone
+        from importlib.metadata import version
+
+        def build():
+            model = build_backbone(opts.backbone, opts.weights, size, ctx.seed)
+            model.trainable = False
+            return model
+
+        key = key_for("bmbench.backbone_build", 1, opts.backbone, identity, size, devices.policy, _rng_state(),
+                      version("keras"), version("tensorflow"))
+        path = Path(ctx.cache_dir) / "backbones" / key[:2] / f"{key}.json"
+        try:
+            facts = json.loads(path.read_text())
+            _set_rng_state(facts["rng"])
+            return cls(build, devices, facts)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            pass
+        model = build()
+        facts = {"dims": int(model.output_shape[-1]), "n_parameters": int(model.count_params()), "rng": _rng_state()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, facts)
+        except OSError as exc:
+            log.debug("backbone cache: %s", exc)
+        return cls(build, devices, facts, model)
+
+    def get(self):
+        """The backbone (built now if it was not; the random state is left as it was)."""
+        if self._model is None:
+            state = _rng_state()
+            with self._devices.scope():
+                self._model = self._build()
+            _set_rng_state(state)
+        return self._model
+
+
+def _rng_state() -> list:
+    """Python's and NumPy's global random states, JSON-ready."""
+    import random
+
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [[version, list(internal), gauss], [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]]
+
+
+def _set_rng_state(state: list) -> None:
+    import random
+
+    import numpy as np
+
+    (version, internal, gauss), (kind, keys, pos, has_gauss, cached) = state
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def _train_head_on_embeddings(head: _Head, build_backbone, data, ctx, devices) -> dict:
     from ...deep.pipeline import steps_per_epoch
     from ...deep.training import compile_model, fit_stage
     from ..embeddings import embed, embedding_batches, spec_for
@@ -207,14 +303,14 @@ def _train_head_on_embeddings(head: _Head, backbone, data, ctx, devices) -> dict
     t = ctx.train
     opts: TransferOptions = ctx.options
     spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
-    x = embed(data.train, spec, ctx, lambda: backbone, t.batch_size, "train embeddings")[data.train_rows]
+    x = embed(data.train, spec, ctx, build_backbone, t.batch_size, "train embeddings")[data.train_rows]
     head_model = head.on_embeddings(x.shape[1])
     steps = steps_per_epoch(len(x), t.batch_size)
     compile_model(head_model, t.learning_rate, devices, steps_per_execution=steps)
     batches = embedding_batches(x, data.train_labels, data.weights, t.batch_size, ctx.seed)
     val = None
     if data.val is not None:
-        xv = embed(data.val, spec, ctx, lambda: backbone, t.batch_size, "validation embeddings")
+        xv = embed(data.val, spec, ctx, build_backbone, t.batch_size, "validation embeddings")
         val = embedding_batches(xv[data.val_rows], data.val_labels, None, t.batch_size)
     result = fit_stage(head_model, batches, steps, val,
                        stage="head", epochs=t.epochs, patience=t.patience,

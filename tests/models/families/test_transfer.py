@@ -36,10 +36,11 @@ def recipe(tmp_path, monkeypatch, weights_file):
 
 
 def saved_backbone(run):
-    import keras
+    """The backbone of the stored model: in model.keras, or (head-only runs) rebuilt from
+    head.keras and the reference to its weights."""
+    from bmbench.models.keras_model import KerasClassifier
 
-    model = keras.saving.load_model(run / "model" / "model.keras", safe_mode=True, compile=False)
-    return model.get_layer("mobilenetv2_1.00_32")
+    return KerasClassifier.load(run / "model").model.get_layer("mobilenetv2_1.00_32")
 
 
 def reference(weights_file):
@@ -143,3 +144,32 @@ def test_weights_keywords_stay_and_relative_paths_resolve(tmp_path, monkeypatch)
     assert load_recipe(p, ["model.weights=none"]).model.options.weights == "none"
     monkeypatch.chdir(tmp_path)
     assert load_recipe(p, ["model.weights=x.h5"]).model.options.weights == str(tmp_path / "x.h5")
+
+
+def test_a_head_only_rerun_never_builds_the_backbone_and_stores_the_head_with_a_reference(tmp_path, monkeypatch):
+    import shutil
+
+    from bmbench.models import backbones
+    from bmbench.models.keras_model import KerasClassifier
+
+    weights = tmp_path / "own.weights.h5"
+    build_backbone("MobileNetV2", "none", 32, seed=3).save_weights(weights)
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    p = tmp_path / "t.yaml"
+    p.write_text(RECIPE.replace("WEIGHTS", str(weights)))
+    first = run_recipe(p, tmp_path / "results")
+    assert sorted(f.name for f in (first / "model").iterdir()) == ["head.keras", "model.json"]
+    real = backbones.build_backbone
+    monkeypatch.setattr(backbones, "build_backbone", lambda *a, **k: pytest.fail("the backbone was built"))
+    again = run_recipe(p, tmp_path / "results")
+    for name in ("predictions.csv", "metrics.json"):
+        assert (again / name).read_text() == (first / name).read_text()
+    info = [json.loads((r / "run.json").read_text())["model"] for r in (first, again)]
+    assert info[0]["n_parameters"] == info[1]["n_parameters"] > 2_000_000
+    monkeypatch.setattr(backbones, "build_backbone", real)
+    assert_saved_model_reproduces_predictions(again)
+    assert KerasClassifier.load(again / "model").model.count_params() == info[0]["n_parameters"]
+    shutil.copy(weights, tmp_path / "kept.h5")
+    build_backbone("MobileNetV2", "none", 32, seed=4).save_weights(weights)  # other weights, same path
+    with pytest.raises(BmbenchError, match="needs its weights .*own.weights.h5"):
+        KerasClassifier.load(again / "model")
