@@ -187,10 +187,11 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
     ok = np.isfinite(proba).all(axis=1)
     y = table.labels[rows]
-    metrics = compute_metrics(y[ok], proba[ok], table.classes)
+    positive = recipe.dataset.positive_class
+    metrics = compute_metrics(y[ok], proba[ok], table.classes, positive)
     if len(folds) > 1:
         metrics["folds"] = [compute_metrics(y[ok & (fold_of == i)], proba[ok & (fold_of == i)],
-                                            table.classes) for i in range(len(folds))]
+                                            table.classes, positive) for i in range(len(folds))]
     reliability = add_statistics(metrics, y[ok], proba[ok], table.classes)  # CIs, fold mean/std
     write_predictions(writer.path, predictions_frame(table.frame["relpath"].to_numpy()[rows], table.classes,
                                                      y, proba, fold_of if len(folds) > 1 else None))
