@@ -26,6 +26,7 @@ import pandas as pd
 from ..config.recipe import DatasetSpec, dataset_spec_at
 from ..config.schema import option
 from ..core.errors import DatasetError
+from .labels import apply_label_map
 from .load import load_dataset
 from .registry import get_kind, register_kind
 
@@ -135,10 +136,20 @@ def load_merged(root, spec):
 
 
 def _load_part(i: int, part: DatasetSpec):
+    """Part ``i`` as a table in its kind's own labels, then its ``label_map`` and ``classes``
+    applied to the rows (a part may bring a single class)."""
     try:
-        return load_dataset(part)
+        table = load_dataset(dataclasses.replace(part, label_map=None, classes=None))
+        frame = apply_label_map(table.frame, part.label_map, f"dataset.parts[{i}] at {table.root}")
     except DatasetError as exc:
         raise DatasetError(f"dataset.parts[{i}] ({part.kind}): {exc}") from None
+    if part.classes:
+        absent = [c for c in part.classes if c not in set(frame["label"])]
+        if absent:
+            raise DatasetError(f"dataset.parts[{i}].classes: {', '.join(absent)} not in the part's "
+                               f"labels ({', '.join(sorted(set(frame['label'])))})")
+        frame = frame[frame["label"].isin(part.classes)].reset_index(drop=True)
+    return dataclasses.replace(table, frame=frame)
 
 
 def _split_column(i: int, table, part: DatasetSpec, mode: str) -> list:
