@@ -108,7 +108,7 @@ class MergedOptions:
     citation="(cite every part)", url="",
     groups="each part's own, kept apart (<part index>:<group>)",
     layout="dataset.parts: [{kind, root, label_map}, ...], each in its own kind's layout",
-    images="each part's own",
+    images="each part's own", pixel_size_note="each part's own",
     notes="Images of different labs differ in stain, scanner and pixel size: a model can learn "
           "the lab; check per-part scores with the predictions' relpaths.")
 def load_merged(root, spec):
