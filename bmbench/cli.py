@@ -78,6 +78,13 @@ def main(verbose):
         os.environ[ENV_VAR] = "1"
 
 
+def _binary_line(b: dict) -> str:
+    """One line of the ``dataset.positive_class`` scores of a run."""
+    shown = "  ".join(f"{k}={b[k]:.4f}" if b[k] is not None else f"{k}=n/a"
+                      for k in ("sensitivity", "specificity", "precision", "f1", "roc_auc"))
+    return f"{b['positive_class']} vs rest: {shown}  (TP={b['tp']} FP={b['fp']} FN={b['fn']} TN={b['tn']})"
+
+
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
@@ -95,6 +102,8 @@ def run(recipe, overrides, repeats, results_dir, quiet):
         m = load_record(folder).metrics
         click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
                    f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+        if m.get("binary"):
+            click.echo("  " + _binary_line(m["binary"]))
         for e in load_record(folder).info.get("evaluations", []):
             adapted = (f", adapted with {e['adaptation']['n_per_class']}/class (seed {e['adaptation']['seed']})"
                        if e.get("adaptation") else "")

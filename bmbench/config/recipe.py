@@ -32,7 +32,7 @@ PATH_KEYWORDS = {("model", "weights"): WEIGHT_KEYWORDS}
 #: Pixel-size keys of a data set; the last two belong to the run and are given under ``dataset``.
 PHYSICAL_KEYS = ("microns_per_pixel", "target_microns_per_pixel", "field_um")
 #: Keys left out of a recipe's plain form while unset, so older recipes keep their fingerprints.
-OPTIONAL_KEYS = (*PHYSICAL_KEYS, "preprocess_reference")
+OPTIONAL_KEYS = (*PHYSICAL_KEYS, "preprocess_reference", "positive_class", "dense")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -44,6 +44,9 @@ class DatasetSpec:
     classes: Optional[tuple[str, ...]] = option(None, doc="keep only these classes, in this order")
     label_map: Optional[dict[str, Optional[str]]] = option(
         None, doc="rename/merge classes ({old: new}), drop them ({old: null}); '*' maps the rest")
+    positive_class: Optional[str] = option(
+        None, doc="also score this class against the rest (after label_map): sensitivity, "
+                  "specificity, precision, NPV, F1 and ROC-AUC of it, in metrics.json 'binary'")
     image_size: int = option(64, ge=8, le=2048, doc="side of the square model input, px")
     keep_aspect: bool = option(False, doc="resize keeping the aspect ratio and pad with background")
     on_bad_image: Literal["error", "skip"] = option("error", doc="unreadable images: stop or skip")
@@ -267,6 +270,9 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
             raise ctx.child("evaluate").child(i).child("preprocess").error(
                 "images of an evaluation go through the training run's steps (fitted on its "
                 "training images); remove this key")
+        if e.positive_class is not None:
+            raise ctx.child("evaluate").child(i).child("positive_class").error(
+                "evaluations are scored with the run's dataset.positive_class; remove this key")
         for key in (*PHYSICAL_KEYS[1:], "preprocess_reference"):
             if getattr(e, key) is not None:
                 raise ctx.child("evaluate").child(i).child(key).error(
@@ -452,10 +458,17 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         sec = raw.get(section)
         if isinstance(sec, dict) and _is_path(section, key, sec.get(key)):
             sec[key] = _absolute(sec[key], base)
-    for sec in raw.get("evaluate") if isinstance(raw.get("evaluate"), list) else []:
+    entries = raw.get("evaluate") if isinstance(raw.get("evaluate"), list) else []
+    for sec in [*entries, *_parts_of(raw.get("dataset")), *(p for e in entries for p in _parts_of(e))]:
         for key in ("root", "ids"):
             if isinstance(sec, dict) and isinstance(sec.get(key), str):
                 sec[key] = _absolute(sec[key], base)
+
+
+def _parts_of(section: Any) -> list:
+    """The ``parts`` entries of a ``dataset`` (or evaluate) mapping of kind ``merged``."""
+    parts = section.get("parts") if isinstance(section, dict) else None
+    return parts if isinstance(parts, list) else []
 
 
 def _is_path(section: str, key: str, value: Any) -> bool:
@@ -484,10 +497,12 @@ def apply_override(raw: dict, text: str, source: str) -> None:
         raise RecipeError(f"--set {text!r}: '{'.'.join(parts[:-1])}' is a list; set a key of one "
                           "entry, e.g. evaluate.0.root=DIR")
     entry_key = parts[2] if len(parts) == 3 and parts[0] == "evaluate" else None  # evaluate.<i>.<key>
-    is_path = tuple(parts) in PATH_KEYS or entry_key in ("root", "ids")
+    part_key = parts[-1] if len(parts) >= 4 and parts[-3] == "parts" else None  # dataset.parts.<i>.<key>
+    is_path = tuple(parts) in PATH_KEYS or entry_key in ("root", "ids") or part_key in ("root", "ids")
     if is_path and _is_path(parts[0], parts[-1], value):
         value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
-    selector = SELECTORS.get(tuple(parts)) or (EvaluateSpec if entry_key == "kind" else None)
+    selector = (SELECTORS.get(tuple(parts)) or (EvaluateSpec if entry_key == "kind" else None)
+                or (DatasetSpec if part_key == "kind" else None))
     if selector and node.get(parts[-1]) != value:
         _drop_specific(node, selector)
     node[parts[-1]] = value
@@ -531,6 +546,11 @@ def dump_recipe(recipe: Recipe) -> str:
 
 def dataset_spec(raw: dict, source: str = "command line") -> DatasetSpec:
     """Validate a flat ``dataset`` mapping on its own (for commands that take no recipe)."""
-    ctx = Context(source, "dataset")
+    return dataset_spec_at(raw, Context(source, "dataset"))
+
+
+def dataset_spec_at(raw: dict, ctx: Context) -> DatasetSpec:
+    """Validate a flat ``dataset``-like mapping found at ``ctx`` (errors name that key path,
+    e.g. ``dataset.parts[1].label_map``)."""
     spec = build(DatasetSpec, _split_options(raw, "dataset", "kind", ctx), ctx)
     return dataclasses.replace(spec, preprocess=_step_specs(spec.preprocess, ctx.child("preprocess")))

@@ -13,7 +13,7 @@ from ..core.errors import DatasetError, RecipeError
 from ..core.registry import Registry
 
 #: Published data set layouts: :class:`bmbench.data.registry.DatasetKind` entries.
-DATASET_KINDS: Registry = Registry("dataset kind", "bmbench.datasets", ("bmbench.data.layouts",),
+DATASET_KINDS: Registry = Registry("dataset kind", "bmbench.datasets", ("bmbench.data.layouts", "bmbench.data.merged"),
                                    error=DatasetError)
 
 #: Model families: classes following :class:`bmbench.models.registry.Family`.

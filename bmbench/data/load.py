@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.errors import DatasetError
+from ..core.errors import DatasetError, RecipeError
 from .labels import apply_label_map
 from .registry import get_kind
 from .table import DatasetTable, make_table
@@ -37,4 +37,11 @@ def _load(kind, spec) -> DatasetTable:
                            f"{', ...' if len(found) > 6 else ''}) is a class of kind '{kind.name}' "
                            f"({', '.join(sorted(known))})")
     rows = apply_label_map(rows, spec.label_map, str(root))
-    return make_table(kind.name, Path(root), rows, kind.class_codes or None, spec.classes)
+    table = make_table(kind.name, Path(root), rows, kind.class_codes or None, spec.classes)
+    positive = getattr(spec, "positive_class", None)
+    if positive is not None and positive not in table.classes:
+        from ..core.registry import did_you_mean
+
+        raise RecipeError(f"dataset.positive_class: '{positive}' is not a class of the data at {root}"
+                          f"{did_you_mean(positive, table.classes)}; classes: {', '.join(table.classes)}")
+    return table

@@ -1,5 +1,8 @@
 """Every score for every family, from ``(y_true, probabilities, class names)``.
 
+Two-class studies also report one class against the rest (C-NMC 2019: the sensitivity,
+specificity and F1 of the leukaemic ALL class, beside the weighted F1): :func:`binary_metrics`.
+
 No other module computes a metric. ``y_true`` is ``(n,)`` int class indices, ``proba`` is
 ``(n, k)`` probabilities whose rows sum to 1; the prediction is the arg-max.
 """
@@ -15,12 +18,14 @@ HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_p
 LOWER_IS_BETTER = frozenset({"log_loss", "ece", "brier"})
 
 
-def compute_metrics(y_true, proba, classes) -> dict:
+def compute_metrics(y_true, proba, classes, positive: str | None = None) -> dict:
     """Headline scores, per-class precision/recall/F1/support and the confusion matrix.
 
     Returns a JSON-ready dict. ROC-AUC is None when a test class has no images or only one
     class is present; log loss uses probabilities clipped to [1e-15, 1]. ``ece`` (15 bins)
-    and ``brier`` (multi-class) come from :mod:`bmbench.metrics.calibration`.
+    and ``brier`` (multi-class) come from :mod:`bmbench.metrics.calibration`. With
+    ``positive`` (a class name: ``dataset.positive_class``), ``binary`` holds
+    :func:`binary_metrics` of that class against the rest.
     """
     from sklearn import metrics as m
 
@@ -55,7 +60,42 @@ def compute_metrics(y_true, proba, classes) -> dict:
                             "support": int(s[i])} for i, c in enumerate(classes)}
     out["confusion_matrix"] = m.confusion_matrix(y_true, y_pred, labels=labels).tolist()
     out["classes"] = list(classes)
+    if positive is not None:
+        out["binary"] = binary_metrics(y_true, proba, classes, positive)
     return out
+
+
+def binary_metrics(y_true, proba, classes, positive: str) -> dict:
+    """JSON-ready counts and rates of ``positive`` versus the rest.
+
+    sensitivity = TP / (TP + FN) (recall of the positive class), specificity = TN / (TN + FP),
+    precision = TP / (TP + FP), npv = TN / (TN + FN), f1 = 2 TP / (2 TP + FP + FN),
+    balanced_accuracy = the mean of sensitivity and specificity, roc_auc from the positive
+    class's probability. A rate whose denominator is 0 is None.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    k = list(classes).index(positive)
+    truth = np.asarray(y_true, dtype=np.int64) == k
+    proba = np.asarray(proba, dtype=np.float64)
+    said = proba.argmax(axis=1) == k if len(proba) else np.zeros(0, bool)
+    tp, fp = int(np.sum(truth & said)), int(np.sum(~truth & said))
+    fn, tn = int(np.sum(truth & ~said)), int(np.sum(~truth & ~said))
+    sens, spec = _rate(tp, tp + fn), _rate(tn, tn + fp)
+    both = truth.any() and (~truth).any()
+    return {
+        "positive_class": positive, "n_positive": tp + fn, "n_negative": tn + fp,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "sensitivity": sens, "specificity": spec,
+        "precision": _rate(tp, tp + fp), "npv": _rate(tn, tn + fn),
+        "f1": _rate(2 * tp, 2 * tp + fp + fn),
+        "balanced_accuracy": (sens + spec) / 2 if sens is not None and spec is not None else None,
+        "roc_auc": float(roc_auc_score(truth, proba[:, k])) if both else None,
+    }
+
+
+def _rate(num: int, den: int) -> float | None:
+    return num / den if den else None
 
 
 def log_loss(y_true, proba) -> float:

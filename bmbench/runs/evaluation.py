@@ -71,7 +71,8 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
     proba = np.mean([np.asarray(m.predict_proba(paths, ctx), dtype=np.float64) for m in models], axis=0)
     seconds = time.perf_counter() - t0
     ok = np.isfinite(proba).all(axis=1)
-    metrics = compute_metrics(y[ok], proba[ok], classes)
+    positive = recipe.dataset.positive_class if recipe.dataset.positive_class in shared else None
+    metrics = compute_metrics(y[ok], proba[ok], classes, positive)
     write_predictions(folder, predictions_frame(frame["relpath"].to_numpy(), classes, y, proba))
     write_json(folder / "metrics.json", metrics)
     eval_info = _info(info, recipe, train_table, split, table, spec, i, len(frame), seconds,

@@ -42,9 +42,21 @@ def render_model_card(info: dict, metrics: dict, recipe_text: str) -> str:
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     lines += [f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
               for c, v in metrics["per_class"].items()]
+    lines += _binary_lines(metrics.get("binary"))
     lines += ["", "## Known limitations", *(f"- {t}" for t in _limits(info))]
     lines += ["", "## Training settings", "", "```yaml", recipe_text.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _binary_lines(b: dict | None) -> list[str]:
+    """The ``dataset.positive_class`` scores (class against the rest), when the recipe asks."""
+    if not b:
+        return []
+    rows = [f"| {k} | {b[k]:.4f} |" if b[k] is not None else f"| {k} | - |"
+            for k in ("sensitivity", "specificity", "precision", "npv", "f1", "balanced_accuracy", "roc_auc")]
+    return ["", f"`{b['positive_class']}` against the rest ({b['n_positive']} positive, "
+            f"{b['n_negative']} negative test images; TP {b['tp']}, FP {b['fp']}, FN {b['fn']}, TN {b['tn']}):",
+            "", "| score | value |", "|---|---|", *rows]
 
 
 def _adaptation_lines(info: dict) -> list[str]:

@@ -187,7 +187,7 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     ok = np.isfinite(proba).all(axis=1)
     y = table.labels[rows]
     metrics, reliability = score_predictions(y[ok], proba[ok], table.classes, fold_of[ok], len(folds),
-                                             ctx.cache_dir)  # CIs, fold mean/std; memoised
+                                             ctx.cache_dir, recipe.dataset.positive_class)  # memoised
     write_predictions(writer.path, predictions_frame(table.frame["relpath"].to_numpy()[rows], table.classes,
                                                      y, proba, fold_of if len(folds) > 1 else None))
     write_json(writer.path / "metrics.json", metrics)

@@ -25,14 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def score_predictions(y: np.ndarray, proba: np.ndarray, classes, fold_of: np.ndarray, n_folds: int,
-                      cache_dir: Path | None) -> tuple[dict, dict]:
+                      cache_dir: Path | None, positive: str | None = None) -> tuple[dict, dict]:
     """``(metrics, reliability)`` of the scored test images: ``y`` ``(n,)`` class indices,
     ``proba`` ``(n, k)`` (all finite), ``fold_of`` ``(n,)`` the fold of each image; with
-    ``n_folds`` > 1 the per-fold metrics go under ``metrics["folds"]``."""
+    ``n_folds`` > 1 the per-fold metrics go under ``metrics["folds"]``; ``positive`` (a class
+    name, ``dataset.positive_class``) adds the binary scores of that class."""
     path = None
     if cache_dir is not None:
         key = key_for("bmbench.scores", _metrics_source(), _sklearn_version(), list(classes),
-                      _bytes(y), _bytes(proba), n_folds, _bytes(fold_of) if n_folds > 1 else b"")
+                      _bytes(y), _bytes(proba), n_folds, _bytes(fold_of) if n_folds > 1 else b"", positive)
         path = Path(cache_dir) / "scores" / key[:2] / f"{key}.json"
         try:
             found = json.loads(path.read_text())
@@ -41,7 +42,7 @@ def score_predictions(y: np.ndarray, proba: np.ndarray, classes, fold_of: np.nda
             pass
         except (OSError, ValueError, KeyError, TypeError):
             log.debug("scores cache: discarding %s", path)
-    metrics, reliability = _score(y, proba, classes, fold_of, n_folds)
+    metrics, reliability = _score(y, proba, classes, fold_of, n_folds, positive)
     if path is not None:
         text = json.dumps({"metrics": metrics, "reliability": reliability}, default=jsonable)
         try:
@@ -54,13 +55,14 @@ def score_predictions(y: np.ndarray, proba: np.ndarray, classes, fold_of: np.nda
     return metrics, reliability
 
 
-def _score(y, proba, classes, fold_of, n_folds: int) -> tuple[dict, dict]:
+def _score(y, proba, classes, fold_of, n_folds: int, positive: str | None) -> tuple[dict, dict]:
     from ..metrics.scores import compute_metrics
     from ..metrics.summary import add_statistics
 
-    metrics = compute_metrics(y, proba, classes)
+    metrics = compute_metrics(y, proba, classes, positive)
     if n_folds > 1:
-        metrics["folds"] = [compute_metrics(y[fold_of == i], proba[fold_of == i], classes) for i in range(n_folds)]
+        metrics["folds"] = [compute_metrics(y[fold_of == i], proba[fold_of == i], classes, positive)
+                            for i in range(n_folds)]
     reliability = add_statistics(metrics, y, proba, classes)  # CIs, fold mean/std
     return metrics, reliability
 

@@ -310,3 +310,31 @@ def test_unknown_key_hints_leave_out_internal_keys():
                           "sorce": 1})
     assert "valid keys here: dataset, description, evaluate, model, name, repeats, seed, split, train" in str(err.value)
     assert "source" not in str(err.value).split("valid keys here:")[1]
+
+
+# --- dataset.positive_class ---------------------------------------------------------------
+
+def test_positive_class_is_typed_absent_when_unset_and_checked_against_the_data(tmp_path, monkeypatch):
+    from bmbench.data import load_dataset
+
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    plain = load_recipe(write(tmp_path, BASE))
+    assert plain.dataset.positive_class is None and "positive_class" not in plain.to_dict()["dataset"]
+    blast = load_recipe(write(tmp_path, BASE), ["dataset.positive_class=blast"])
+    assert blast.to_dict()["dataset"]["positive_class"] == "blast"
+    assert blast.fingerprint() != plain.fingerprint()
+    assert recipe_from_dict(blast.to_dict(), "again").fingerprint() == blast.fingerprint()
+    assert load_dataset(blast.dataset).classes[0] == "blast"
+    wrong = load_recipe(write(tmp_path, BASE), ["dataset.positive_class=blasts"])
+    with pytest.raises(RecipeError, match=r"dataset\.positive_class: 'blasts' is not a class of the data.*"
+                                          r"did you mean 'blast'.*classes: blast, lymphocyte"):
+        load_dataset(wrong.dataset)
+    with pytest.raises(RecipeError, match=r"dataset\.positive_class: expected a string"):
+        load_recipe(write(tmp_path, BASE), ["dataset.positive_class=[a]"])
+
+
+def test_positive_class_belongs_to_the_run_not_to_an_evaluation(tmp_path):
+    text = CROSS.replace("generator_seed: 9}", "generator_seed: 9, positive_class: blast}")
+    with pytest.raises(RecipeError, match=r"evaluate\[0\]\.positive_class: evaluations are scored with "
+                                          r"the run's dataset\.positive_class"):
+        load_recipe(write(tmp_path, text))

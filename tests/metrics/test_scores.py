@@ -66,3 +66,46 @@ def test_bad_probabilities_are_refused():
         compute_metrics([0, 1], np.ones((2, 2)), CLASSES)
     with pytest.raises(ValueError, match="NaN"):
         compute_metrics([0, 1], np.full((2, 3), np.nan), CLASSES)
+
+
+# --- one class against the rest (dataset.positive_class) ------------------------------------
+
+def test_binary_metrics_count_the_positive_class_against_the_rest():
+    from bmbench.metrics.scores import binary_metrics
+
+    # classes all/hem; truth: 4 all, 3 hem; predictions: 3 of the 4 all right, 1 hem called all
+    y = np.array([0, 0, 0, 0, 1, 1, 1])
+    p_all = np.array([0.9, 0.8, 0.6, 0.2, 0.7, 0.1, 0.3])
+    proba = np.stack([p_all, 1 - p_all], axis=1)
+    b = binary_metrics(y, proba, ("all", "hem"), "all")
+    assert (b["tp"], b["fn"], b["fp"], b["tn"]) == (3, 1, 1, 2)
+    assert b["n_positive"] == 4 and b["n_negative"] == 3
+    assert b["sensitivity"] == pytest.approx(3 / 4) and b["specificity"] == pytest.approx(2 / 3)
+    assert b["precision"] == pytest.approx(3 / 4) and b["npv"] == pytest.approx(2 / 3)
+    assert b["f1"] == pytest.approx(6 / 8) and b["balanced_accuracy"] == pytest.approx((3 / 4 + 2 / 3) / 2)
+    assert b["roc_auc"] == pytest.approx(9 / 12)  # 9 of the 12 (all, hem) pairs ranked right
+    # the other class as positive swaps the roles
+    h = binary_metrics(y, proba, ("all", "hem"), "hem")
+    assert h["sensitivity"] == b["specificity"] and h["specificity"] == b["sensitivity"]
+
+
+def test_binary_metrics_undefined_rates_are_none_and_multiclass_is_one_vs_rest():
+    from bmbench.metrics.scores import binary_metrics
+
+    proba = np.array([[0.1, 0.2, 0.7], [0.2, 0.7, 0.1]])
+    b = binary_metrics(np.array([2, 1]), proba, ("a", "b", "c"), "a")
+    assert b["n_positive"] == 0 and b["sensitivity"] is None and b["precision"] is None
+    assert b["specificity"] == 1.0 and b["f1"] is None and b["roc_auc"] is None
+    assert b["balanced_accuracy"] is None
+    c = binary_metrics(np.array([2, 1]), proba, ("a", "b", "c"), "c")
+    assert (c["tp"], c["tn"], c["sensitivity"], c["roc_auc"]) == (1, 1, 1.0, 1.0)
+
+
+def test_compute_metrics_adds_binary_only_when_a_positive_class_is_given():
+    y = np.array([0, 1, 1, 0])
+    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6]])
+    plain = compute_metrics(y, proba, ("all", "hem"))
+    both = compute_metrics(y, proba, ("all", "hem"), positive="all")
+    assert "binary" not in plain
+    assert {k: v for k, v in both.items() if k != "binary"} == plain
+    assert both["binary"]["sensitivity"] == plain["per_class"]["all"]["recall"]

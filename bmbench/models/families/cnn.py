@@ -6,6 +6,10 @@ Architecture (input ``s x s`` RGB, ``s = dataset.image_size``)::
     depth x [Conv3x3-BN-ReLU, Conv3x3-BN-ReLU, MaxPool 2x2]   filters width * 2**min(block, 3)
     GlobalAveragePooling -> Dropout(dropout) -> Dense(n_classes, softmax, float32)
 
+With ``dense: [u1, u2, ...]`` the pooled features go through hidden layers
+``Dense(u, ReLU) -> Dropout(dropout)`` each, then the softmax (the "dense layers with dropout"
+head of many published notebooks); without it the network is exactly the one above.
+
 The defaults (4 blocks = 8 convolutions, width 32, about 1.2 M parameters) fit 64 px cells
 on a CPU. BatchNorm momentum is 0.9 (see ``SCRATCH_BN_MOMENTUM``). Training:
 :mod:`bmbench.deep.training` (Adam at ``train.learning_rate``, early stopping on validation
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ...core.errors import RecipeError
 from ...config.schema import option
@@ -29,10 +34,15 @@ class CNNOptions:
     depth: int = option(4, ge=1, le=7, doc="convolution blocks (two 3x3 conv-BN-ReLU layers and "
                                            "2x2 max pooling each); needs image_size >= 2**depth")
     width: int = option(32, ge=4, le=256, doc="filters of the first block, doubled per block up to 8x")
-    dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer")
+    dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer "
+                                                     "(and after every dense layer)")
+    dense: Optional[tuple[int, ...]] = option(
+        None, ge=1, le=65_536, doc="hidden dense layers (ReLU units each, e.g. [256, 128]) between "
+                                   "the pooling and the softmax, each followed by dropout")
 
 
-def build_cnn(size: int, n_classes: int, depth: int = 4, width: int = 32, dropout: float = 0.3):
+def build_cnn(size: int, n_classes: int, depth: int = 4, width: int = 32, dropout: float = 0.3,
+              dense: tuple[int, ...] | None = None):
     """The network above as a ``keras.Model``: ``float32[b, size, size, 3]`` RGB in
     [0, 255] -> ``float32[b, n_classes]`` probabilities."""
     import keras
@@ -52,7 +62,11 @@ def build_cnn(size: int, n_classes: int, depth: int = 4, width: int = 32, dropou
             x = layers.ReLU(name=f"block{block + 1}_relu{conv + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"block{block + 1}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
+    for i, units in enumerate(dense or ()):
+        x = layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=f"dense{i + 1}")(x)
+        x = layers.Dropout(dropout, name=f"dense{i + 1}_dropout")(x)
+    if not dense:
+        x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="small_cnn")
 
@@ -66,7 +80,8 @@ class CNN(Family):
 
     @staticmethod
     def summary(opts: CNNOptions) -> str:
-        return f"{2 * opts.depth} conv, width {opts.width}, dropout {opts.dropout:g}"
+        dense = f", dense {'-'.join(map(str, opts.dense))}" if opts.dense else ""
+        return f"{2 * opts.depth} conv, width {opts.width}{dense}, dropout {opts.dropout:g}"
 
     def fit(self, train: Subset, val: Subset | None, ctx) -> KerasClassifier:
         from ...deep.devices import prepare_devices
@@ -81,7 +96,7 @@ class CNN(Family):
         devices = prepare_devices(ctx)
         data = ImageData.load(train, val, ctx)
         with devices.scope():
-            model = build_cnn(size, len(train.classes), opts.depth, opts.width, opts.dropout)
+            model = build_cnn(size, len(train.classes), opts.depth, opts.width, opts.dropout, opts.dense)
             compile_model(model, t.learning_rate, devices)
             batches, steps = data.training(ctx, None, t.augment)
             data.measure_input(ctx, batches, steps)

@@ -125,3 +125,25 @@ def test_xla_compiled_training(recipe, tmp_path):
     assert info["notes"]["devices"]["jit_compile"] is True
     assert info["model"]["stages"]["train"]["epochs"] == 2
     assert json.loads((run / "metrics.json").read_text())["n"] == 40
+
+
+def test_dense_head_adds_relu_layers_with_dropout_and_leaves_the_default_network_alone():
+    from bmbench.models.families.cnn import build_cnn
+
+    plain = build_cnn(32, 3, depth=2, width=8, dropout=0.25)
+    dense = build_cnn(32, 3, depth=2, width=8, dropout=0.25, dense=(16, 8))
+    tail = [(layer.name, type(layer).__name__) for layer in dense.layers][-6:]
+    assert tail == [("pool", "GlobalAveragePooling2D"), ("dense1", "Dense"), ("dense1_dropout", "Dropout"),
+                    ("dense2", "Dense"), ("dense2_dropout", "Dropout"), ("probabilities", "Dense")]
+    assert [layer.units for layer in dense.layers if type(layer).__name__ == "Dense"] == [16, 8, 3]
+    assert all(layer.rate == 0.25 for layer in dense.layers if type(layer).__name__ == "Dropout")
+    assert [layer.name for layer in plain.layers][-3:] == ["pool", "dropout", "probabilities"]
+
+
+def test_dense_is_a_typed_option_absent_from_the_fingerprint_when_unset(recipe):
+    plain = load_recipe(recipe)
+    assert plain.model.options.dense is None and "dense" not in plain.to_dict()["model"]
+    dense = load_recipe(recipe, ["model.dense=[64, 32]"])
+    assert dense.model.options.dense == (64, 32) and dense.fingerprint() != plain.fingerprint()
+    with pytest.raises(RecipeError, match=r"model\.dense\[1\]: value 0 is out of range"):
+        load_recipe(recipe, ["model.dense=[64, 0]"])
