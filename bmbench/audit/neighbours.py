@@ -119,7 +119,8 @@ def colour_candidates(hist: np.ndarray, valid: np.ndarray, k: int, max_distance:
     if len(rows) < 2:
         return np.zeros((0, 2), np.int64), np.zeros(0)
     k = min(k + 1, len(rows))
-    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(hist[rows]).kneighbors(hist[rows])
+    data = hist if len(rows) == len(hist) else hist[rows]  # one copy at most, none when all are valid
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(data).kneighbors(data)
     dist = dist / np.sqrt(2.0)  # Euclidean of square-rooted histograms -> Hellinger
     a = np.repeat(rows, k)
     b = rows[idx.ravel()]
