@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("features", "caches", "pipeline", "statistics", "memory", "end_to_end", "reference")
+BENCHMARKS = ("features", "caches", "pipeline", "statistics", "memory", "bigdata", "end_to_end", "reference")
 QUICK = tuple(b for b in BENCHMARKS if b != "reference")
 
 
