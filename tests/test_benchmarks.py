@@ -17,7 +17,7 @@ def test_every_benchmark_module_has_a_run_taking_options():
     for name in cli.BENCHMARKS:
         module = importlib.import_module(f"benchmarks.{name}")
         assert callable(module.run) and module.__doc__, name
-    assert "reference" not in cli.QUICK
+    assert "reference" not in cli.QUICK and "bigdata" not in cli.QUICK
 
 
 def test_unknown_benchmark_is_refused_before_anything_runs(capsys, monkeypatch):
@@ -63,3 +63,45 @@ def test_feature_benchmark_times_both_extractors_through_the_current_api(tmp_pat
     if features._have_radiomics():
         rate, n = features.radiomics_rate(features.radiomics_extractor(), features.radiomics_inputs(paths))
         assert rate > 0 and n > 0
+
+
+def test_bigdata_scan_step_reports_the_tables_fingerprint_and_split(tmp_path, load):
+    from benchmarks import bigdata
+    from bmbench.data.synthetic_tree import generate_matek_tree
+
+    root = generate_matek_tree(tmp_path / "tree", 40, size=32)
+    res = bigdata.scan_and_split(root)
+    assert res["n"] == 40 and res["fingerprint"] == load(kind="matek_bm", root=root).fingerprint
+    assert len(res["split"]) == 16 and res["seconds"] > 0
+
+
+def test_bigdata_peak_rss_sees_a_short_lived_allocation():
+    import numpy as np
+
+    from benchmarks.bigdata import PeakRss
+
+    with PeakRss(0.001) as rss:
+        block = np.ones(64 * 2**20, np.uint8)  # 64 MiB, touched
+        import time
+        time.sleep(0.05)
+        del block
+    assert rss.growth > 50
+
+
+def test_bigdata_refuses_unknown_steps():
+    from benchmarks import bigdata
+
+    with pytest.raises(SystemExit):
+        bigdata.run(["--skip", "nope"])
+
+
+@pytest.mark.slow
+def test_bigdata_benchmark_end_to_end_on_a_small_tree(tmp_path, monkeypatch):
+    from benchmarks import bigdata
+
+    monkeypatch.setattr(bigdata, "write_section", lambda name, body: None)
+    body = bigdata.run(["--n", "200", "--small", "40", "--size", "48", "--scratch", str(tmp_path)])
+    assert "| 200 |" in body and "| 40 |" in body
+    assert "Tables identical, cell by cell: **yes**" in body
+    assert "Within the documented bound at every size: **yes**" in body
+    assert list(tmp_path.iterdir()) == []  # the trees and caches are gone

@@ -286,35 +286,51 @@ def describe_files(paths: Sequence[str | os.PathLike], jobs: int = 1, cache: Arr
 
         results = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")(
             delayed(_describe_chunk)(c, max_pixels, cache) for c in chunks)
-    items: list = []
+    stack = _Stack(len(paths))
     for chunk_result in results:
-        items.extend(chunk_result)
+        for item in chunk_result:
+            stack.add(*item)
         if progress is not None:
-            progress(len(items))
-    return _stack(items)
+            progress(stack.i)
+    return stack.result()
 
 
-def _stack(items: list) -> Descriptors:
-    n = len(items)
-    hist = np.full((n, HIST_BINS ** 3), np.nan, np.float32)
-    phash = np.zeros((n, N_TRANSFORMS, HASH_WORDS), np.uint64)
-    shapes = np.zeros((n, 2), np.int64)
-    offsets = np.zeros((n, 2, 2), np.int64)
-    points, descs, errors, at = [], [], {}, 0
-    for i, (d, error, _) in enumerate(items):
+class _Stack:
+    """Descriptors of ``n`` images filled in as they arrive, each image's keypoints copied
+    once into buffers sized for the most ORB can return (``np.empty``: the unused tail is
+    never touched, so it takes no memory); holding every image's own arrays and then
+    concatenating them took twice the descriptors' memory at the end."""
+
+    def __init__(self, n: int):
+        self.hist = np.full((n, HIST_BINS ** 3), np.nan, np.float32)
+        self.phash = np.zeros((n, N_TRANSFORMS, HASH_WORDS), np.uint64)
+        self.shapes = np.zeros((n, 2), np.int64)
+        self.offsets = np.zeros((n, 2, 2), np.int64)
+        self.ok = np.zeros(n, bool)
+        self.points = np.empty((2 * ORB_FEATURES * n, 2), np.float32)
+        self.descs = np.empty((2 * ORB_FEATURES * n, 32), np.uint8)
+        self.errors: dict[int, str] = {}
+        self.keys: list[str] = []
+        self.i = self.at = 0
+
+    def add(self, d: ImageDescriptors | None, error: str | None, key: str) -> None:
+        i, self.i = self.i, self.i + 1
+        self.keys.append(key)
         if d is None:
-            errors[i] = error
-            offsets[i] = at
-            continue
-        hist[i], phash[i], shapes[i] = d.hist, d.phash, d.shape
+            self.errors[i] = error
+            self.offsets[i] = self.at
+            return
+        self.hist[i], self.phash[i], self.shapes[i], self.ok[i] = d.hist, d.phash, d.shape, True
         for o in (0, 1):
             k = len(d.points[o])
-            offsets[i, o] = (at, at + k)
-            points.append(d.points[o])
-            descs.append(d.descriptors[o])
-            at += k
-    ok = np.array([item[0] is not None for item in items], bool)
-    kp_points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
-    kp_desc = np.concatenate(descs) if descs else np.zeros((0, 32), np.uint8)
-    return Descriptors(hist, phash, kp_points, kp_desc, offsets, shapes, ok, errors,
-                       [item[2] for item in items])
+            if self.at + k > len(self.points):  # more than ORB's limit (ties, foreign records)
+                self.points = np.concatenate([self.points[:self.at], np.empty((k + len(self.points), 2), np.float32)])
+                self.descs = np.concatenate([self.descs[:self.at], np.empty((k + len(self.descs), 32), np.uint8)])
+            self.points[self.at:self.at + k] = d.points[o]
+            self.descs[self.at:self.at + k] = d.descriptors[o]
+            self.offsets[i, o] = (self.at, self.at + k)
+            self.at += k
+
+    def result(self) -> Descriptors:
+        return Descriptors(self.hist, self.phash, self.points[:self.at], self.descs[:self.at], self.offsets,
+                           self.shapes, self.ok, self.errors, self.keys)

@@ -52,6 +52,23 @@ class NearDuplicateSettings:
         return asdict(self)
 
 
+#: Rows of the all-pairs hash comparison per block (:func:`hash_pairs`).
+HASH_BLOCK = 64
+
+
+def search_memory_bound(n: int, settings: NearDuplicateSettings = NearDuplicateSettings()) -> int:
+    """Bytes the pair search (:func:`find_duplicates`) holds at most beyond the descriptors,
+    for ``n`` images: the all-pairs hash block, ``HASH_BLOCK x n`` distances at 64 bytes
+    (XOR words, bit counts, running minimum) when ``n <= hash_all_pairs``; one copy of the
+    colour histograms (2 KiB per image); the colour neighbour lists and pair arrays (128
+    bytes per neighbour); the candidate pairs as Python lists and sets (200 bytes each, at
+    most ``neighbours`` per image); the clusters (40 bytes per image); 64 MiB of library
+    working memory (scikit-learn's chunked distances, OpenCV's matcher, thread stacks)."""
+    k = settings.neighbours
+    hashing = HASH_BLOCK * n * 64 if n <= settings.hash_all_pairs else 0
+    return hashing + n * (2048 + 128 * (k + 1) + 200 * k + 40) + 64 * 2**20
+
+
 class _Clusters:
     """Union-find over row indices."""
 
@@ -87,7 +104,7 @@ def hash_distance(phash: np.ndarray, a, b) -> np.ndarray:
     return x.min(axis=1).astype(np.int64)
 
 
-def hash_pairs(phash: np.ndarray, valid: np.ndarray, max_bits: int, block: int = 64) -> np.ndarray:
+def hash_pairs(phash: np.ndarray, valid: np.ndarray, max_bits: int, block: int = HASH_BLOCK) -> np.ndarray:
     """All pairs ``(i, j)``, ``i < j``, both valid, within ``max_bits``: ``int64[m, 2]``.
 
     Blockwise over rows, so memory stays at ``block x n`` distances.
@@ -119,7 +136,8 @@ def colour_candidates(hist: np.ndarray, valid: np.ndarray, k: int, max_distance:
     if len(rows) < 2:
         return np.zeros((0, 2), np.int64), np.zeros(0)
     k = min(k + 1, len(rows))
-    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(hist[rows]).kneighbors(hist[rows])
+    data = hist if len(rows) == len(hist) else hist[rows]  # one copy at most, none when all are valid
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(data).kneighbors(data)
     dist = dist / np.sqrt(2.0)  # Euclidean of square-rooted histograms -> Hellinger
     a = np.repeat(rows, k)
     b = rows[idx.ravel()]

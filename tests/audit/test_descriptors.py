@@ -142,3 +142,35 @@ def test_parallel_description_equals_serial(tmp_path):
     assert np.array_equal(serial.phash, parallel.phash)
     assert np.array_equal(serial.kp_points, parallel.kp_points)
     assert serial.keys == parallel.keys
+
+
+def _fake(k0: int, k1: int, seed: int) -> "D.ImageDescriptors":
+    rng = np.random.default_rng(seed)
+    pts = [rng.random((k, 2), dtype=np.float32) for k in (k0, k1)]
+    des = [rng.integers(0, 256, (k, 32), dtype=np.uint8) for k in (k0, k1)]
+    return D.ImageDescriptors(rng.random(D.HIST_BINS ** 3, dtype=np.float32),
+                              rng.integers(0, 2**63, (8, D.HASH_WORDS), dtype=np.uint64),
+                              (pts[0], pts[1]), (des[0], des[1]), (40, 50))
+
+
+def test_stacked_descriptors_keep_every_keypoint_even_beyond_orbs_limit():
+    """Rows fill preallocated buffers; a record with more keypoints than ORB returns (ties,
+    a record from elsewhere) grows them instead of losing any."""
+    items = [_fake(3, 2, 0), None, _fake(D.ORB_FEATURES * 3, 1, 1), _fake(0, 4, 2)]
+    stack = D._Stack(len(items))
+    for i, d in enumerate(items):
+        stack.add(d, "bad" if d is None else None, f"k{i}")
+    out = stack.result()
+    assert out.ok.tolist() == [True, False, True, True] and out.errors == {1: "bad"}
+    assert out.keys == ["k0", "k1", "k2", "k3"] and np.isnan(out.hist[1]).all()
+    assert len(out.kp_points) == sum(len(p) for d in items if d for p in d.points)
+    for i, d in enumerate(items):
+        for o in (0, 1):
+            pts, des = out.keypoints(i, o)
+            if d is None:
+                assert len(pts) == len(des) == 0
+            else:
+                assert np.array_equal(pts, d.points[o]) and np.array_equal(des, d.descriptors[o])
+        if d is not None:
+            assert np.array_equal(out.hist[i], d.hist) and np.array_equal(out.phash[i], d.phash)
+            assert tuple(out.shapes[i]) == (40, 50)

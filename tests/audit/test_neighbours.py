@@ -155,3 +155,39 @@ def test_three_byte_copies_are_exact_pairs_only(tmp_path):
                               N.NearDuplicateSettings(hash_all_pairs=limit))
         assert f.pairs[["a", "b", "kind"]].values.tolist() == [[0, 1, "exact"], [0, 2, "exact"]]
         assert f.clusters.tolist()[:3] == [0, 0, 0] and f.clusters[3] != 0
+
+
+def test_hash_block_memory_is_within_the_documented_bound_and_not_far_below():
+    """The all-pairs hash comparison's peak allocations (numpy arrays, traced) lie between
+    half and all of the ``HASH_BLOCK x n x 64`` bytes ``search_memory_bound`` counts."""
+    import tracemalloc
+
+    n = 3000
+    rng = np.random.default_rng(0)
+    phash = rng.integers(0, 2**63, (n, 8, 4), dtype=np.uint64)
+    tracemalloc.start()
+    try:
+        N.hash_pairs(phash, np.ones(n, bool), 24)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    block = N.HASH_BLOCK * n * 64
+    assert block / 2 < peak <= block
+
+
+def test_search_memory_bound_counts_the_hash_block_only_where_all_pairs_are_compared():
+    s = N.NearDuplicateSettings(hash_all_pairs=1000)
+    per_image = 2048 + 128 * (s.neighbours + 1) + 200 * s.neighbours + 40
+    assert N.search_memory_bound(1000, s) == N.HASH_BLOCK * 1000 * 64 + 1000 * per_image + 64 * 2**20
+    assert N.search_memory_bound(1001, s) == 1001 * per_image + 64 * 2**20
+    assert N.search_memory_bound(100_000) / 2**20 == pytest.approx(525.6, abs=0.1)  # as docs/scale.md says
+
+
+def test_colour_candidates_are_the_same_with_and_without_invalid_rows():
+    rng = np.random.default_rng(1)
+    hist = np.sqrt(rng.dirichlet(np.ones(64), 300)).astype(np.float32)
+    hist[::7] = hist[1::7][: len(hist[::7])] * 0.999  # close neighbours
+    every, d_every = N.colour_candidates(hist, np.ones(300, bool), 4, 0.2)
+    padded = np.vstack([hist, np.full((5, 64), np.nan, np.float32)])
+    some, d_some = N.colour_candidates(padded, np.r_[np.ones(300, bool), np.zeros(5, bool)], 4, 0.2)
+    assert len(every) and np.array_equal(every, some) and np.array_equal(d_every, d_some)
