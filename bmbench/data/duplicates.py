@@ -6,12 +6,12 @@ files sharing a size are hashed (sha256).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.hashing import file_sha256
 from .table import DatasetTable
 
 
@@ -37,14 +37,7 @@ def exact_duplicates(table: DatasetTable) -> list[DuplicateGroup]:
     unique, counts = np.unique(sizes, return_counts=True)
     for size in unique[counts > 1]:
         for i in np.flatnonzero(sizes == size):
-            by_hash.setdefault(_sha256(paths[i]), []).append(int(i))
+            by_hash.setdefault(file_sha256(paths[i]), []).append(int(i))
     groups = [rows for rows in by_hash.values() if len(rows) > 1]
     return [DuplicateGroup(tuple(r), tuple(labels[i] for i in r)) for r in sorted(groups)]
 
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -18,7 +18,6 @@ deleted and rebuilt.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections import deque
@@ -32,6 +31,7 @@ import numpy as np
 from ..core.atomic import open_atomic
 from ..core.cache import key_for
 from ..core.errors import DatasetError
+from ..core.hashing import file_sha256
 from ..core.progress import progress
 from .imageio import DEFAULT_MAX_PIXELS, SKIP_ADVICE, centre_field, read_rgb, read_rgb_draft, rescale, resize
 
@@ -170,14 +170,10 @@ def _read_bytes(path) -> bytes:
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 hex of a file's bytes, or ``missing:<path>`` when it cannot be read (decoding
     then reports the problem under the bad-image policy)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return file_sha256(path)
     except OSError:
         return f"missing:{path}"
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ features neither imports the classifier's library (XGBoost, scikit-learn) nor pr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ import numpy as np
 
 from ..core.atomic import building_dir, write_json
 from ..core.cache import ArrayCache, key_for
+from ..core.hashing import file_sha256
 from ..config.schema import Context, option
 from .classifiers import ClassifierChoice, ClassifierSettings, class_weights, get_classifier, parse_classifier
 
@@ -281,7 +281,7 @@ def _load(clf, folder: Path):
         manifest = folder / MANIFEST
         if manifest.is_file():
             for name, digest in json.loads(manifest.read_text()).items():
-                if _sha256(folder / name) != digest:
+                if file_sha256(folder / name) != digest:
                     raise ValueError(f"{name} does not match its sha256")
             return CachedFit(clf, folder)
         return clf.load(folder)
@@ -290,13 +290,6 @@ def _load(clf, folder: Path):
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _store(clf, fitted, folder: Path) -> bool:
@@ -310,7 +303,7 @@ def _store(clf, fitted, folder: Path) -> bool:
             files = sorted(p.name for p in tmp.iterdir())
             if any((tmp / name).is_dir() for name in files):
                 return False  # only flat entries are copied file by file
-            write_json(tmp / MANIFEST, {name: _sha256(tmp / name) for name in files})
+            write_json(tmp / MANIFEST, {name: file_sha256(tmp / name) for name in files})
         return True
     except OSError as exc:
         if folder.is_dir():  # another process stored the same fit first
