@@ -148,9 +148,13 @@ def test_interrupted_process_leaves_no_run_and_the_next_run_works(env, sig):
                           "model.family=classical"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while not [d for d in runs.glob(".tmp-*")] and time.time() < deadline:
+
+    def extracting() -> bool:  # the run has logged its split: feature extraction is under way
+        return any("split" in log.read_text() for log in runs.glob(".tmp-*/run.log") if log.is_file())
+    while not extracting() and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)
+    time.sleep(0.5)
+    assert p.poll() is None, "the run ended before the signal: make it slower"
     p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0
