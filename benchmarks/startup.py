@@ -130,9 +130,8 @@ def leaderboards(args, base: Path | None) -> str:
             notes.append(f"`bmbench leaderboard` on {args.runs:,} runs: baseline / now (index filled) = "
                          f"**{old[0] / many_t['board'][0]:.0f}x** wall")
         size = (many / "index.sqlite").stat().st_size
-    text = (f"Machine: {machine()}; shared with other agents' jobs (both cores busy), so wall "
-            "times are inflated and CPU times (user + system of the process) are given beside "
-            f"them.\n\nMedians of {args.repeats} alternating rounds, each command a fresh process. "
+    text = (f"Machine: {machine()}; {_load()}; on a shared machine wall times are inflated, so "
+            "CPU times (user + system of the process) are given beside them.\n\nMedians of {args.repeats} alternating rounds, each command a fresh process. "
             "Targets: `bmbench --help` and `bmbench leaderboard` on a small store under 0.5 s; "
             f"the leaderboard on 5,000 runs under 2 s. Index file for {args.runs:,} runs: "
             f"{size / 2**20:.1f} MiB.\n\n| command | wall s | CPU s |\n|---|---|---|\n"
@@ -192,7 +191,7 @@ def reruns(args, base: Path | None) -> str:
                 f2 = statistics.median(f for _, _, f in again[side])
                 rows.append(f"| {label}{', baseline' if side == 'baseline' else ''} | {w1:.1f} / {w2:.2f} | "
                             f"{c1:.1f} / {c2:.2f} | **{w1 / w2:.1f}x** | {f1:.1f} / {f2:.2f} | **{f1 / f2:.0f}x** |")
-    text = (f"Machine: {machine()}; shared with other agents' jobs.\n\nFirst run (empty cache) / cached "
+    text = (f"Machine: {machine()}; {_load()}.\n\nFirst run (empty cache) / cached "
             f"rerun (median of {args.repeats} for the classical recipe, 3 for the deep one, alternating with "
             "the baseline when given). Wall and CPU: the whole `bmbench run` process; fit: training as "
             "run.json times it (for the classical family this now includes importing XGBoost when its fit "
@@ -206,3 +205,11 @@ def _fit(store: Path) -> float:
 
     runs = sorted((store / "runs").glob("*/run.json"))
     return json.loads(runs[-1].read_text())["timings"]["fit_seconds"]
+
+
+def _load() -> str:
+    """What else the machine was doing: the 1-minute load average as this benchmark started."""
+    return f"load average {LOAD_AT_START:.1f} on {os.cpu_count()} cores as the benchmark started"
+
+
+LOAD_AT_START = os.getloadavg()[0]
