@@ -58,14 +58,29 @@ def paired_bootstrap(y_true, proba_a, proba_b, n_classes: int, metric: str,
     "better"}`` where ``a``/``b`` are the full-set values, ``ci`` the percentile interval of
     the difference and ``better`` is "a", "b" or None (when the interval contains 0).
     """
-    y = np.asarray(y_true, dtype=np.int64)
-    ra, rb = Resampler(y, proba_a, n_classes), Resampler(y, proba_b, n_classes)
-    whole = np.arange(len(y))[None]
-    a = float(ra.metrics(whole, (metric,))[metric][0])
-    b = float(rb.metrics(whole, (metric,))[metric][0])
-    idx = stratified_indices(y, n_resamples, seed)
-    diff = ra.metrics(idx, (metric,))[metric] - rb.metrics(idx, (metric,))[metric]
-    return difference_result(metric, a, b, diff, n_resamples, level)
+    return PairedBootstrap(y_true, proba_a, n_classes, metric, n_resamples, level, seed).versus(proba_b)
+
+
+class PairedBootstrap:
+    """:func:`paired_bootstrap` of many runs B against one run A on the same images: the
+    resamples and A's metric on them are computed once (a leaderboard tests every run against
+    its leader), each :meth:`versus` gives exactly what ``paired_bootstrap`` gives."""
+
+    def __init__(self, y_true, proba_a, n_classes: int, metric: str, n_resamples: int = N_RESAMPLES,
+                 level: float = LEVEL, seed: int = SEED):
+        self.y = np.asarray(y_true, dtype=np.int64)
+        self.k, self.metric, self.n_resamples, self.level = n_classes, metric, n_resamples, level
+        ra = Resampler(self.y, proba_a, n_classes)
+        self.a = float(ra.metrics(np.arange(len(self.y))[None], (metric,))[metric][0])
+        self.idx = stratified_indices(self.y, n_resamples, seed)
+        self.samples_a = ra.metrics(self.idx, (metric,))[metric]
+
+    def versus(self, proba_b) -> dict:
+        """The comparison record of A against ``proba_b`` ``(n, k)``."""
+        rb = Resampler(self.y, proba_b, self.k)
+        b = float(rb.metrics(np.arange(len(self.y))[None], (self.metric,))[self.metric][0])
+        diff = self.samples_a - rb.metrics(self.idx, (self.metric,))[self.metric]
+        return difference_result(self.metric, self.a, b, diff, self.n_resamples, self.level)
 
 
 def difference_result(metric: str, a: float, b: float, diff: np.ndarray, n_resamples: int,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..core.errors import BmbenchError
 from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap_ci
-from ..metrics.paired import holm, mcnemar_exact, paired_bootstrap
+from ..metrics.paired import PairedBootstrap, holm, mcnemar_exact
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ..runs.store import RunRecord
 from .cells import TableView, display_columns, view_columns
@@ -241,13 +241,14 @@ def _versus_leader(data: list[dict], by_id: dict, metric: str, scored: _ScoredCa
     stored = index.derived([k[0] for k in keys.values() if k]) if index is not None else {}
     raw: dict[int, float] = {}
     shared: list[int] = []
+    leaders: dict = {}  # the leader's resamples, once per set of shared images
     for i in rows:
         key = keys[i]
         hit = stored.get(key[0]) if key else None
         if hit is not None and hit[0] == key[1]:
             result = hit[1]
         else:
-            result = _pair_test(scored, lead, by_id[data[i]["run"]], metric, n_resamples, seed)
+            result = _pair_test(scored, lead, by_id[data[i]["run"]], metric, n_resamples, seed, leaders)
             if key:
                 index.remember(*key, result)
         if result is not None:
@@ -289,9 +290,10 @@ def _pair_keys(lead: RunRecord, others: list[RunRecord], metric: str, n_resample
 
 
 def _pair_test(scored: _ScoredCache, lead: RunRecord, other: RunRecord, metric: str, n_resamples: int,
-               seed: int) -> dict | None:
+               seed: int, leaders: dict) -> dict | None:
     """``{"p": raw p-value, "n": shared images}`` of ``other`` against ``lead``; None when
-    untestable (no predictions, no shared image, undefined p-value)."""
+    untestable (no predictions, no shared image, undefined p-value). ``leaders`` keeps the
+    leader's :class:`PairedBootstrap` per set of shared images for the next comparisons."""
     from .compare import align
 
     a, b = scored.get(lead), scored.get(other)
@@ -304,7 +306,11 @@ def _pair_test(scored: _ScoredCache, lead: RunRecord, other: RunRecord, metric: 
     if metric == "accuracy":
         p = mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)["p_value"]
     else:
-        p = paired_bootstrap(y, pa, pb, len(a.classes), metric, n_resamples, LEVEL, seed)["p_value"]
+        key = (y.tobytes(), pa.tobytes())
+        if key not in leaders:
+            leaders.clear()  # one entry: runs almost always share all their test images
+            leaders[key] = PairedBootstrap(y, pa, len(a.classes), metric, n_resamples, LEVEL, seed)
+        p = leaders[key].versus(pb)["p_value"]
     return {"p": float(p), "n": int(len(y))} if math.isfinite(p) else None
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bmbench.metrics.paired import bootstrap_p_value, holm, mcnemar_exact, paired_bootstrap
+from bmbench.metrics.paired import PairedBootstrap, bootstrap_p_value, holm, mcnemar_exact, paired_bootstrap
 
 
 def outcomes(both_right, a_only, b_only, both_wrong):
@@ -85,3 +85,16 @@ def test_false_positive_rate_under_the_null_is_controlled():
         boot += paired_bootstrap(y, a, b, 2, "accuracy", n_resamples=400, seed=r)["p_value"] < 0.05
         mcn += mcnemar_exact(a.argmax(1) == y, b.argmax(1) == y)["p_value"] < 0.05
     assert boot / reps <= 0.10 and mcn / reps <= 0.08
+
+
+@pytest.mark.parametrize("metric", ["macro_f1", "balanced_accuracy", "log_loss"])
+def test_many_runs_against_one_leader_give_exactly_the_pairwise_results(metric):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 150)
+    lead = rng.dirichlet(np.ones(4), 150)
+    lead[np.arange(150), y] += 1.0
+    lead /= lead.sum(1, keepdims=True)
+    others = [rng.dirichlet(np.ones(4), 150) for _ in range(3)]
+    batch = PairedBootstrap(y, lead, 4, metric, 300, 0.95, 7)
+    for other in others:
+        assert batch.versus(other) == paired_bootstrap(y, lead, other, 4, metric, 300, 0.95, 7)
