@@ -1,4 +1,5 @@
-"""A small content-addressed disk cache of numpy arrays.
+"""Small content-addressed disk caches of numpy arrays (:class:`ArrayCache`) and of JSON
+values (:class:`JsonCache`).
 
 Entries are ``<root>/<key[:2]>/<key>.npy`` files (sharding keeps directories small for
 hundreds of thousands of per-image vectors), written with ``allow_pickle=False`` to a
@@ -21,7 +22,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .atomic import open_atomic
+from .atomic import jsonable, open_atomic, write_text
 
 ENV_VAR = "BMBENCH_CACHE"
 
@@ -147,3 +148,36 @@ class ArrayCache:
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
+
+
+class JsonCache:
+    """Disk cache mapping hex keys (see :func:`key_for`) to JSON values, as
+    ``<root>/<key[:2]>/<key>.json`` written atomically: the guarantees of :class:`ArrayCache`."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+
+    def path(self, key: str) -> Path:
+        """Where the entry for ``key`` lives."""
+        key = _check_key(key)
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str):
+        """The stored value, or None on a miss (a corrupt entry is deleted and is a miss)."""
+        path = self.path(key)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+
+    def put(self, key: str, value) -> None:
+        """Store the JSON-ready ``value`` (numpy values and paths converted) under ``key``."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(value, default=jsonable))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.atomic import jsonable, write_text
-from ..core.cache import key_for
+from ..core.atomic import jsonable
+from ..core.cache import JsonCache, key_for
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +30,24 @@ def score_predictions(y: np.ndarray, proba: np.ndarray, classes, fold_of: np.nda
     ``proba`` ``(n, k)`` (all finite), ``fold_of`` ``(n,)`` the fold of each image; with
     ``n_folds`` > 1 the per-fold metrics go under ``metrics["folds"]``; ``positive`` (a class
     name, ``dataset.positive_class``) adds the binary scores of that class."""
-    path = None
-    if cache_dir is not None:
-        key = key_for("bmbench.scores", _metrics_source(), _sklearn_version(), list(classes),
-                      _bytes(y), _bytes(proba), n_folds, _bytes(fold_of) if n_folds > 1 else b"", positive)
-        path = Path(cache_dir) / "scores" / key[:2] / f"{key}.json"
-        try:
-            found = json.loads(path.read_text())
-            return found["metrics"], found["reliability"]
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, TypeError):
-            log.debug("scores cache: discarding %s", path)
-    metrics, reliability = _score(y, proba, classes, fold_of, n_folds, positive)
-    if path is not None:
-        text = json.dumps({"metrics": metrics, "reliability": reliability}, default=jsonable)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text(path, text)
-        except OSError as exc:
-            log.debug("scores cache: %s", exc)
-        found = json.loads(text)  # what a rerun reads back: the same types either way
+    if cache_dir is None:
+        return _score(y, proba, classes, fold_of, n_folds, positive)
+    cache = JsonCache(Path(cache_dir) / "scores")
+    key = key_for("bmbench.scores", _metrics_source(), _sklearn_version(), list(classes),
+                  _bytes(y), _bytes(proba), n_folds, _bytes(fold_of) if n_folds > 1 else b"", positive)
+    found = cache.get(key)
+    try:
         return found["metrics"], found["reliability"]
-    return metrics, reliability
+    except (KeyError, TypeError):
+        pass  # a miss (None) or an entry of another shape
+    metrics, reliability = _score(y, proba, classes, fold_of, n_folds, positive)
+    # what a rerun reads back, so the first run stores the same types
+    found = json.loads(json.dumps({"metrics": metrics, "reliability": reliability}, default=jsonable))
+    try:
+        cache.put(key, found)
+    except OSError as exc:
+        log.debug("scores cache: %s", exc)
+    return found["metrics"], found["reliability"]
 
 
 def _score(y, proba, classes, fold_of, n_folds: int, positive: str | None) -> tuple[dict, dict]:

@@ -105,3 +105,15 @@ def test_concurrent_writers_of_one_key(tmp_path):
         assert p.exitcode == 0
     np.testing.assert_array_equal(reader.get(key), np.full(1000, 7.0))
     assert len(list(reader.path(key).parent.iterdir())) == 1
+
+
+def test_json_cache_round_trip_miss_and_corrupt_entry(tmp_path):
+    from bmbench.core.cache import JsonCache
+
+    cache = JsonCache(tmp_path / "j")
+    key = key_for("json", 1)
+    assert cache.get(key) is None
+    cache.put(key, {"a": np.float32(0.5), "b": [1, 2], "c": np.arange(2)})
+    assert cache.get(key) == {"a": 0.5, "b": [1, 2], "c": [0, 1]}
+    cache.path(key).write_text('{"a": ')
+    assert cache.get(key) is None and not cache.path(key).exists()

@@ -234,10 +234,7 @@ class FrozenBackbone:
 
     @classmethod
     def prepare(cls, opts: TransferOptions, size: int, ctx, devices, identity: str) -> "FrozenBackbone":
-        import json
-
-        from ...core.atomic import write_json
-        from ...core.cache import key_for
+        from ...core.cache import JsonCache, key_for
         from ..backbones import build_backbone
         from importlib.metadata import version
 
@@ -248,18 +245,17 @@ class FrozenBackbone:
 
         key = key_for("bmbench.backbone_build", 1, opts.backbone, identity, size, devices.policy, _rng_state(),
                       version("keras"), version("tensorflow"))
-        path = Path(ctx.cache_dir) / "backbones" / key[:2] / f"{key}.json"
+        cache = JsonCache(Path(ctx.cache_dir) / "backbones")
+        facts = cache.get(key)
         try:
-            facts = json.loads(path.read_text())
             _set_rng_state(facts["rng"])
             return cls(build, devices, facts)
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            pass
+        except (ValueError, KeyError, TypeError, IndexError):
+            pass  # a miss (None) or an entry of another shape
         model = build()
         facts = {"dims": int(model.output_shape[-1]), "n_parameters": int(model.count_params()), "rng": _rng_state()}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, facts)
+            cache.put(key, facts)
         except OSError as exc:
             log.debug("backbone cache: %s", exc)
         return cls(build, devices, facts, model)
