@@ -62,8 +62,8 @@ def read_scored(folder: Path, classes) -> tuple[np.ndarray, np.ndarray, np.ndarr
     missing = [c for c in ("path", "true_label", *columns) if c not in header]
     if missing:
         raise StoreError(f"{path}: damaged predictions (missing columns {', '.join(missing)})")
-    if any(len(r) != len(header) for r in rows):
-        bad = next(i for i, r in enumerate(rows) if len(r) != len(header))
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
+    if bad is not None:
         raise StoreError(f"{path}: cannot read predictions (line {bad + 1} has {len(rows[bad])} fields, "
                          f"the header {len(header)})")
     at = [header.index(c) for c in columns]
@@ -74,13 +74,14 @@ def read_scored(folder: Path, classes) -> tuple[np.ndarray, np.ndarray, np.ndarr
     proba = proba.reshape(len(rows) - 1, len(columns))
     ok = np.isfinite(proba).all(axis=1)
     body = [r for r, keep in zip(rows[1:], ok) if keep]
-    labels = np.array([r[header.index("true_label")] for r in body], dtype=object)
+    at_path, at_label = header.index("path"), header.index("true_label")
+    labels = np.array([r[at_label] for r in body], dtype=object)
     index = {c: i for i, c in reversed(list(enumerate(classes)))}
     y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
     if (y < 0).any():
         unknown = sorted(set(labels[y < 0]))
         raise StoreError(f"{path}: true labels {unknown[:3]} are not among the run's classes")
-    paths = np.array([r[header.index("path")] for r in body], dtype=object)
+    paths = np.array([r[at_path] for r in body], dtype=object)
     return paths, y, proba[ok]
 
 
