@@ -123,8 +123,7 @@ def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resample
     scored = _ScoredCache()
     data = [_row(r, metric, scored, n_resamples, seed) for r in runs]
     columns = tuple(data[0])
-    plain = Rows(columns, tuple(data))  # pandas' value types, before ranking
-    data = [dict(zip(columns, values)) for values in zip(*(plain.column(c) for c in columns))]
+    data = Rows(columns, tuple(data)).records()  # pandas' value types, before ranking
     ascending = metric in LOWER_IS_BETTER
     data = sort_rows(data, metric, "run", descending=not ascending)
     if best_per_recipe:

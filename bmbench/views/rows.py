@@ -10,7 +10,6 @@ holds ints, anything else keeps its values (missing: None, where pandas may hold
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -80,20 +79,16 @@ def sort_rows(data: list[dict], key: str, then: str, descending: bool) -> list[d
     """``data`` ordered by ``key`` (descending or not), ties by ``then`` ascending, rows
     whose ``key`` is missing last (by ``then``): pandas' ``sort_values([key, then])``."""
     by_then = sorted(data, key=lambda r: r[then])
-    present = [r for r in by_then if not _missing_number(r[key])]
-    missing = [r for r in by_then if _missing_number(r[key])]
+    present = [r for r in by_then if not is_missing(r[key])]
+    missing = [r for r in by_then if is_missing(r[key])]
     return sorted(present, key=lambda r: r[key], reverse=descending) + missing
 
 
 def min_rank(values: list, descending: bool) -> list:
     """pandas' ``rank(method="min")``: 1 + the number of strictly better values; None for
     missing values."""
-    present = sorted((v for v in values if not _missing_number(v)), reverse=descending)
+    present = sorted((v for v in values if not is_missing(v)), reverse=descending)
     first: dict = {}
     for i, v in enumerate(present):
         first.setdefault(v, i + 1)
-    return [None if _missing_number(v) else first[v] for v in values]
-
-
-def _missing_number(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return [None if is_missing(v) else first[v] for v in values]
