@@ -35,7 +35,7 @@ def test_baseline_runs_on_real_layout(folder, shared_datasets, tmp_path):
         assert info["split"]["strategy"] == "predefined" and info["n_test"] == 400
 
 
-@pytest.mark.parametrize("folder", ["pbc", "bloodcells4"])
+@pytest.mark.parametrize("folder", ["pbc", "bloodcells4", "matek_bm"])
 def test_classical_clearly_beats_the_baseline_on_real_cells(folder, shared_datasets, tmp_path):
     common = [f"dataset.kind={folder}", f"dataset.root={shared_datasets / folder}", "train.jobs=2"]
     classical = run_recipe(REPO / "recipes" / "xgb_handcrafted.yaml", tmp_path, tuple(common))
@@ -43,4 +43,4 @@ def test_classical_clearly_beats_the_baseline_on_real_cells(folder, shared_datas
                        (*common, "model.family=baseline"))
     mc, mb = (json.loads((r / "metrics.json").read_text()) for r in (classical, floor))
     assert mc["macro_f1"] > mb["macro_f1"] + 0.15
-    assert mc["macro_f1"] > {"pbc": 0.85, "bloodcells4": 0.7}[folder]
+    assert mc["macro_f1"] > {"pbc": 0.9, "bloodcells4": 0.8, "matek_bm": 0.7}[folder]

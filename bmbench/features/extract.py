@@ -37,9 +37,20 @@ FLAG_NAMES: tuple[str, ...] = ("nucleus_empty", "cell_empty", "cell_touches_bord
 #: Flag of an image the reader returned None for (its row is all NaN).
 UNREADABLE = "unreadable"
 
-#: Images are handed to workers in chunks of this many, so results stream back in order
-#: and only a few chunks are in flight at once.
+#: Images are handed to workers in chunks of at most this many, so results stream back in
+#: order and only a few chunks are in flight at once ...
 CHUNK_SIZE = 32
+#: ... and at least this many chunks per worker where there are images enough, so the
+#: workers finish together (300 images in chunks of 32 on 2 workers: 160 on one, 140 on
+#: the other, a run 7% longer than an even share).
+CHUNKS_PER_WORKER = 8
+
+
+def chunk_size(n_images: int, jobs: int) -> int:
+    """Images per chunk for ``n_images`` on ``jobs`` workers (1 to :data:`CHUNK_SIZE`)."""
+    if jobs <= 1:
+        return CHUNK_SIZE
+    return max(1, min(CHUNK_SIZE, -(-n_images // (jobs * CHUNKS_PER_WORKER))))
 
 
 @dataclass(frozen=True)
@@ -210,7 +221,7 @@ def extract_many(
     progress: called with the number of images done so far, after each chunk.
 
     Cache hits are read in this process; the rest is streamed to workers in chunks of
-    :data:`CHUNK_SIZE`, so memory beyond the output array stays bounded by the chunks in
+    :func:`chunk_size` images, so memory beyond the output array stays bounded by the chunks in
     flight and a fully cached run starts no worker.
     """
     source = (source or ImageSource()).at(None)
@@ -223,7 +234,8 @@ def extract_many(
     for i, (vector, f) in hits.items():
         out[i], flags[i] = vector, f
     todo = [i for i in range(len(paths)) if i not in hits]
-    chunks = [todo[i:i + CHUNK_SIZE] for i in range(0, len(todo), CHUNK_SIZE)]
+    size = chunk_size(len(todo), jobs)
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
     work = ([paths[i] for i in chunk] for chunk in chunks)
     if jobs == 1 or len(chunks) <= 1:
         results = (_extract_chunk(chunk, settings, source, cache) for chunk in work)

@@ -7,7 +7,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from .segmentation import Segmentation
+from .segmentation import Segmentation, bounding_box
 
 #: Pixels kept around the cell's bounding box so texture filters see real context.
 CROP_MARGIN = 4
@@ -89,20 +89,22 @@ def rgb_to_codes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class CellView:
     """One segmented cell, cropped to its bounding box plus :data:`CROP_MARGIN` px.
 
-    ``rgb``: ``uint8[h, w, 3]`` crop; ``masks``: ``{"nucleus"|"cytoplasm"|"cell": bool[h, w]}``.
+    ``rgb``: ``uint8[h, w, 3]`` crop; ``masks``: ``{"nucleus"|"cytoplasm"|"cell": bool[h, w]}``;
+    ``image`` and ``segmentation``: the uncropped ``uint8[H, W, 3]`` image and its masks.
     Derived images (``gray``, ``codes``) are computed on first use, once.
     """
 
     def __init__(self, image: np.ndarray, seg: Segmentation, margin: int = CROP_MARGIN):
         cell = seg.cell
-        rows, cols = np.flatnonzero(cell.any(axis=1)), np.flatnonzero(cell.any(axis=0))
+        box = bounding_box(cell)
         h, w = cell.shape
-        if rows.size:
-            y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)
-            x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)
+        if box is not None:
+            y0, y1 = max(box[0] - margin, 0), min(box[1] + margin, h)
+            x0, x1 = max(box[2] - margin, 0), min(box[3] + margin, w)
         else:
             y0, y1, x0, x1 = 0, h, 0, w
         self.bbox = (int(y0), int(y1), int(x0), int(x1))
+        self.image, self.segmentation = image, seg  # the whole field, for the radial family
         self.rgb = np.ascontiguousarray(image[y0:y1, x0:x1])
         nucleus = np.ascontiguousarray(seg.nucleus[y0:y1, x0:x1])
         cell = np.ascontiguousarray(cell[y0:y1, x0:x1])

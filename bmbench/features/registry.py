@@ -1,7 +1,7 @@
 """Feature families by name: adding a family is one :data:`FEATURE_FAMILIES` entry.
 
-bmbench's own families register themselves in :mod:`.shape`, :mod:`.color` and
-:mod:`.texture` (in that order, the order of the feature vector); plug-ins add
+bmbench's own families register themselves in :mod:`.shape`, :mod:`.color`,
+:mod:`.texture` and :mod:`.radial` (in that order, the order of the feature vector); plug-ins add
 :class:`~bmbench.features.specs.Family` objects through the entry-point group
 ``bmbench.feature_families``.
 """
@@ -13,7 +13,8 @@ from .specs import Family, FeatureSpec
 
 FEATURE_FAMILIES: Registry[Family] = Registry(
     "feature family", "bmbench.feature_families",
-    ("bmbench.features.shape", "bmbench.features.color", "bmbench.features.texture"), error=ValueError)
+    ("bmbench.features.shape", "bmbench.features.color", "bmbench.features.texture",
+     "bmbench.features.radial"), error=ValueError)
 
 
 def check_families(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:

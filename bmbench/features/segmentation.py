@@ -175,6 +175,13 @@ def _otsu(hist: np.ndarray) -> int:
     return int(np.nanargmax(between[:-1]))
 
 
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)``, end-exclusive, of the True pixels of a ``bool[H, W]`` mask, or
+    None when there are none (one OpenCV pass instead of two NumPy reductions)."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    return (y, y + h, x, x + w) if w else None
+
+
 def _disk(radius: float) -> np.ndarray:
     r = max(int(round(radius)), 1)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -411,10 +418,10 @@ def _upsample(masks: list[np.ndarray], shape: tuple[int, int]) -> list[np.ndarra
 
 def _nucleus_box(work_nucleus: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """Full-size box ``(y0, y1, x0, x1)`` around the work-scale nucleus grown by one pixel."""
-    rows, cols = np.flatnonzero(work_nucleus.any(axis=1)), np.flatnonzero(work_nucleus.any(axis=0))
+    r0, r1, c0, c1 = bounding_box(work_nucleus)
     (h, w), (hw, ww) = shape, work_nucleus.shape
-    y0, y1 = max(int(rows[0] * h / hw) - 3, 0), min(int((rows[-1] + 1) * h / hw) + 3, h)
-    x0, x1 = max(int(cols[0] * w / ww) - 3, 0), min(int((cols[-1] + 1) * w / ww) + 3, w)
+    y0, y1 = max(int(r0 * h / hw) - 3, 0), min(int(r1 * h / hw) + 3, h)
+    x0, x1 = max(int(c0 * w / ww) - 3, 0), min(int(c1 * w / ww) + 3, w)
     return y0, y1, x0, x1
 
 

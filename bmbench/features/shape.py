@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .regions import CellView
+from .segmentation import bounding_box
 from .specs import Family, FeatureSpec, spec
 from .registry import FEATURE_FAMILIES
 
@@ -94,8 +95,8 @@ def _region_shape(mask: np.ndarray) -> np.ndarray:
     hp = hull.reshape(-1, 2).astype(np.float64)
     feret = float(np.sqrt(((hp[:, None, :] - hp[None, :, :]) ** 2).sum(-1)).max())
     major, minor = _axes(u8)
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    box = float((ys[-1] - ys[0] + 1) * (xs[-1] - xs[0] + 1))
+    y0, y1, x0, x1 = bounding_box(mask)
+    box = float((y1 - y0) * (x1 - x0))
     out[:] = (
         area,
         perimeter,
@@ -123,8 +124,8 @@ def count_lobes(nucleus: np.ndarray) -> int:
     if area == 0:
         return 0
     radius = LOBE_OPENING * np.sqrt(4.0 * area / np.pi)
-    rows, cols = np.flatnonzero(nucleus.any(axis=1)), np.flatnonzero(nucleus.any(axis=0))
-    crop = nucleus[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].view(np.uint8)
+    y0, y1, x0, x1 = bounding_box(nucleus)
+    crop = nucleus[y0:y1, x0:x1].view(np.uint8)
     if radius > _LOBE_RADIUS_PX:
         scale = _LOBE_RADIUS_PX / radius
         h, w = crop.shape

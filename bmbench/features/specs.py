@@ -1,7 +1,7 @@
 """What a feature is: its documented name, and what a feature family provides.
 
 Every feature name reads ``<family>_<region>_<feature>`` with region one of
-:data:`REGIONS`. Families declare their :class:`FeatureSpec` tuples next to the code that
+:data:`SPEC_REGIONS`. Families declare their :class:`FeatureSpec` tuples next to the code that
 computes them, and the data dictionary (``features.json``) is generated from those tuples,
 so documentation cannot drift from the code.
 """
@@ -16,9 +16,13 @@ import numpy as np
 if TYPE_CHECKING:
     from .regions import CellView
 
-#: Regions a feature can describe: the nucleus, the cytoplasm (cell minus nucleus), the
-#: whole cell (nucleus + cytoplasm).
+#: Regions of the cell a feature can describe: the nucleus, the cytoplasm (cell minus
+#: nucleus), the whole cell (nucleus + cytoplasm).
 REGIONS: tuple[str, ...] = ("nucleus", "cytoplasm", "cell")
+#: ... and the field of view: the pixels around the crop's centre whatever the masks say
+#: (the radial family's colour profile).
+FIELD = "field"
+SPEC_REGIONS: tuple[str, ...] = REGIONS + (FIELD,)
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,8 @@ class FeatureSpec:
     description: str
 
     def __post_init__(self) -> None:
-        if self.region not in REGIONS:
-            raise ValueError(f"{self.name}: region {self.region!r} is not one of {REGIONS}")
+        if self.region not in SPEC_REGIONS:
+            raise ValueError(f"{self.name}: region {self.region!r} is not one of {SPEC_REGIONS}")
         if not self.name.startswith(f"{self.family}_{self.region}_"):
             raise ValueError(f"{self.name}: name must start with '{self.family}_{self.region}_'")
 
@@ -58,7 +62,7 @@ class Family:
 
     @property
     def description(self) -> str:
-        regions = sorted({s.region for s in self.specs}, key=REGIONS.index)
+        regions = sorted({s.region for s in self.specs}, key=SPEC_REGIONS.index)
         return f"{len(self.specs)} features of the {', '.join(regions)}"
 
     @property

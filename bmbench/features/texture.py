@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .regions import CellView
+from .segmentation import bounding_box
 from .specs import Family, FeatureSpec, spec
 from .registry import FEATURE_FAMILIES
 
@@ -172,8 +173,8 @@ def glcm_features(gray: np.ndarray, *masks: np.ndarray) -> np.ndarray:
     union = masks[0] if n == 1 else np.logical_or.reduce(masks)
     if not union.any():
         return out.ravel()
-    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
-    box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    y0, y1, x0, x1 = bounding_box(union)
+    box = np.s_[y0:y1, x0:x1]
     q = quantise(gray[box], masks[0][box])
     for i, mask in enumerate(masks[1:], 1):  # region i's levels are i * L + 1 .. (i + 1) * L
         q += quantise(gray[box], mask[box]) + np.uint8(i * GLCM_LEVELS) * mask[box].view(np.uint8)
@@ -229,9 +230,9 @@ def lbp_histogram(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if area == 0:
         return np.full(LBP_BINS, np.nan)
     step = max(1, int(np.sqrt(area / LBP_SAMPLE_PIXELS)))
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    y0, y1 = max(rows[0] - LBP_RADIUS, 0), rows[-1] + LBP_RADIUS + 1
-    x0, x1 = max(cols[0] - LBP_RADIUS, 0), cols[-1] + LBP_RADIUS + 1
+    r0, r1, c0, c1 = bounding_box(mask)
+    y0, y1 = max(r0 - LBP_RADIUS, 0), r1 + LBP_RADIUS
+    x0, x1 = max(c0 - LBP_RADIUS, 0), c1 + LBP_RADIUS
     codes = uniform_lbp(gray[y0:y1, x0:x1], step)
     counts = np.bincount(codes[mask[y0:y1:step, x0:x1:step]], minlength=LBP_BINS)
     return counts / max(counts.sum(), 1)

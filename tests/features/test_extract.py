@@ -14,15 +14,15 @@ from bmbench.features.extract import (
 )
 from bmbench.features.registry import FEATURE_FAMILIES as FAMILIES
 
-NAME = re.compile(r"^(shape|color|texture)_(nucleus|cytoplasm|cell)_[A-Za-z0-9_]+$")
+NAME = re.compile(r"^(shape|color|texture|radial)_(nucleus|cytoplasm|cell|field)_[A-Za-z0-9_]+$")
 
 
 def test_names_are_unique_well_formed_and_documented():
     names = feature_names()
-    assert len(names) == len(set(names)) == 259
+    assert len(names) == len(set(names)) == 329
     assert all(NAME.match(n) for n in names)
     counts = {f: sum(n.startswith(f + "_") for n in names) for f in FAMILIES}
-    assert counts == {"shape": 25, "color": 180, "texture": 54}
+    assert counts == {"shape": 25, "color": 180, "texture": 54, "radial": 70}
     entries = data_dictionary()
     assert [e["name"] for e in entries] == names
     for e in entries:
@@ -36,7 +36,8 @@ def test_names_are_stable():
     assert names[:3] == ["shape_nucleus_area", "shape_nucleus_perimeter", "shape_nucleus_equivalent_diameter"]
     assert names[22:25] == ["shape_nucleus_cell_area_ratio", "shape_nucleus_lobes", "shape_nucleus_indentation"]
     assert names[25] == "color_nucleus_rgb_r_mean"
-    assert names[-1] == "texture_cytoplasm_clump_fraction"
+    assert names[258] == "texture_cytoplasm_clump_fraction"
+    assert names[259] == "radial_nucleus_fraction_ring0" and names[-1] == "radial_field_nucleus_score_ring9"
     assert "texture_nucleus_glcm_contrast_d1" in names and "texture_nucleus_lbp_9" in names
 
 
@@ -64,7 +65,7 @@ def test_settings_validation():
 def test_extract_one_and_family_subsets(synthetic_cells):
     image = synthetic_cells["neutrophil"][0].image
     full, seg = extract_one(image)
-    assert full.dtype == np.float32 and full.shape == (259,)
+    assert full.dtype == np.float32 and full.shape == (329,)
     assert np.isfinite(full).all()
     assert seg.nucleus.shape == image.shape[:2]
     names = feature_names()
@@ -126,7 +127,7 @@ def test_extract_many_matches_extract_one_and_jobs(image_files, monkeypatch):
     monkeypatch.setattr(extract, "CHUNK_SIZE", 4)
     done = []
     X1, flags1 = extract_many(image_files, source=PngSource(), jobs=1, progress=done.append)
-    assert X1.shape == (len(image_files), 259) and X1.dtype == np.float32
+    assert X1.shape == (len(image_files), 329) and X1.dtype == np.float32
     assert done[-1] == len(image_files) and done == sorted(done) and len(done) == 4
     X2, flags2 = extract_many(image_files, source=PngSource(), jobs=2)
     np.testing.assert_array_equal(X1, X2)
@@ -179,3 +180,12 @@ def test_reader_returning_none_gives_a_nan_row(image_files, tmp_path):
     assert np.isnan(X[1]).all() and flags[1] == ("unreadable",)
     assert np.isfinite(X[0]).all() and flags[0] == ()
     assert len(list(tmp_path.rglob("*.npy"))) == 2  # the skipped file is not cached
+
+
+def test_chunks_balance_the_workers():
+    assert extract.chunk_size(10_000, 1) == extract.CHUNK_SIZE
+    assert extract.chunk_size(10_000, 2) == extract.CHUNK_SIZE
+    size = extract.chunk_size(300, 2)
+    n_chunks = -(-300 // size)
+    assert n_chunks >= 2 * extract.CHUNKS_PER_WORKER and size <= extract.CHUNK_SIZE
+    assert extract.chunk_size(3, 2) == 1 and extract.chunk_size(0, 2) == 1
