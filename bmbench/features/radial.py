@@ -1,6 +1,6 @@
 """Radial family: profiles of the masks and the colour in rings around the crop's centre.
 
-Every data set here crops one white cell at the centre of its image, sized to that cell,
+Every supported layout crops one white cell at the centre of its image, sized to that cell,
 so how far nucleus, cytoplasm and stain reach from the centre describes size, N:C ratio and
 nucleus position without trusting one outline: a leaky mask or a touching neighbour moves a
 few rings, not the whole feature. Ring ``i`` (of :data:`RINGS`) holds the pixels whose
@@ -37,8 +37,8 @@ _PROFILES: tuple[tuple[str, str, str, str], ...] = (
     (FIELD, "rgb_g", "0-255", "mean green intensity"),
     (FIELD, "rgb_b", "0-255", "mean blue intensity"),
     (FIELD, "hsv_s", "0-1", "mean HSV saturation"),
-    (FIELD, "nucleus_score", "-510-255", "mean nucleus score B - 2G (the segmentation's chromatin score; "
-                                         "one column splits what red, green and blue need two for)"),
+    (FIELD, "nucleus_score", "-510 to 255", "mean nucleus score B - 2G (the segmentation's chromatin score; "
+                                             "one column splits what red, green and blue need two for)"),
 )
 
 
