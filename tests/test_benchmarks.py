@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import __main__ as cli
 from benchmarks import common, reference
-from bmbench.features.extract import feature_names
+from bmbench.features.extract import FeatureSettings, feature_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +59,8 @@ def test_feature_benchmark_times_both_extractors_through_the_current_api(tmp_pat
     paths = [str(make_image(tmp_path / f"{i}.png", size=(48, 40), seed=i)) for i in range(3)]
     rate, n_features = features.bmbench_rate(paths, jobs=1)
     assert rate > 0 and n_features == len(feature_names())
+    rate, n_core = features.bmbench_rate(paths, jobs=1, families=features.CORE_FAMILIES)
+    assert rate > 0 and n_core == len(feature_names(FeatureSettings(families=features.CORE_FAMILIES))) < n_features
     assert features.fresh_process_rate(paths, jobs=1) > 0
     if features._have_radiomics():
         rate, n = features.radiomics_rate(features.radiomics_extractor(), features.radiomics_inputs(paths))
