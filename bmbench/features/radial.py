@@ -20,7 +20,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .regions import CellView
+from .regions import CellView, sample_step
 from .specs import FIELD, Family, FeatureSpec, spec
 from .registry import FEATURE_FAMILIES
 
@@ -79,17 +79,13 @@ def profiles(image: np.ndarray, nucleus: np.ndarray, cell: np.ndarray) -> np.nda
     (0-1) and nucleus score B - 2G per ring of ``image`` (``uint8[H, W, 3]``) and its ``bool[H, W]`` masks,
     over a regular sample of about :data:`PROFILE_PIXELS` pixels of the central square."""
     side = min(image.shape[:2])
-    step = max(1, int(side / np.sqrt(PROFILE_PIXELS)))
+    step = sample_step(side * side, PROFILE_PIXELS)
     rgb = np.ascontiguousarray(central_square(image, step))
     saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
     channels = np.dstack([central_square(nucleus, step), central_square(cell, step), rgb, saturation])
     means = ring_weights(side, step) @ channels.reshape(-1, 6).astype(np.float64)  # (RINGS, 6)
-    means /= _SCALE
+    means[:, 5] /= 255.0  # saturation 0-255 -> 0-1; the masks are 0/1 already
     return np.vstack([means.T, means[:, 4] - 2 * means[:, 3]])
-
-
-#: Channel units: masks 0/1 already, saturation 0-255 -> 0-1.
-_SCALE = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 255.0])
 
 
 def compute(view: CellView) -> np.ndarray:

@@ -30,6 +30,12 @@ HED_BINS = 1024
 COLOR_SAMPLE_PIXELS = 4096
 
 
+def sample_step(n_pixels: int, target: int) -> int:
+    """Step k of a regular sample (every k-th row and column) that leaves about ``target``
+    of ``n_pixels`` pixels: 1 up to twice ``target``."""
+    return max(1, int(np.sqrt(n_pixels / target)))
+
+
 def _hed_matrix() -> np.ndarray:
     """``skimage.color.hed_from_rgb`` bit for bit (tests/features check it), written out so
     that importing the features (a cached rerun) does not import skimage and scipy."""
@@ -119,7 +125,7 @@ class CellView:
     def color_stride(self) -> int:
         """Sampling step k of the colour statistics (see :data:`COLOR_SAMPLE_PIXELS`)."""
         area = np.count_nonzero(self.masks["cell"])
-        return max(1, int(np.sqrt(area / COLOR_SAMPLE_PIXELS)))
+        return sample_step(area, COLOR_SAMPLE_PIXELS)
 
     @cached_property
     def codes(self) -> tuple[np.ndarray, np.ndarray]:

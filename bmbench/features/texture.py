@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .regions import CellView
+from .regions import CellView, sample_step
 from .segmentation import bounding_box
 from .specs import Family, FeatureSpec, spec
 from .registry import FEATURE_FAMILIES
@@ -229,7 +229,7 @@ def lbp_histogram(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     area = np.count_nonzero(mask)
     if area == 0:
         return np.full(LBP_BINS, np.nan)
-    step = max(1, int(np.sqrt(area / LBP_SAMPLE_PIXELS)))
+    step = sample_step(area, LBP_SAMPLE_PIXELS)
     r0, r1, c0, c1 = bounding_box(mask)
     y0, y1 = max(r0 - LBP_RADIUS, 0), r1 + LBP_RADIUS
     x0, x1 = max(c0 - LBP_RADIUS, 0), c1 + LBP_RADIUS
