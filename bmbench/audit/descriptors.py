@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.cache import ArrayCache
+from ..core.parallel import chunked
 from ..core.errors import DatasetError
 from ..data.imageio import resize_longest
 from ..data.images import ImageSource
@@ -276,9 +277,10 @@ def describe_files(paths: Sequence[str | os.PathLike], jobs: int = 1, cache: Arr
                    max_pixels: int = 50_000_000,
                    progress: Callable[[int], None] | None = None) -> Descriptors:
     """Descriptors of every file, in parallel (``jobs`` joblib processes), streaming in
-    chunks of :data:`CHUNK_SIZE`; unreadable files are recorded, never raised."""
+    chunks of at most :data:`CHUNK_SIZE` (:func:`~bmbench.core.parallel.chunked`); unreadable
+    files are recorded, never raised."""
     paths = [str(p) for p in paths]
-    chunks = [paths[i:i + CHUNK_SIZE] for i in range(0, len(paths), CHUNK_SIZE)]
+    chunks = chunked(paths, jobs, CHUNK_SIZE)
     if jobs == 1 or len(chunks) <= 1:
         results = (_describe_chunk(c, max_pixels, cache) for c in chunks)
     else:

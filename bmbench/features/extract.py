@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core.atomic import write_json
 from ..core.cache import ArrayCache
+from ..core.parallel import chunked
 from ..data.imageio import resize_longest
 from ..data.images import ImageSource
 from .regions import CellView
@@ -37,20 +38,10 @@ FLAG_NAMES: tuple[str, ...] = ("nucleus_empty", "cell_empty", "cell_touches_bord
 #: Flag of an image the reader returned None for (its row is all NaN).
 UNREADABLE = "unreadable"
 
-#: Images are handed to workers in chunks of at most this many, so results stream back in
-#: order and only a few chunks are in flight at once ...
+#: Images are handed to workers in chunks of at most this many (see
+#: :func:`~bmbench.core.parallel.chunked`), so results stream back in order and only a few
+#: chunks are in flight at once.
 CHUNK_SIZE = 32
-#: ... and at least this many chunks per worker where there are images enough, so the
-#: workers finish together (300 images in chunks of 32 on 2 workers: 160 on one, 140 on
-#: the other, a run 7% longer than an even share).
-CHUNKS_PER_WORKER = 8
-
-
-def chunk_size(n_images: int, jobs: int) -> int:
-    """Images per chunk for ``n_images`` on ``jobs`` workers (1 to :data:`CHUNK_SIZE`)."""
-    if jobs <= 1:
-        return CHUNK_SIZE
-    return max(1, min(CHUNK_SIZE, -(-n_images // (jobs * CHUNKS_PER_WORKER))))
 
 
 @dataclass(frozen=True)
@@ -220,8 +211,8 @@ def extract_many(
         extraction and returns exactly the stored values.
     progress: called with the number of images done so far, after each chunk.
 
-    Cache hits are read in this process; the rest is streamed to workers in chunks of
-    :func:`chunk_size` images, so memory beyond the output array stays bounded by the chunks in
+    Cache hits are read in this process; the rest is streamed to workers in chunks of at
+    most :data:`CHUNK_SIZE` images (:func:`~bmbench.core.parallel.chunked`), so memory beyond the output array stays bounded by the chunks in
     flight and a fully cached run starts no worker.
     """
     source = (source or ImageSource()).at(None)
@@ -234,8 +225,7 @@ def extract_many(
     for i, (vector, f) in hits.items():
         out[i], flags[i] = vector, f
     todo = [i for i in range(len(paths)) if i not in hits]
-    size = chunk_size(len(todo), jobs)
-    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+    chunks = chunked(todo, jobs, CHUNK_SIZE)
     work = ([paths[i] for i in chunk] for chunk in chunks)
     if jobs == 1 or len(chunks) <= 1:
         results = (_extract_chunk(chunk, settings, source, cache) for chunk in work)

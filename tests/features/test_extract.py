@@ -180,12 +180,3 @@ def test_reader_returning_none_gives_a_nan_row(image_files, tmp_path):
     assert np.isnan(X[1]).all() and flags[1] == ("unreadable",)
     assert np.isfinite(X[0]).all() and flags[0] == ()
     assert len(list(tmp_path.rglob("*.npy"))) == 2  # the skipped file is not cached
-
-
-def test_chunks_balance_the_workers():
-    assert extract.chunk_size(10_000, 1) == extract.CHUNK_SIZE
-    assert extract.chunk_size(10_000, 2) == extract.CHUNK_SIZE
-    size = extract.chunk_size(300, 2)
-    n_chunks = -(-300 // size)
-    assert n_chunks >= 2 * extract.CHUNKS_PER_WORKER and size <= extract.CHUNK_SIZE
-    assert extract.chunk_size(3, 2) == 1 and extract.chunk_size(0, 2) == 1
