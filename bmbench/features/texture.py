@@ -9,7 +9,8 @@ All measures use the luminance image of the cell crop.
   get level 0, and only pairs of pixels in the same region count. Both regions share one
   pass: the cytoplasm's levels are shifted above the nucleus's, one co-occurrence count
   over the cell gives both matrices as diagonal blocks. Each property is averaged over 4
-  angles, per distance in GLCM_DISTANCES.
+  angles, per distance in GLCM_DISTANCES. In cells over twice GLCM_SAMPLE_PIXELS, only the
+  pairs that start on every k-th row count (FEATURE_VERSION 5).
 * Uniform LBP (P=8 on the 3x3 neighbourhood: the diagonal neighbours are the corner pixels,
   not skimage's bilinear samples at radius 1, so the codes are integer comparisons)
   histogram inside the nucleus: fractions of the 10 pattern codes (0-8 uniform codes by
@@ -43,6 +44,10 @@ GLCM_PROPERTIES: tuple[tuple[str, str, str], ...] = (
     ("ASM", "1", "GLCM angular second moment (uniformity)"),
 )
 _GLCM_REGIONS = ("nucleus", "cytoplasm")
+#: Co-occurrences are counted for pairs that start on every k-th row of the cell, k chosen
+#: so about this many pixels start pairs (k = 1 for cells up to twice this size); the
+#: pairs themselves keep full resolution (FEATURE_VERSION 5; all rows before).
+GLCM_SAMPLE_PIXELS = 8192
 LBP_POINTS, LBP_RADIUS = 8, 1
 #: (row, column) of neighbour k, bit k of the pattern: counter-clockwise from the right.
 _LBP_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
@@ -109,28 +114,26 @@ _GLCM_OFFSETS = tuple(_glcm_offset(d, a) for d in GLCM_DISTANCES for a in GLCM_A
 _GLCM_PAD = max(max(abs(r), abs(c)) for r, c in _GLCM_OFFSETS)
 
 
-def cooccurrence(q: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
+def cooccurrence(q: np.ndarray, levels: int = GLCM_LEVELS, step: int = 1) -> np.ndarray:
     """``float64[levels, levels, n_dist, n_angle]``: symmetric co-occurrence counts of the
     levels 1..levels (at most 255) of ``q`` (``uint8[h, w]``, 0 = outside, ignored) at GLCM_DISTANCES x
-    GLCM_ANGLES; equal to ``graycomatrix(q, ..., levels + 1, symmetric=True)[1:, 1:]``
-    (tested); counts are exact below 2**24 per bin.
+    GLCM_ANGLES, over the pixel pairs that start on every ``step``-th row; with ``step=1``
+    equal to ``graycomatrix(q, ..., levels + 1, symmetric=True)[1:, 1:]`` (tested); counts
+    are exact below 2**24 per bin.
 
-    The crop is padded with zeros below and on both sides and flattened, so each offset's
-    pairs are two shifted 1-D views (a pair that wraps a row has a padding zero); each
-    distinct offset is one 2-D histogram."""
+    The crop is padded with zeros below and on both sides, so each offset's pairs are two
+    shifted views of it; each distinct offset is one 2-D histogram."""
     h, w = q.shape
     m = _GLCM_PAD
-    width = w + 2 * m
-    pad = np.zeros((h + m, width), np.uint8)
+    pad = np.zeros((h + m, w + 2 * m), np.uint8)
     pad[:h, m:m + w] = q
-    flat = pad.reshape(-1, 1)
-    n = flat.shape[0]
+    origin = pad[0:h:step, m:m + w]
     counts: dict[tuple[int, int], np.ndarray] = {}
     out = np.empty((levels, levels, len(_GLCM_OFFSETS)))
     for k, (dr, dc) in enumerate(_GLCM_OFFSETS):
         if (dr, dc) not in counts:
-            s = dr * width + dc
-            pairs = cv2.calcHist([flat[:n - s], flat[s:]], [0, 1], None, [levels, levels],
+            partner = pad[dr:dr + h:step, m + dc:m + dc + w]
+            pairs = cv2.calcHist([origin, partner], [0, 1], None, [levels, levels],
                                  [1, levels + 1, 1, levels + 1])
             counts[dr, dc] = pairs + pairs.T
         out[:, :, k] = counts[dr, dc]
@@ -178,7 +181,8 @@ def glcm_features(gray: np.ndarray, *masks: np.ndarray) -> np.ndarray:
     q = quantise(gray[box], masks[0][box])
     for i, mask in enumerate(masks[1:], 1):  # region i's levels are i * L + 1 .. (i + 1) * L
         q += quantise(gray[box], mask[box]) + np.uint8(i * GLCM_LEVELS) * mask[box].view(np.uint8)
-    glcm = cooccurrence(q, GLCM_LEVELS * n)
+    step = max(1, int(np.count_nonzero(union) / GLCM_SAMPLE_PIXELS))
+    glcm = cooccurrence(q, GLCM_LEVELS * n, step)
     L = GLCM_LEVELS
     blocks = np.concatenate([glcm[i * L:(i + 1) * L, i * L:(i + 1) * L] for i in range(n)], axis=3)
     totals = blocks.sum(axis=(0, 1))
@@ -239,11 +243,15 @@ def lbp_histogram(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def granularity(dog: np.ndarray, tophat: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``float64[4]``: DoG mean and std, top-hat mean, clump fraction over ``mask``."""
-    if not mask.any():
+    """``float64[4]``: DoG mean and std, top-hat mean, clump fraction over ``mask`` (float32
+    ``dog`` and uint8 ``tophat``, ``bool[h, w]``; OpenCV's masked sums, in float64)."""
+    area = np.count_nonzero(mask)
+    if area == 0:
         return np.full(len(_GRANULARITY), np.nan)
-    d, t = dog[mask].astype(np.float64), tophat[mask].astype(np.float64)
-    return np.array([d.mean(), d.std(), t.mean(), np.mean(t > CLUMP_THRESHOLD)])
+    m = mask.view(np.uint8)
+    mean, std = cv2.meanStdDev(dog, mask=m)
+    clumps = cv2.countNonZero(cv2.compare(tophat, CLUMP_THRESHOLD, cv2.CMP_GT) & m)
+    return np.array([mean[0, 0], std[0, 0], cv2.mean(tophat, m)[0], clumps / area])
 
 
 def compute(view: CellView) -> np.ndarray:

@@ -122,3 +122,36 @@ def test_three_class_otsu_equals_skimage():
             bins = rng.choice(256, n_values, replace=False)
         hist[bins] = rng.integers(1, (2, 10, 1000, 20000)[trial % 4], n_values)
         np.testing.assert_array_equal(_multiotsu3(hist), threshold_multiotsu(hist=hist, classes=3))
+
+
+def test_thresholds_cut_between_three_populations_in_grey_levels():
+    from bmbench.features.segmentation import THRESHOLD_BINS, _thresholds
+
+    rng = np.random.default_rng(0)
+    score = np.concatenate([rng.normal(m, 6, 3000) for m in (50, 120, 200)]).clip(0, 255).astype(np.uint8)
+    score = score.reshape(90, 100)
+    t0, t1 = _thresholds(score, np.ones(score.shape, bool))
+    assert 62 < t0 < 108 and 132 < t1 < 188  # in the gaps (populations +- 2 SD)
+    width = 256 // THRESHOLD_BINS
+    assert t0 % width == t1 % width == width - 1  # the last grey level of a bin: class 0 is <= t
+    # the same cuts as a 256-bin search, to within one bin
+    from skimage.filters import threshold_multiotsu
+    np.testing.assert_allclose((t0, t1), threshold_multiotsu(score, classes=3), atol=width)
+    # masked out pixels do not count; too few values give "nothing above"
+    assert tuple(_thresholds(score, score < 100)) != (t0, t1)
+    assert tuple(_thresholds(np.full((4, 4), 7, np.uint8), np.ones((4, 4), bool))) == (255, 255)
+
+
+def test_shrink_averages_like_inter_area():
+    import cv2
+
+    from bmbench.features.segmentation import shrink
+
+    rng = np.random.default_rng(2)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (250, 363, 3)).astype(np.uint8), (0, 0), 3)
+    for size in ((128, 88), (91, 63)):  # ratios 2.8 and 4.0: the two-step path
+        fast, area = shrink(smooth, size), cv2.resize(smooth, size, interpolation=cv2.INTER_AREA)
+        assert fast.shape == area.shape == (size[1], size[0], 3)
+        assert np.abs(fast.astype(int) - area).mean() < 1.0
+    big = rng.integers(0, 256, (600, 600, 3)).astype(np.uint8)  # ratio 5: INTER_AREA itself
+    np.testing.assert_array_equal(shrink(big, (120, 120)), cv2.resize(big, (120, 120), interpolation=cv2.INTER_AREA))

@@ -90,3 +90,18 @@ def test_compute_order_ratio_and_empty_nucleus(disk):
     assert np.isnan(empty["shape_nucleus_area"]) and np.isnan(empty["shape_nucleus_lobes"])
     assert empty["shape_nucleus_cell_area_ratio"] == 0
     assert empty["shape_cell_area"] == cell.sum()
+
+
+def test_indentation_is_the_outline_depth_inside_the_hull():
+    notched = np.zeros((90, 90), bool)
+    notched[10:80, 10:80] = True
+    notched[10:40, 40:50] = False  # a notch 30 px deep from the top edge
+    expected = 30 / np.sqrt(4 * notched.sum() / np.pi)  # hull edge y=10 to notch floor y=40
+    assert shape.indentation(notched) == pytest.approx(expected, rel=1e-9)
+    square = np.zeros((50, 50), bool)
+    square[10:40, 10:40] = True
+    assert shape.indentation(square) == 0.0
+    line = np.zeros((20, 20), bool)
+    line[5, 3:15] = True  # no inside: depth 0
+    assert shape.indentation(line) == 0.0
+    assert np.isnan(shape.indentation(np.zeros((5, 5), bool)))

@@ -150,3 +150,53 @@ def test_cooccurrence_equals_skimage():
     expected = graycomatrix(q, texture.GLCM_DISTANCES, texture.GLCM_ANGLES, levels=2 * levels + 1,
                             symmetric=True)[1:, 1:]
     np.testing.assert_array_equal(texture.cooccurrence(q, 2 * levels), expected)
+
+
+@pytest.mark.parametrize("step", [2, 3])
+def test_cooccurrence_of_every_kth_row_counts_the_pairs_starting_there(step):
+    rng = np.random.default_rng(step)
+    levels = texture.GLCM_LEVELS
+    q = rng.integers(0, levels + 1, (29, 33)).astype(np.uint8)
+    h, w = q.shape
+    expected = np.zeros((levels, levels, len(texture.GLCM_DISTANCES) * len(texture.GLCM_ANGLES)))
+    for k, (dr, dc) in enumerate(texture._GLCM_OFFSETS):
+        for r in range(0, h, step):
+            for c in range(w):
+                r2, c2 = r + dr, c + dc
+                if 0 <= r2 < h and 0 <= c2 < w and q[r, c] and q[r2, c2]:
+                    expected[q[r, c] - 1, q[r2, c2] - 1, k] += 1
+                    expected[q[r2, c2] - 1, q[r, c] - 1, k] += 1
+    got = texture.cooccurrence(q, levels, step)
+    np.testing.assert_array_equal(got, expected.reshape(got.shape))
+
+
+def test_large_regions_count_a_row_sample_of_pairs():
+    rng = np.random.default_rng(0)
+    side = int(np.sqrt(4 * texture.GLCM_SAMPLE_PIXELS)) + 1  # 4 x the sample: every 4th row
+    gray = rng.normal(128, 30, (side, side)).clip(0, 255).astype(np.uint8)
+    mask = np.ones(gray.shape, bool)
+    sampled = texture.glcm_features(gray, mask).reshape(6, 3)
+    q = texture.quantise(gray, mask)
+    full = texture.glcm_properties(texture.cooccurrence(q) / texture.cooccurrence(q).sum(axis=(0, 1))).mean(axis=2)
+    assert not np.array_equal(sampled, full)  # a sample, not all rows ...
+    np.testing.assert_allclose(sampled, full, rtol=0.02, atol=0.01)  # ... estimating the same
+
+
+def test_glcm_properties_of_nearly_constant_regions_equal_skimage():
+    glcm = np.zeros((32, 32, 1, 2))
+    glcm[7, 7, 0, 0] = 1.0                                   # constant: correlation 1
+    glcm[7, 7, 0, 1], glcm[7, 8, 0, 1], glcm[8, 7, 0, 1] = 1 - 2e-6, 1e-6, 1e-6  # two pairs in 10**6
+    mine = texture.glcm_properties(glcm)
+    for i, (prop, _, _) in enumerate(texture.GLCM_PROPERTIES):
+        np.testing.assert_allclose(mine[i], graycoprops(glcm, prop), rtol=1e-6, atol=1e-9)
+
+
+def test_granularity_equals_numpy_statistics():
+    rng = np.random.default_rng(1)
+    dog = rng.normal(0, 3, (40, 50)).astype(np.float32)
+    tophat = rng.integers(0, 30, (40, 50)).astype(np.uint8)
+    mask = rng.random((40, 50)) < 0.4
+    d, t = dog[mask].astype(np.float64), tophat[mask]
+    expected = [d.mean(), d.std(), t.mean(), np.mean(t > texture.CLUMP_THRESHOLD)]
+    np.testing.assert_allclose(texture.granularity(dog, tophat, mask), expected, rtol=1e-9)
+    assert np.isnan(texture.granularity(dog, tophat, np.zeros_like(mask))).all()
