@@ -200,3 +200,12 @@ def test_granularity_equals_numpy_statistics():
     expected = [d.mean(), d.std(), t.mean(), np.mean(t > texture.CLUMP_THRESHOLD)]
     np.testing.assert_allclose(texture.granularity(dog, tophat, mask), expected, rtol=1e-9)
     assert np.isnan(texture.granularity(dog, tophat, np.zeros_like(mask))).all()
+
+
+def test_dog_kernels_blur_as_gaussian_blur_of_a_float_copy():
+    import cv2
+
+    gray = np.random.default_rng(4).integers(0, 256, (60, 70)).astype(np.uint8)
+    for kernel, sigma in zip(texture._DOG_KERNELS, (1.0, 2.0)):
+        mine = cv2.sepFilter2D(gray, cv2.CV_32F, kernel, kernel)
+        np.testing.assert_allclose(mine, cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma), atol=1e-3)
