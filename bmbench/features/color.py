@@ -6,6 +6,11 @@ densities; codes and units in :data:`bmbench.features.regions.BYTE_VALUES` and
 histogram per region and channel (the cell's is the sum of the nucleus and cytoplasm
 ones), over a regular pixel sample for large cells (``COLOR_SAMPLE_PIXELS``). An empty
 region gives NaN.
+
+For the cell, also the nucleus-minus-cytoplasm difference of each channel's mean and median
+(FEATURE_VERSION 6): trees split one feature at a time, so a contrast they would need two
+splits per stain level to approximate is given directly (in 5-fold cross-validation on the
+shared subsets, 3 fold seeds: Matek 0.6948 -> 0.7002, PBC 0.9397 -> 0.9405 macro-F1).
 """
 
 from __future__ import annotations
@@ -49,11 +54,21 @@ def _channel_doc(channel: str) -> tuple[str, str]:
     return unit, text.format(c=_CHANNEL_TEXT.get(channel, channel))
 
 
-SPECS: tuple[FeatureSpec, ...] = tuple(
+#: Statistics whose nucleus-minus-cytoplasm difference is a cell feature, by index in STATISTICS.
+CONTRASTS: tuple[int, ...] = (0, 3)
+
+_REGION_SPECS = tuple(
     spec(FAMILY_NAME, region, f"{channel}_{stat}", _channel_doc(channel)[0],
          f"{region}: {stat_text} of {_channel_doc(channel)[1]}")
     for region in REGIONS for channel in CHANNELS for stat, stat_text in STATISTICS
 )
+_CONTRAST_SPECS = tuple(
+    spec(FAMILY_NAME, "cell", f"{channel}_nucleus_minus_cytoplasm_{STATISTICS[i][0]}",
+         _channel_doc(channel)[0].replace("0-", "±"),  # a difference of 0-255 values is within ±255
+         f"nucleus {STATISTICS[i][1]} minus cytoplasm {STATISTICS[i][1]} of {_channel_doc(channel)[1]}")
+    for channel in CHANNELS for i in CONTRASTS
+)
+SPECS: tuple[FeatureSpec, ...] = _REGION_SPECS + _CONTRAST_SPECS
 
 _QUANTILES = np.array([0.10, 0.50, 0.90])
 
@@ -121,7 +136,8 @@ def compute(view: CellView) -> np.ndarray:
     k = view.color_stride
     byte, hed = code_histograms(view.codes, view.masks["nucleus"][::k, ::k], view.masks["cytoplasm"][::k, ::k])
     stats = np.concatenate([histogram_stats(byte, BYTE_VALUES), histogram_stats(hed, HED_VALUES)], axis=1)
-    return stats.ravel()
+    contrast = stats[REGIONS.index("nucleus")][:, CONTRASTS] - stats[REGIONS.index("cytoplasm")][:, CONTRASTS]
+    return np.concatenate([stats.ravel(), contrast.ravel()])
 
 
 FAMILY = FEATURE_FAMILIES.register(FAMILY_NAME, Family(FAMILY_NAME, SPECS, compute))

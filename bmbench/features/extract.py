@@ -27,7 +27,7 @@ from .segmentation import Segmentation, check_method, segment
 
 #: Bump whenever any feature's value can change (segmentation, formulas, defaults): it is
 #: part of every cache key, so stale cached vectors are never reused.
-FEATURE_VERSION = 5
+FEATURE_VERSION = 6
 
 #: Units of lengths and areas once the pixel size is known.
 PHYSICAL_UNITS = {"px": "µm", "px^2": "µm^2"}

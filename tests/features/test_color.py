@@ -53,6 +53,25 @@ def test_regions_see_their_own_colours(disk):
     assert f["color_cell_rgb_r_mean"] == pytest.approx(expected)
     assert 260 < f["color_nucleus_hsv_h_mean"] < 300  # purple
     assert f["color_nucleus_hed_h_mean"] > f["color_cytoplasm_hed_h_mean"]
+    assert f["color_cell_rgb_r_nucleus_minus_cytoplasm_mean"] == 90 - 230
+    assert f["color_cell_rgb_b_nucleus_minus_cytoplasm_p50"] == 140 - 190
+    for name in (s.name for s in color.SPECS if "_minus_" in s.name):
+        nucleus, cytoplasm = (name.replace("cell", region).replace("_nucleus_minus_cytoplasm", "")
+                              for region in ("nucleus", "cytoplasm"))
+        assert f[name] == pytest.approx(f[nucleus] - f[cytoplasm]), name
+
+
+def test_contrasts_are_documented_and_nan_without_a_nucleus(disk):
+    contrasts = [s for s in color.SPECS if "_nucleus_minus_cytoplasm_" in s.name]
+    assert len(contrasts) == 24 and all(s.region == "cell" for s in contrasts)
+    units = {s.name: s.unit for s in contrasts}
+    assert units["color_cell_rgb_g_nucleus_minus_cytoplasm_mean"] == "±255"
+    assert units["color_cell_hsv_h_nucleus_minus_cytoplasm_p50"] == "deg"
+    assert units["color_cell_hed_h_nucleus_minus_cytoplasm_mean"] == "OD"
+    image = np.full((60, 60, 3), 120, np.uint8)
+    cell = disk((60, 60), (30, 30), 20)
+    f = features(image, np.zeros_like(cell), cell)
+    assert all(np.isnan(f[s.name]) for s in contrasts)
 
 
 def test_histogram_statistics_match_numpy():
@@ -80,8 +99,10 @@ def test_hue_is_unwrapped_around_red():
 
 def test_channel_names_follow_the_spec_order():
     names = [s.name for s in color.SPECS]
-    assert names[0] == "color_nucleus_rgb_r_mean" and names[-1] == "color_cell_hed_d_p90"
-    assert len(names) == 3 * len(CHANNELS) * 5
+    assert names[0] == "color_nucleus_rgb_r_mean" and names[179] == "color_cell_hed_d_p90"
+    assert names[180] == "color_cell_rgb_r_nucleus_minus_cytoplasm_mean"
+    assert names[-1] == "color_cell_hed_d_nucleus_minus_cytoplasm_p50"
+    assert len(names) == 3 * len(CHANNELS) * 5 + len(CHANNELS) * len(color.CONTRASTS)
 
 
 def test_code_histograms_count_each_region():

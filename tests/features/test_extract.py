@@ -19,10 +19,10 @@ NAME = re.compile(r"^(shape|color|texture|radial)_(nucleus|cytoplasm|cell|field)
 
 def test_names_are_unique_well_formed_and_documented():
     names = feature_names()
-    assert len(names) == len(set(names)) == 329
+    assert len(names) == len(set(names)) == 353
     assert all(NAME.match(n) for n in names)
     counts = {f: sum(n.startswith(f + "_") for n in names) for f in FAMILIES}
-    assert counts == {"shape": 25, "color": 180, "texture": 54, "radial": 70}
+    assert counts == {"shape": 25, "color": 204, "texture": 54, "radial": 70}
     entries = data_dictionary()
     assert [e["name"] for e in entries] == names
     for e in entries:
@@ -36,8 +36,11 @@ def test_names_are_stable():
     assert names[:3] == ["shape_nucleus_area", "shape_nucleus_perimeter", "shape_nucleus_equivalent_diameter"]
     assert names[22:25] == ["shape_nucleus_cell_area_ratio", "shape_nucleus_lobes", "shape_nucleus_indentation"]
     assert names[25] == "color_nucleus_rgb_r_mean"
-    assert names[258] == "texture_cytoplasm_clump_fraction"
-    assert names[259] == "radial_nucleus_fraction_ring0" and names[-1] == "radial_field_nucleus_score_ring9"
+    assert names[204] == "color_cell_hed_d_p90"
+    assert names[205] == "color_cell_rgb_r_nucleus_minus_cytoplasm_mean"
+    assert names[228] == "color_cell_hed_d_nucleus_minus_cytoplasm_p50"
+    assert names[282] == "texture_cytoplasm_clump_fraction"
+    assert names[283] == "radial_nucleus_fraction_ring0" and names[-1] == "radial_field_nucleus_score_ring9"
     assert "texture_nucleus_glcm_contrast_d1" in names and "texture_nucleus_lbp_9" in names
 
 
@@ -65,7 +68,7 @@ def test_settings_validation():
 def test_extract_one_and_family_subsets(synthetic_cells):
     image = synthetic_cells["neutrophil"][0].image
     full, seg = extract_one(image)
-    assert full.dtype == np.float32 and full.shape == (329,)
+    assert full.dtype == np.float32 and full.shape == (353,)
     assert np.isfinite(full).all()
     assert seg.nucleus.shape == image.shape[:2]
     names = feature_names()
@@ -127,7 +130,7 @@ def test_extract_many_matches_extract_one_and_jobs(image_files, monkeypatch):
     monkeypatch.setattr(extract, "CHUNK_SIZE", 4)
     done = []
     X1, flags1 = extract_many(image_files, source=PngSource(), jobs=1, progress=done.append)
-    assert X1.shape == (len(image_files), 329) and X1.dtype == np.float32
+    assert X1.shape == (len(image_files), 353) and X1.dtype == np.float32
     assert done[-1] == len(image_files) and done == sorted(done) and len(done) == 4
     X2, flags2 = extract_many(image_files, source=PngSource(), jobs=2)
     np.testing.assert_array_equal(X1, X2)

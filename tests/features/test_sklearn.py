@@ -36,8 +36,8 @@ def test_params_clone_and_array_input(data):
     t2 = clone(t)
     stacked = np.stack(images[:4])  # (n, H, W, 3)
     X = t2.fit_transform(stacked)
-    assert X.shape == (4, 25 + 180) and X.dtype == np.float32
-    assert t2.n_features_out_ == 205
+    assert X.shape == (4, 25 + 204) and X.dtype == np.float32
+    assert t2.n_features_out_ == 229
     np.testing.assert_array_equal(X, t2.transform(list(stacked)))
 
 

@@ -83,6 +83,29 @@ def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
     return x
 
 
+def columns_for(saved: list[str], current: list[str]) -> np.ndarray | None:
+    """Indices of a saved model's feature names ``saved`` among the ``current`` extraction's
+    names (None when they are the same list): a model trained before a FEATURE_VERSION that
+    only added features still predicts on the columns it was trained on. Raises
+    BmbenchError naming the first missing feature when the current extraction lacks some."""
+    from ...core.errors import BmbenchError
+
+    if saved == current:
+        return None
+    where = {name: i for i, name in enumerate(current)}
+    missing = [name for name in saved if name not in where]
+    if missing:
+        raise BmbenchError(f"the saved model uses {len(missing)} feature(s) this bmbench does not compute "
+                           f"(first: {missing[0]}); re-run its recipe to retrain it")
+    return np.array([where[name] for name in saved])
+
+
+def saved_columns(x: np.ndarray, saved: list[str], current: list[str]) -> np.ndarray:
+    """``x`` (``[n, len(current)]``) restricted to the saved model's columns, in its order."""
+    idx = columns_for(saved, current)
+    return x if idx is None else x[:, idx]
+
+
 @register_family
 class Classical(Family):
     name = "classical"
@@ -123,16 +146,23 @@ class ClassicalModel:
     fitted: object
     names: list[str]
 
+    def matrix(self, paths, ctx, label: str) -> np.ndarray:
+        """``float32[n, len(names)]``: the features this model was trained on."""
+        from ...features.extract import feature_names
+
+        settings = feature_settings(self.options, ctx)
+        x = feature_matrix(paths, settings, ctx, f"features ({label})")
+        return saved_columns(x, self.names, feature_names(settings))
+
     def predict_proba(self, paths, ctx) -> np.ndarray:
-        x = feature_matrix(paths, feature_settings(self.options, ctx), ctx, "features (test)")
-        return predict_proba(self.fitted, x, len(self.classes))
+        return predict_proba(self.fitted, self.matrix(paths, ctx, "test"), len(self.classes))
 
     def explain(self, paths, ctx, method: str | None = None, labels=None):
         """:class:`~bmbench.models.contributions.FeatureExplanation` of ``paths``: TreeSHAP
         for XGBoost, else permutation importance on the images with ``labels`` (``int[n]``)."""
         from ..contributions import explain_matrix
 
-        x = feature_matrix(paths, feature_settings(self.options, ctx), ctx, "features (explain)")
+        x = self.matrix(paths, ctx, "explain")
         proba = predict_proba(self.fitted, x, len(self.classes))
         return explain_matrix(self.options.classifier.name, loaded(self.fitted), x, self.names, len(self.classes),
                               proba, labels)

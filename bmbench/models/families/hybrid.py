@@ -27,7 +27,7 @@ import numpy as np
 
 from ...core.errors import BmbenchError
 from ...config.schema import option
-from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings
+from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings, saved_columns
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
 from ..tabular import best_iteration, fit_for_run, importances_of, loaded, predict_proba, save_fitted
@@ -127,9 +127,8 @@ class HybridModel:
         names += [f"{opts.backbone}_{i:04d}" for i in range(emb.shape[1])]
         x = np.hstack(parts).astype(np.float32, copy=False)
         x[~images.valid] = np.nan
-        if self.names and names != self.names:
-            raise BmbenchError(f"hybrid model expects {len(self.names)} features, got {len(names)}; "
-                               "was it trained with other feature settings?")
+        if self.names:  # a fitted model: its own columns, even after features were added
+            return saved_columns(x, self.names, names)
         self.names = names
         return x
 

@@ -55,6 +55,45 @@ def test_saved_model_reproduces_the_stored_predictions(recipe, tmp_path):
     assert np.array_equal(proba, preds.filter(like="p_").to_numpy())
 
 
+def test_columns_are_matched_by_name():
+    from bmbench.core.errors import BmbenchError
+    from bmbench.models.families.classical import columns_for, saved_columns
+
+    current = ["a", "b", "c", "d"]
+    assert columns_for(current, current) is None
+    np.testing.assert_array_equal(columns_for(["d", "a"], current), [3, 0])
+    x = np.arange(8.0).reshape(2, 4)
+    np.testing.assert_array_equal(saved_columns(x, ["b", "d"], current), [[1, 3], [5, 7]])
+    with pytest.raises(BmbenchError, match=r"2 feature\(s\) .*\(first: e\); re-run its recipe"):
+        columns_for(["a", "e", "f"], current)
+
+
+def test_a_model_saved_before_features_were_added_predicts_on_its_own_columns(recipe, tmp_path):
+    """FEATURE_VERSION 6 added the colour contrasts: a model saved with FEATURE_VERSION 5's
+    names (the same values without them) keeps predicting on exactly its columns."""
+    from xgboost import XGBClassifier
+
+    from bmbench.models.families.classical import Classical, ClassicalModel
+    from bmbench.runs.context import RunContext
+
+    run = run_recipe(recipe, tmp_path / "results")
+    r = load_recipe(run / "recipe.yaml")
+    ctx = RunContext.for_recipe(r)
+    model = Classical.load(run / "model", r, ctx)
+    preds = pd.read_csv(run / "predictions.csv")
+    root = json.loads((run / "run.json").read_text())["dataset"]["root"]
+    paths = [f"{root}/{p}" for p in preds["path"]]
+    full = model.matrix(paths, ctx, "test")
+    assert full.shape[1] == len(model.names) and any("_minus_" in n for n in model.names)
+    old = [n for n in model.names if "_minus_" not in n][::-1]
+    keep = [model.names.index(n) for n in old]
+    labels = preds.filter(like="p_").to_numpy().argmax(1)
+    fitted = XGBClassifier(n_estimators=5, max_depth=2).fit(full[:, keep], labels)
+    ClassicalModel(model.classes, model.options, fitted, old).save(tmp_path / "old")
+    older = Classical.load(tmp_path / "old", r, ctx)
+    np.testing.assert_allclose(older.predict_proba(paths, ctx), fitted.predict_proba(full[:, keep]), rtol=1e-6)
+
+
 def test_second_run_hits_the_feature_cache(recipe, tmp_path, monkeypatch):
     run_recipe(recipe, tmp_path / "results")
     calls = []
