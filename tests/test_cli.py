@@ -157,7 +157,7 @@ def test_interrupted_process_leaves_no_run_and_the_next_run_works(env, sig):
     assert p.poll() is None, "the run ended before the signal: make it slower"
     p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
-    assert p.returncode != 0
+    assert p.returncode != 0, err.decode()[-3000:]
     if sig == "SIGINT":
         assert p.returncode in (130, -2) and b"Interrupted" in err and b"Traceback" not in err, err.decode()[-3000:]
     assert {d for d in runs.iterdir() if not d.name.startswith(".")} == {d for d in before}
