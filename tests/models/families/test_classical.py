@@ -41,18 +41,22 @@ def test_classical_run_beats_the_baseline_on_the_same_split(recipe, tmp_path):
     assert "segmentation_flags" in ic["notes"]
 
 
-def test_saved_model_reproduces_the_stored_predictions(recipe, tmp_path):
+def _stored_run(recipe, tmp_path):
+    """A run of ``recipe``, loaded back: ``(recipe, context, model, predictions, test paths)``."""
     from bmbench.runs.context import RunContext
     from bmbench.models.families.classical import Classical
 
     run = run_recipe(recipe, tmp_path / "results")
     r = load_recipe(run / "recipe.yaml")
     ctx = RunContext.for_recipe(r)
-    model = Classical.load(run / "model", r, ctx)
     preds = pd.read_csv(run / "predictions.csv")
     root = json.loads((run / "run.json").read_text())["dataset"]["root"]
-    proba = model.predict_proba([f"{root}/{p}" for p in preds["path"]], ctx)
-    assert np.array_equal(proba, preds.filter(like="p_").to_numpy())
+    return r, ctx, Classical.load(run / "model", r, ctx), preds, [f"{root}/{p}" for p in preds["path"]]
+
+
+def test_saved_model_reproduces_the_stored_predictions(recipe, tmp_path):
+    _, ctx, model, preds, paths = _stored_run(recipe, tmp_path)
+    assert np.array_equal(model.predict_proba(paths, ctx), preds.filter(like="p_").to_numpy())
 
 
 def test_columns_are_matched_by_name():
@@ -74,15 +78,8 @@ def test_a_model_saved_before_features_were_added_predicts_on_its_own_columns(re
     from xgboost import XGBClassifier
 
     from bmbench.models.families.classical import Classical, ClassicalModel
-    from bmbench.runs.context import RunContext
 
-    run = run_recipe(recipe, tmp_path / "results")
-    r = load_recipe(run / "recipe.yaml")
-    ctx = RunContext.for_recipe(r)
-    model = Classical.load(run / "model", r, ctx)
-    preds = pd.read_csv(run / "predictions.csv")
-    root = json.loads((run / "run.json").read_text())["dataset"]["root"]
-    paths = [f"{root}/{p}" for p in preds["path"]]
+    r, ctx, model, preds, paths = _stored_run(recipe, tmp_path)
     full = model.matrix(paths, ctx, "test")
     assert full.shape[1] == len(model.names) and any("_minus_" in n for n in model.names)
     old = [n for n in model.names if "_minus_" not in n][::-1]
