@@ -9,31 +9,23 @@ import sys
 import click
 
 from . import __version__
-from .core import interrupts
 from .core.errors import BmbenchError
 from .core.progress import set_quiet
 from .core.tf_log import ENV_VAR
 
 
 class _Group(click.Group):
-    """Turns every :class:`BmbenchError` into one ``Error:`` line and exit code 2, and a Ctrl-C
-    (even one a library swallowed, see :mod:`.core.interrupts`) into exit code 130."""
+    """Turns every :class:`BmbenchError` into one ``Error:`` line and exit code 2."""
 
     def invoke(self, ctx):
         try:
-            with interrupts.watch():
-                result = super().invoke(ctx)
-                late = interrupts.requested()  # a Ctrl-C a library swallowed
+            return super().invoke(ctx)
         except BmbenchError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was stored for the unfinished run.", err=True)
             sys.exit(130)
-        if late:  # the run store refuses runs after one, so anything written is complete
-            click.echo("Interrupted: the command ran to its end; what it wrote is complete.", err=True)
-            sys.exit(130)
-        return result
 
     def format_commands(self, ctx, formatter):
         """Each command with the first sentence of its help, wrapped, never cut with "...". """

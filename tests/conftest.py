@@ -34,25 +34,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def swallowed_ctrl_c() -> None:
-    """Send this process SIGINT and drop the KeyboardInterrupt, as a library's broad
-    ``except``, a ``__del__`` or a ctypes callback does."""
-    import os
-    import signal
-
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):  # the handler runs between bytecodes, in this block
-            pass
-    except KeyboardInterrupt:
-        pass
-
-
-@pytest.fixture
-def swallow_ctrl_c():
-    return swallowed_ctrl_c
-
-
 @pytest.fixture
 def shared_datasets() -> Path:
     """The shared real data sets folder (skips the test when it is absent)."""

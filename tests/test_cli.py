@@ -166,31 +166,6 @@ def test_interrupted_process_leaves_no_run_and_the_next_run_works(env, sig):
     assert len(json.loads(invoke("leaderboard", "--format", "json").output)[0]["rows"]) >= 1
 
 
-def test_a_ctrl_c_a_library_swallows_still_stores_nothing_and_exits_130(env, monkeypatch, swallow_ctrl_c):
-    """Python drops KeyboardInterrupt raised in a __del__, a ctypes callback or a broad
-    except; the run must still not be stored, and the command must say so."""
-    import bmbench.runs.runner as runner
-
-    real = runner.score_predictions
-    monkeypatch.setattr(runner, "score_predictions", lambda *a, **k: swallow_ctrl_c() or real(*a, **k))
-    result = CliRunner().invoke(main, ["run", str(env / "tiny.yaml"), "-q"])
-    assert result.exit_code == 130, result.output
-    assert "Interrupted: nothing was stored" in result.output
-    runs = env / "results" / "runs"
-    assert not runs.exists() or not list(runs.iterdir())
-    monkeypatch.setattr(runner, "score_predictions", real)
-    assert invoke("run", str(env / "tiny.yaml"), "-q").exit_code == 0, "the next command is not affected"
-
-
-def test_a_swallowed_ctrl_c_in_a_command_that_stores_no_run_still_exits_130(env, monkeypatch, swallow_ctrl_c):
-    import bmbench.config.recipe as recipe
-
-    real = recipe.load_recipe
-    monkeypatch.setattr(recipe, "load_recipe", lambda *a, **k: swallow_ctrl_c() or real(*a, **k))
-    result = CliRunner().invoke(main, ["validate", str(env / "tiny.yaml")])
-    assert result.exit_code == 130 and "ran to its end; what it wrote is complete" in result.output
-
-
 def _bad_files(folder):
     """Unreadable images a user may really have, each written by the test itself."""
     import io

@@ -33,7 +33,6 @@ from typing import Iterator
 
 import numpy as np
 
-from ..core import interrupts
 from ..core.atomic import write_bytes
 from ..core.errors import BmbenchError, StoreError
 
@@ -199,7 +198,6 @@ def store_bundle(results: str | os.PathLike, bundle: dict) -> Path:
             if not target.exists():
                 splits.mkdir(parents=True, exist_ok=True)
                 write_bytes(target, data)
-        interrupts.check()
         os.rename(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core import interrupts
 from ..core.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -52,10 +51,7 @@ class RunWriter:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def commit(self) -> Path:
-        """Move the finished run into place; a Ctrl-C since the command started, even one a
-        library swallowed, removes it instead (KeyboardInterrupt)."""
         try:
-            interrupts.check()
             os.rename(self.path, self.final)
         except OSError as exc:
             shutil.rmtree(self.path, ignore_errors=True)
