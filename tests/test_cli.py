@@ -144,9 +144,12 @@ def test_interrupted_process_leaves_no_run_and_the_next_run_works(env, sig):
     runs = env / "results" / "runs"
     before = set(runs.iterdir())
     # Feature extraction of 1,600 uncached images takes seconds, so the signal lands mid-run.
+    # SIG_DFL in the child: under `cmd &` or nohup (CI in the background) SIGINT is inherited
+    # as ignored, and the run would finish instead of being interrupted.
     p = subprocess.Popen([sys.executable, "-m", "bmbench.cli", "run", str(slow), "--set",
                           "model.family=classical"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
 
     def extracting() -> bool:  # the run has logged its split: feature extraction is under way
