@@ -63,6 +63,12 @@ def test_saved_hybrid_reproduces_predictions(recipe, tmp_path):
     proba = model.predict_proba([f"{root}/{p}" for p in preds["path"]], ctx)
     assert np.allclose(proba, preds.filter(like="p_").to_numpy(), atol=1e-5)
 
+    meta = json.loads((run / "model" / "hybrid.json").read_text())
+    meta["feature_names"][0] = "shape_nucleus_gone"  # a feature this bmbench does not compute
+    (run / "model" / "hybrid.json").write_text(json.dumps(meta))
+    with pytest.raises(BmbenchError, match=r"1 feature\(s\) this bmbench does not compute \(first: shape_nucleus_gone\)"):
+        Hybrid.load(run / "model", r, ctx).predict_proba([f"{root}/{preds['path'][0]}"], ctx)
+
 
 def test_embeddings_alone_and_a_changed_weights_file(recipe, tmp_path):
     from bmbench.runs.context import RunContext
