@@ -1,6 +1,7 @@
-"""setup.cfg bounds every dependency, and constraints.txt pins each one inside its bounds."""
+"""setup.cfg bounds every dependency, constraints.txt pins each one inside its bounds, and .ci/run installs by it."""
 
 import configparser
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -69,3 +70,25 @@ def test_gitignore_covers_what_bmbench_writes_under_results(folder):
 @pytest.mark.parametrize("kept", ["README.md", "reference/pbc.md", "reference/COMMANDS.md"])
 def test_gitignore_keeps_the_shipped_results(kept):
     assert not _git_ignored(f"results/{kept}")
+
+
+def _stub(path: Path, body: str) -> None:
+    path.write_text("#!/usr/bin/env bash\n" + body + "\n")
+    path.chmod(0o755)
+
+
+def test_ci_stops_at_a_failed_install_and_leaves_no_scratch_behind(tmp_path):
+    """.ci/run with stand-in tools: the docs install fails, so nothing after it may run."""
+    bin_dir, scratch_parent, log = tmp_path / "bin", tmp_path / "tmp", tmp_path / "log"
+    bin_dir.mkdir()
+    scratch_parent.mkdir()
+    _stub(bin_dir / "python3", f'mkdir -p "$3/bin"; echo "PATH={bin_dir}:$PATH" > "$3/bin/activate"')
+    _stub(bin_dir / "python", "exit 0")
+    _stub(bin_dir / "pip", f'echo "pip $*" >> {log}; exit 1')
+    for tool in ("mkdocs", "pytest"):
+        _stub(bin_dir / tool, f'echo "{tool}" >> {log}')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(scratch_parent)}
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "run")], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert log.read_text().splitlines() == ["pip install -e .[docs]"]
+    assert list(scratch_parent.iterdir()) == [], "the CI scratch folder (venv, cache, site) was left behind"
