@@ -140,3 +140,21 @@ def test_a_resampled_run_predicts_new_images_at_their_own_pixel_size(env, family
     loaded.set_pixel_size(0.25)
     agree = np.mean(loaded.predict_proba(big).argmax(axis=1) == expected.argmax(axis=1))
     assert agree >= 0.9
+
+
+def test_a_model_needing_a_feature_this_bmbench_lacks_stops_with_one_line(env):
+    run = bmbench.run_recipe(write_recipe(env, "classical"))
+    meta_path = run / "model" / "classical.json"
+    meta = json.loads(meta_path.read_text())
+    meta["feature_names"][1] = "shape_nucleus_gone"
+    meta_path.write_text(json.dumps(meta))
+    _, paths = stored(run)
+    out = env / "p.csv"
+    res = CliRunner().invoke(main, ["predict", str(run), paths[0], "--out", str(out)])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1, res.output
+    message = lines[0]
+    assert f"{run / 'model'}: the saved model uses 1 feature(s)" in message
+    assert "(first: shape_nucleus_gone); re-run its recipe to retrain it" in message
+    assert not out.exists()

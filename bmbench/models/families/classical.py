@@ -83,11 +83,12 @@ def feature_matrix(paths, settings, ctx, label: str) -> np.ndarray:
     return x
 
 
-def columns_for(saved: list[str], current: list[str]) -> np.ndarray | None:
+def columns_for(saved: list[str], current: list[str], source: Path | None = None) -> np.ndarray | None:
     """Indices of a saved model's feature names ``saved`` among the ``current`` extraction's
     names (None when they are the same list): a model trained before a FEATURE_VERSION that
     only added features still predicts on the columns it was trained on. Raises
-    BmbenchError naming the first missing feature when the current extraction lacks some."""
+    BmbenchError naming the first missing feature (and the model's folder ``source``) when the
+    current extraction lacks some."""
     from ...core.errors import BmbenchError
 
     if saved == current:
@@ -95,14 +96,15 @@ def columns_for(saved: list[str], current: list[str]) -> np.ndarray | None:
     where = {name: i for i, name in enumerate(current)}
     missing = [name for name in saved if name not in where]
     if missing:
-        raise BmbenchError(f"the saved model uses {len(missing)} feature(s) this bmbench does not compute "
+        where = f"{source}: " if source is not None else ""
+        raise BmbenchError(f"{where}the saved model uses {len(missing)} feature(s) this bmbench does not compute "
                            f"(first: {missing[0]}); re-run its recipe to retrain it")
     return np.array([where[name] for name in saved])
 
 
-def saved_columns(x: np.ndarray, saved: list[str], current: list[str]) -> np.ndarray:
+def saved_columns(x: np.ndarray, saved: list[str], current: list[str], source: Path | None = None) -> np.ndarray:
     """``x`` (``[n, len(current)]``) restricted to the saved model's columns, in its order."""
-    idx = columns_for(saved, current)
+    idx = columns_for(saved, current, source)
     return x if idx is None else x[:, idx]
 
 
@@ -145,6 +147,7 @@ class ClassicalModel:
     options: ClassicalOptions
     fitted: object
     names: list[str]
+    source: Path | None = None  # the folder it was loaded from, named in errors
 
     def matrix(self, paths, ctx, label: str) -> np.ndarray:
         """``float32[n, len(names)]``: the features this model was trained on."""
@@ -152,7 +155,7 @@ class ClassicalModel:
 
         settings = feature_settings(self.options, ctx)
         x = feature_matrix(paths, settings, ctx, f"features ({label})")
-        return saved_columns(x, self.names, feature_names(settings))
+        return saved_columns(x, self.names, feature_names(settings), self.source)
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         return predict_proba(self.fitted, self.matrix(paths, ctx, "test"), len(self.classes))
@@ -199,4 +202,4 @@ class ClassicalModel:
     def load(cls, folder: Path, options: ClassicalOptions) -> "ClassicalModel":
         meta = json.loads((folder / "classical.json").read_text())
         fitted = get_classifier(options.classifier.name).load(folder)
-        return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"])
+        return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"], folder)

@@ -102,6 +102,7 @@ class HybridModel:
     names: list[str]
     spec: object  # EmbeddingSpec
     seed: int
+    source: Path | None = None  # the folder it was loaded from, named in errors
 
     def features(self, paths, ctx, label: str, devices=None) -> np.ndarray:
         """``float32[n, n_handcrafted + d]``; rows of unreadable images are all NaN."""
@@ -128,7 +129,7 @@ class HybridModel:
         x = np.hstack(parts).astype(np.float32, copy=False)
         x[~images.valid] = np.nan
         if self.names:  # a fitted model: its own columns, even after features were added
-            return saved_columns(x, self.names, names)
+            return saved_columns(x, self.names, names, self.source)
         self.names = names
         return x
 
@@ -202,4 +203,4 @@ class HybridModel:
         meta = json.loads((folder / "hybrid.json").read_text())
         fitted = get_classifier(options.classifier.name).load(folder)
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"],
-                   EmbeddingSpec(**meta["embedding"]), int(meta["seed"]))
+                   EmbeddingSpec(**meta["embedding"]), int(meta["seed"]), folder)
