@@ -96,8 +96,8 @@ def columns_for(saved: list[str], current: list[str], source: Path | None = None
     where = {name: i for i, name in enumerate(current)}
     missing = [name for name in saved if name not in where]
     if missing:
-        where = f"{source}: " if source is not None else ""
-        raise BmbenchError(f"{where}the saved model uses {len(missing)} feature(s) this bmbench does not compute "
+        prefix = f"{source}: " if source is not None else ""
+        raise BmbenchError(f"{prefix}the saved model uses {len(missing)} feature(s) this bmbench does not compute "
                            f"(first: {missing[0]}); re-run its recipe to retrain it")
     return np.array([where[name] for name in saved])
 
