@@ -177,14 +177,14 @@ def pack_run(folder: Path, store: Path) -> dict:
 def store_bundle(results: str | os.PathLike, bundle: dict) -> Path:
     """Write a :func:`pack_run` bundle into the store ``results`` atomically (a temporary
     folder renamed into ``runs/<run id>``); returns the run folder. Idempotent."""
-    from .store import sweep_stale
+    from .store import sweep_stale, tmp_name
 
     results = Path(results)
     run_id = _safe_name(bundle["run_id"])
     final = results / "runs" / run_id
     if final.is_dir():
         return final
-    tmp = results / "runs" / f".tmp-{run_id}-{os.getpid()}"
+    tmp = results / "runs" / tmp_name(run_id)
     try:
         tmp.mkdir(parents=True)
         sweep_stale(results / "runs")

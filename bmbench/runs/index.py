@@ -20,6 +20,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from .records import check_info, check_metrics
 from .store import RunRecord, load_record
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class StoreIndex:
     def record(self, folder: Path) -> RunRecord:
         """The record of run folder ``folder``: from the index when its ``run.json`` and
         ``metrics.json`` are unchanged, else read (and indexed) as
-        :func:`~bmbench.runs.store.load_record` reads it (same errors)."""
+        :func:`~bmbench.runs.store.load_record` reads it (same errors). Only records that
+        passed its checks are indexed, and entries read back are checked again."""
         if self._known is None:
             self._known = {row[0]: row[1:] for row in self._query("SELECT folder, stamp, info, metrics FROM records")}
         text = os.fspath(folder)
@@ -80,8 +82,9 @@ class StoreIndex:
         if hit is not None and hit[0] == now:
             try:
                 info, metrics = marshal.loads(hit[1]), marshal.loads(hit[2])
-                return RunRecord(str(info.get("id", folder.name)), folder, info, metrics)
-            except (ValueError, EOFError, TypeError, AttributeError):
+                if check_info(info) is None and check_metrics(metrics) is None:  # the index is untrusted too
+                    return RunRecord(str(info.get("id", folder.name)), folder, info, metrics)
+            except (ValueError, EOFError, TypeError, AttributeError, KeyError):
                 pass  # a damaged entry: read the folder
         record = load_record(folder)
         self._fresh.append((rel, now, marshal.dumps(record.info), marshal.dumps(record.metrics)))

@@ -33,6 +33,8 @@ from .scoring import score_predictions
 from .store import RunWriter
 
 log = logging.getLogger("bmbench.run")
+#: What every run folder holds when complete (checked before it is stored).
+RUN_FILES = ("run.json", "metrics.json", "predictions.csv", "recipe.yaml", "run.log", "model")
 WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}
 
 
@@ -93,7 +95,7 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
         finally:
             logging.getLogger("bmbench").removeHandler(handler)
             handler.close()
-        final = writer.commit()
+        final = writer.commit(required=RUN_FILES)
     log.info("stored run %s", final)
     return final
 

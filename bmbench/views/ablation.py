@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.errors import BmbenchError
+from ..core.errors import BmbenchError, StoreError
+from ..core.untrusted import DamagedFile, read_json
 from ..metrics.bootstrap import LEVEL, N_RESAMPLES, SEED
 from ..metrics.paired import holm
 from ..metrics.repeated import paired_repeat_bootstrap, repeat_mean_ci
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER, compute_metrics
 from ..core.atomic import write_bytes, write_text
+from ..runs.records import check_metrics
 from ..runs.store import RunRecord, list_runs
 from ..config.ablation import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_value
 from ..runs.sweep import ablation_folder, read_manifest, task_key
@@ -158,7 +160,11 @@ class _Predictions:
 
     def get(self, record: RunRecord):
         if record.id not in self._cache:
-            self._cache[record.id] = read_predictions(record)
+            try:
+                self._cache[record.id] = read_predictions(record)
+            except StoreError as exc:  # missing or damaged: the paired statistics leave the run out
+                log.warning("%s; left out of the paired statistics", exc)
+                self._cache[record.id] = None
         return self._cache[record.id]
 
 
@@ -170,6 +176,8 @@ def read_predictions(record: RunRecord) -> tuple[np.ndarray, np.ndarray, np.ndar
 def _aligned(records: list[RunRecord], preds: _Predictions):
     """``(y, [proba per record])`` on the images every record scored, in one order."""
     loaded = [preds.get(r) for r in records]
+    if any(x is None for x in loaded):
+        return None
     common = set(loaded[0][0])
     for paths, _, _ in loaded[1:]:
         common &= set(paths)
@@ -335,9 +343,9 @@ def evaluation_tables(variants: list[VariantData], metrics: tuple[str, ...]) -> 
 
 def _evaluation_scores(record: RunRecord, summary: dict) -> dict:
     """The evaluation's ``metrics.json`` (the run's summary of it when that is missing)."""
-    try:
-        metrics = json.loads((Path(record.path) / summary["folder"] / "metrics.json").read_text())
-    except (OSError, ValueError):
+    try:  # a damaged file was reported when the store was listed (the evaluation is a record too)
+        metrics = read_json(Path(record.path) / summary["folder"] / "metrics.json", check_metrics)
+    except DamagedFile:
         metrics = summary
     classes = metrics.get("classes") or record.info["dataset"]["classes"]
     try:

@@ -11,6 +11,7 @@ p-value is at least 0.05 are marked ``n.s.``: not significantly different from t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .rows import Rows, is_missing, min_rank, sort_rows
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 ALPHA = 0.05
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,9 @@ class _ScoredCache:
         if r.id not in self._seen:
             try:
                 self._seen[r.id] = load_scored(r)
-            except StoreError:
+            except StoreError as exc:  # none (runs may have none): quietly untestable; damaged: said once
+                if r.path is not None and os.path.isfile(os.path.join(r.path, "predictions.csv")):
+                    log.warning("%s; the run's paired test is left out", exc)
                 self._seen[r.id] = None
         return self._seen[r.id]
 
@@ -244,7 +248,7 @@ def _versus_leader(data: list[dict], by_id: dict, metric: str, scored: _ScoredCa
     for i in rows:
         key = keys[i]
         hit = stored.get(key[0]) if key else None
-        if hit is not None and hit[0] == key[1]:
+        if hit is not None and hit[0] == key[1] and _is_pair_result(hit[1]):
             result = hit[1]
         else:
             result = _pair_test(scored, lead, by_id[data[i]["run"]], metric, n_resamples, seed, leaders)
@@ -267,6 +271,12 @@ def _versus_leader(data: list[dict], by_id: dict, metric: str, scored: _ScoredCa
             f"images, Holm-corrected over {len(raw)} comparison(s); n.s. = not significantly "
             f"different from the leader at {ALPHA:.0%}; - = not testable (no predictions.csv).")
     return marks, p_adj, test
+
+
+def _is_pair_result(value) -> bool:
+    """A remembered :func:`_pair_test` result read back from the index (untrusted too)."""
+    return value is None or (isinstance(value, dict) and type(value.get("n")) is int
+                             and type(value.get("p")) in (int, float) and 0 <= value["p"] <= 1)
 
 
 def _pair_keys(lead: RunRecord, others: list[RunRecord], metric: str, n_resamples: int, seed: int,

@@ -11,16 +11,19 @@ from bmbench.runs.index import FILE, StoreIndex, stamp
 from bmbench.runs.store import list_runs
 
 
+FACTS = {"family": "baseline", "split": {"strategy": "stratified"}, "dataset": {"kind": "pbc", "classes": ["a", "b"]}}
+
+
 def make_store(root, n=4, evaluation=True):
     for i in range(n):
         folder = root / "runs" / f"2026010{i}T000000Z-r{i}-00000{i}"
         folder.mkdir(parents=True)
-        (folder / "run.json").write_text(json.dumps({"id": folder.name, "name": f"r{i}", "split_fingerprint": "s"}))
+        (folder / "run.json").write_text(json.dumps({"id": folder.name, "name": f"r{i}", "split_fingerprint": "s", **FACTS}))
         (folder / "metrics.json").write_text(json.dumps({"macro_f1": i / 10, "ci": {"macro_f1": [0.0, 1.0]}}))
     if evaluation:
         ev = root / "runs" / "20260100T000000Z-r0-000000" / "evaluations" / "on-x"
         ev.mkdir(parents=True)
-        (ev / "run.json").write_text(json.dumps({"id": "ev", "name": "r0", "split_fingerprint": "t"}))
+        (ev / "run.json").write_text(json.dumps({"id": "ev", "name": "r0", "split_fingerprint": "t", **FACTS}))
         (ev / "metrics.json").write_text("{}")
     return root
 
@@ -54,7 +57,7 @@ def test_changed_new_and_deleted_folders_refresh_the_index(tmp_path):
     (runs[1] / "metrics.json").write_text(json.dumps({"macro_f1": 0.123456}))
     make_store(tmp_path / "more", n=1, evaluation=False)
     os.rename(tmp_path / "more" / "runs" / os.listdir(tmp_path / "more" / "runs")[0], store / "runs" / "2027-new-1")
-    (store / "runs" / "2027-new-1" / "run.json").write_text(json.dumps({"id": "new", "split_fingerprint": "s"}))
+    (store / "runs" / "2027-new-1" / "run.json").write_text(json.dumps({"id": "new", "name": "new", "split_fingerprint": "s", **FACTS}))
     import shutil
     with StoreIndex(store) as index:
         index.remember(f"paired|x|{runs[2]}|{runs[0]}", "s", 1)

@@ -4,13 +4,14 @@ import os
 import pytest
 
 from bmbench.core.errors import StoreError
-from bmbench.runs.store import RunWriter, list_runs, load_record, resolve_run, sweep_stale
+from bmbench.runs.store import RunWriter, list_runs, load_record, resolve_run, sweep_stale, tmp_name
 
 
 def fake_run(results, name="r", split="s1", metric=0.5, kind="pbc"):
     with RunWriter(results, name) as w:
-        (w.path / "run.json").write_text(json.dumps({"split_fingerprint": split, "name": name,
-                                                     "dataset": {"kind": kind}}))
+        (w.path / "run.json").write_text(json.dumps({"split_fingerprint": split, "name": name, "family": "baseline",
+                                                     "split": {"strategy": "stratified"},
+                                                     "dataset": {"kind": kind, "classes": ["a", "b"]}}))
         (w.path / "metrics.json").write_text(json.dumps({"macro_f1": metric}))
         return w.commit()
 
@@ -37,13 +38,13 @@ def test_ids_are_unique_even_in_the_same_second(tmp_path):
 
 def test_stale_temporary_folders_are_ignored_then_swept(tmp_path):
     fake_run(tmp_path)
-    stale = tmp_path / "runs" / ".tmp-20200101T000000Z-x-abcdef-999999999"
+    stale = tmp_path / "runs" / tmp_name("20200101T000000Z-x-abcdef").replace(f"@{os.getpid()}", "@999999999")
     stale.mkdir()
     (stale / "metrics.json").write_text("{}")
     assert len(list_runs(tmp_path)) == 1
     sweep_stale(tmp_path / "runs")
     assert not stale.exists()
-    mine = tmp_path / "runs" / f".tmp-20200101T000000Z-x-abcdef-{os.getpid()}"
+    mine = tmp_path / "runs" / tmp_name("20200101T000000Z-x-abcdef")
     mine.mkdir()
     sweep_stale(tmp_path / "runs")
     assert mine.exists(), "a folder of a live process is never removed"

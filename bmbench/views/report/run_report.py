@@ -22,6 +22,8 @@ from ...core.errors import BmbenchError
 from ...metrics.bootstrap import LEVEL
 from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ...core.atomic import write_bytes, write_text
+from ...core.untrusted import damaged
+from ...runs.records import require
 from ...runs.store import RunRecord, load_record
 from ..cells import format_amount
 from . import html as H
@@ -38,6 +40,7 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     and its figures to ``<run>/figures/*.png``; return the HTML path. ``explain``: add the
     explanations section (loads the model and reads test images)."""
     record = load_record(Path(run))
+    require(record, "`bmbench report`", "macro_f1", "accuracy", "n", "classes", "per_class", "confusion_matrix")
     out = Path(out) if out else record.path / "report.html"
     figures: dict[str, bytes] = {}
 
@@ -105,6 +108,8 @@ def _scored(record: RunRecord):
     try:
         return load_scored(record)
     except StoreError as exc:
+        if (record.path / "predictions.csv").is_file():
+            raise  # damaged: the report would show a part of the run as if it were all of it
         log.warning("%s", exc)
         return None
 
@@ -229,8 +234,14 @@ def _mistakes(record: RunRecord, n: int, figure) -> str:
     path = record.path / "predictions.csv"
     if not path.is_file():
         return '<p class="note">This run has no predictions.csv.</p>'
-    frame = pd.read_csv(path, dtype={"path": str, "true_label": str, "predicted_label": str},
-                        keep_default_na=False)
+    try:  # already read by _scored: what is checked here is what only this section uses
+        frame = pd.read_csv(path, dtype={"path": str, "true_label": str, "predicted_label": str},
+                            keep_default_na=False)
+        frame["predicted_label"]
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise damaged(path, f"damaged predictions ({'no column ' if isinstance(exc, KeyError) else ''}"
+                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                      "restore the file or delete that run folder") from None
     wrong = frame[(frame["predicted_label"] != "") & (frame["predicted_label"] != frame["true_label"])]
     if wrong.empty:
         return '<p class="note">No mistakes on the test images.</p>'
