@@ -41,6 +41,7 @@ HEARTBEAT = 600
 #: The lock file (inside ``runs/``) held while folders of other hosts are swept.
 SWEEP_LOCK = ".sweep.lock"
 _TMP = ".tmp-"
+_MARK = ".writer"  # in a temporary run folder: who is writing it
 
 
 def new_run_id(name: str) -> str:
@@ -89,24 +90,23 @@ class RunWriter:
         self.id = new_run_id(name)
         self.final = self.results / "runs" / self.id
         self.path = self.results / "runs" / tmp_name(self.id)
-        self._identity: tuple[int, int] | None = None
+        self._token = f"{host_id()} {os.getpid()} {secrets.token_hex(8)}"
         self._stop = threading.Event()
 
     def __enter__(self) -> "RunWriter":
         try:
             self.path.mkdir(parents=True)
-            st = os.stat(self.path)
+            (self.path / _MARK).write_text(self._token)
         except OSError as exc:
             raise StoreError(f"{self.results}: cannot write the results folder ({exc.strerror}); "
                              "choose another with --results-dir or BMBENCH_RESULTS") from None
-        self._identity = (st.st_dev, st.st_ino)
         threading.Thread(target=self._heartbeat, name=f"bmbench-heartbeat-{self.id}", daemon=True).start()
         sweep_stale(self.results / "runs")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()
-        if exc_type is not None and self._mine():
+        if exc_type is not None:  # the name is this writer's alone, whatever it holds now
             shutil.rmtree(self.path, ignore_errors=True)
 
     def _heartbeat(self) -> None:
@@ -118,12 +118,12 @@ class RunWriter:
 
     def _mine(self) -> bool:
         """The temporary folder is still the one this writer created (not removed, and not
-        re-created by a later ``mkdir(parents=True)`` after a removal)."""
+        re-created by a later ``mkdir(parents=True)`` after a removal): it holds the writer's
+        mark (inode numbers cannot tell, a file system reuses them at once)."""
         try:
-            st = os.stat(self.path)
-        except OSError:
+            return (self.path / _MARK).read_text() == self._token
+        except (OSError, UnicodeDecodeError):
             return False
-        return (st.st_dev, st.st_ino) == self._identity
 
     def commit(self, required: tuple[str, ...] = ()) -> Path:
         """Move the complete run into place; ``required``: names (files or folders) that
@@ -134,10 +134,10 @@ class RunWriter:
         if not self._mine() or missing:
             what = (f"lacks {', '.join(missing)}" if self._mine() else
                     "was removed while the run was being written (by another process sweeping the results folder?)")
-            if self._mine():
-                shutil.rmtree(self.path, ignore_errors=True)
+            shutil.rmtree(self.path, ignore_errors=True)
             raise StoreError(f"{self.path}: the run's temporary folder {what}; nothing was stored, run it again")
         try:
+            os.unlink(self.path / _MARK)
             os.rename(self.path, self.final)
         except OSError as exc:
             shutil.rmtree(self.path, ignore_errors=True)
@@ -207,7 +207,7 @@ class _sweep_lock:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: above any PID (a crafted name)
         return False
     except PermissionError:
         return True
