@@ -23,7 +23,6 @@ as images are drawn into training (nested for one seed), so they carry no paired
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path

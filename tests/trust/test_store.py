@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from bmbench.cli import main
 from bmbench.core.errors import StoreError
-from bmbench.runs import store as store_module
 from bmbench.runs.index import StoreIndex
 from bmbench.runs.store import STALE_AFTER, RunWriter, list_runs, sweep_stale, tmp_name
 
