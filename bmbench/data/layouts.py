@@ -12,7 +12,7 @@ from typing import Literal, Optional
 import pandas as pd
 
 from ..core.errors import DatasetError
-from ..config.schema import option
+from ..config.schema import MAX_SEED, option
 from .ids_file import parse_ids_file
 from .imageio import is_image_file
 from .registry import register_kind
@@ -323,7 +323,7 @@ def load_manifest(root, spec):
 @dataclass(frozen=True)
 class SyntheticOptions:
     n_per_class: int = option(60, ge=2, le=100_000, doc="images generated per class")
-    generator_seed: int = option(0, ge=0, doc="seed of the image generator (not of the split)")
+    generator_seed: int = option(0, ge=0, le=MAX_SEED, doc="seed of the image generator (not of the split)")
     render_size: int = option(128, ge=32, le=1024, doc="side of the generated images, px")
 
 

@@ -21,7 +21,8 @@ from .environment import environment
 from .evaluation import evaluate_elsewhere
 from ..models.registry import Subset, get_family
 from .model_card import render_model_card
-from ..config.recipe import Recipe, dump_recipe, load_recipe
+from ..config.recipe import Recipe, check_seeds, dump_recipe, load_recipe
+from ..config.schema import Context
 from ..data.splits import Split, recipe_split, subsample_train
 from ..core.errors import DatasetError, StoreError
 from ..core.atomic import write_json, write_text
@@ -130,6 +131,7 @@ def run_repeats(recipe: Recipe | str | Path, results: str | Path | None = None,
     elif overrides:
         recipe = recipe.with_overrides(list(overrides))
     n = repeats or recipe.repeats
+    check_seeds(recipe.seed, n, Context(recipe.source), "--repeats")
     return [run_recipe(dataclasses.replace(recipe, seed=recipe.seed + i), results) for i in range(n)]
 
 
