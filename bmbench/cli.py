@@ -23,6 +23,11 @@ class _Group(click.Group):
         except BmbenchError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:  # a full disk, a read-only folder: one line, nothing half-written kept
+            from .core.oserrors import describe
+
+            click.echo(f"Error: {describe(exc)}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was stored for the unfinished run.", err=True)
             sys.exit(130)
