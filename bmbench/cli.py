@@ -168,7 +168,8 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
               help="Metric whose paired difference is bootstrapped.")
 @click.option("--resamples", type=click.IntRange(100, 100_000), default=1000, show_default=True,
               help="Bootstrap resamples.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Bootstrap seed (0 to 2**32-1).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--dataset", default=None, metavar="KIND",

@@ -342,6 +342,9 @@ def load_synthetic(root, spec):
     from .synthetic import generate
 
     o = spec.options
+    if root is not None and Path(root).exists() and not Path(root).is_dir():
+        raise DatasetError(f"{root}: dataset.root of kind synthetic is a file; give a folder to "
+                           "generate the images into, or leave root out (the cache folder)")
     if root is None:
         root = default_cache_dir() / "synthetic" / f"n{o.n_per_class}-s{o.generator_seed}-px{o.render_size}"
     root = generate(root, o.n_per_class, seed=o.generator_seed, size=o.render_size)
