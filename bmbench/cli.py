@@ -21,12 +21,12 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except BmbenchError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(str(exc))}", err=True)
             sys.exit(2)
         except OSError as exc:  # a full disk, a read-only folder: one line, nothing half-written kept
             from .core.oserrors import describe
 
-            click.echo(f"Error: {describe(exc)}", err=True)
+            click.echo(f"Error: {_one_line(describe(exc))}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was stored for the unfinished run.", err=True)
@@ -42,6 +42,12 @@ class _Group(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other invisible characters (from a key, a label or a
+    file name in the message) shown as escapes, so an error stays one readable line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _first_sentence(text: str) -> str:
