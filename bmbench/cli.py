@@ -21,7 +21,12 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except BmbenchError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(str(exc))}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # a full disk, a read-only folder: one line, nothing half-written kept
+            from .core.oserrors import describe
+
+            click.echo(f"Error: {_one_line(describe(exc))}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was stored for the unfinished run.", err=True)
@@ -37,6 +42,12 @@ class _Group(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other invisible characters (from a key, a label or a
+    file name in the message) shown as escapes, so an error stays one readable line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _first_sentence(text: str) -> str:
@@ -163,7 +174,8 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
               help="Metric whose paired difference is bootstrapped.")
 @click.option("--resamples", type=click.IntRange(100, 100_000), default=1000, show_default=True,
               help="Bootstrap resamples.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Bootstrap seed (0 to 2**32-1).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--dataset", default=None, metavar="KIND",

@@ -27,7 +27,9 @@ from typing import Any
 import yaml
 
 from ..core.errors import RecipeError
-from .recipe import PATH_KEYS, PATH_KEYWORDS, Recipe, load_recipe, read_yaml
+from .schema import Context
+from .recipe import (MAX_DEPTH, PATH_KEYS, PATH_KEYWORDS, Recipe, TooDeep, absolute_path, load_recipe,
+                     load_yaml_value, read_yaml)
 from ..core.registry import did_you_mean
 
 MODES = ("one_at_a_time", "grid")
@@ -144,8 +146,7 @@ def load_ablation(path: str | Path, overrides: tuple[str, ...] | list[str] = (),
     if "base" not in raw or not isinstance(raw["base"], str):
         raise RecipeError(f"{where}: base: required; the path of the base recipe (relative to "
                           "this file)")
-    base_path = Path(raw["base"]).expanduser()
-    base_path = base_path if base_path.is_absolute() else path.parent / base_path
+    base_path = Path(absolute_path(raw["base"], path.parent, Context(where, "base")))
     sets = _file_sets(raw.get("set"), where, path.parent)
     base = load_recipe(base_path, [*sets, *overrides])
     vary = raw.get("vary") or {}
@@ -233,9 +234,13 @@ def parse_values(text: str, where: str) -> list:
         if not piece.strip():
             raise RecipeError(f"{where}: empty value in {text!r}")
         try:
-            values.append(yaml.safe_load(piece))
+            values.append(load_yaml_value(piece))
+        except TooDeep:
+            raise RecipeError(f"{where}: a value is nested deeper than {MAX_DEPTH} levels; flatten it") from None
+        except ValueError as exc:
+            raise RecipeError(f"{where}: invalid value ({exc})") from None
         except yaml.YAMLError:
-            raise RecipeError(f"{where}: {piece.strip()!r} is not a valid YAML value") from None
+            raise RecipeError(f"{where}: {piece.strip()[:60]!r} is not a valid YAML value") from None
     return values
 
 
@@ -250,15 +255,15 @@ def _file_sets(value: Any, where: str, folder: Path) -> list[str]:
 
 def override_text(key: str, value: Any) -> str:
     """``key=value`` with the value as JSON (a YAML subset), for :func:`apply_override`."""
-    return f"{key}={json.dumps(value)}"
+    return f"{key}={json.dumps(value, default=str)}"
 
 
 def _relative_path(key: str, value: Any, folder: Path | None) -> Any:
     """Path keys in an ablation file are relative to the file, like in recipes."""
     parts = tuple(str(key).split("."))
     if (folder is not None and parts in PATH_KEYS and isinstance(value, str)
-            and value not in PATH_KEYWORDS.get(parts, ()) and not Path(value).expanduser().is_absolute()):
-        return str((folder / Path(value).expanduser()).resolve())
+            and value not in PATH_KEYWORDS.get(parts, ())):
+        return absolute_path(value, folder, Context("ablation set", str(key)))
     return value
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -22,7 +24,7 @@ import yaml
 from ..core.errors import RecipeError
 from ..core.registry import did_you_mean, known_list
 from .registries import AUGMENTATIONS, DATASET_KINDS, FAMILIES, PREPROCESSING
-from .schema import Context, build, option
+from .schema import MAX_SEED, Context, build, option
 
 PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("dataset", "preprocess_reference"), ("model", "weights"))
 #: Values of path keys that are keywords, not file names (left as they are).
@@ -34,6 +36,16 @@ PHYSICAL_KEYS = ("microns_per_pixel", "target_microns_per_pixel", "field_um")
 #: Keys left out of a recipe's plain form while unset, so older recipes keep their fingerprints.
 OPTIONAL_KEYS = (*PHYSICAL_KEYS, "preprocess_reference", "positive_class", "dense")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: In path values also ``$NAME`` (no braces); never a shell: nothing else is interpreted.
+_PATH_ENV = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+#: Recipe files (and each ``--set`` value) larger than this are refused unread: recipes are a
+#: few kB; anything near this is a mistake (a data file given as the recipe, an endless device).
+MAX_RECIPE_BYTES = 1 << 20
+#: Values nested deeper than this (counting the recipe's own mapping as level 1) are refused
+#: while parsing: the deepest real recipe keys are about 7 levels down.
+MAX_DEPTH = 32
+#: At most this many files in one ``extends`` chain.
+MAX_EXTENDS = 16
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class DatasetSpec:
     image_size: int = option(64, ge=8, le=2048, doc="side of the square model input, px")
     keep_aspect: bool = option(False, doc="resize keeping the aspect ratio and pad with background")
     on_bad_image: Literal["error", "skip"] = option("error", doc="unreadable images: stop or skip")
-    max_pixels: int = option(50_000_000, ge=1, doc="refuse images with more pixels (bomb guard)")
+    max_pixels: int = option(50_000_000, ge=1, le=1 << 40, doc="refuse images with more pixels (bomb guard)")
     microns_per_pixel: Optional[float] = option(
         None, gt=0.0, le=100.0, doc="pixel size of these images, µm/px (default: the kind's "
                                     "documented one; `bmbench datasets` lists them)")
@@ -85,7 +97,8 @@ class SplitSpec:
                     "patient ids, else stratified")
     test: float = option(0.2, gt=0.0, lt=1.0, doc="test fraction (ignored for predefined/folds)")
     val: float = option(0.1, ge=0.0, lt=1.0, doc="validation fraction of all images")
-    seed: int = option(0, ge=0, doc="split seed; independent of the training seed")
+    seed: int = option(0, ge=0, le=MAX_SEED - 1, doc="split seed; independent of the training seed "
+                       "(the validation draw uses seed + 1)")
     folds: Optional[int] = option(None, ge=2, le=50, doc="k-fold cross-validation instead of one test set")
     on_leak: Literal["warn", "error"] = option(
         "warn", doc="test images with a byte-identical copy in training: warn, or stop the run")
@@ -111,7 +124,7 @@ class TrainSpec:
     epochs: int = option(30, ge=1, le=10_000, doc="maximum epochs / boosting rounds scale")
     batch_size: int = option(32, ge=1, le=65_536, doc="images per batch")
     learning_rate: float = option(1e-3, gt=0.0, le=10.0, doc="initial learning rate")
-    patience: int = option(5, ge=1, doc="early-stopping patience on the validation set")
+    patience: int = option(5, ge=1, le=100_000, doc="early-stopping patience on the validation set")
     class_weight: Literal["balanced", "none"] = option("balanced", doc="weight classes by 1/frequency")
     jobs: int = option(1, ge=-1, le=256, doc="parallel workers for image work: feature-extraction processes, decoding threads (-1: all cores)")
     augment: tuple[str, ...] = option(
@@ -135,7 +148,7 @@ class AdaptSpec:
     n_per_class: int = option(0, ge=0, le=100_000, doc="labelled images of every shared class "
                               "drawn from this set into the training images (every fold) and "
                               "left out of its test set; 0: none")
-    seed: int = option(0, ge=0, doc="seed of the stratified draw (for one seed, a smaller "
+    seed: int = option(0, ge=0, le=MAX_SEED, doc="seed of the stratified draw (for one seed, a smaller "
                        "n_per_class draws a subset of a larger one)")
     repeat: int = option(1, ge=1, le=1000, doc="each drawn image enters the training images this "
                          "many times (oversampling: a few target cells otherwise weigh little "
@@ -156,7 +169,7 @@ class Recipe:
     dataset: DatasetSpec = option(doc="which images")
     model: ModelSpec = option(doc="which method")
     description: str = option("", doc="free text")
-    seed: int = option(0, ge=0, doc="training seed")
+    seed: int = option(0, ge=0, le=MAX_SEED, doc="training seed (repeats use seed+1, ...)")
     split: SplitSpec = option(SplitSpec(), doc="how images are divided")
     train: TrainSpec = option(TrainSpec(), doc="training settings")
     evaluate: tuple[EvaluateSpec, ...] = option(
@@ -279,6 +292,8 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
                     f"evaluation images are resampled to the run's dataset.{key}; remove this key "
                     "(give this set's own microns_per_pixel instead)")
     _check_pixel_sizes(recipe, ctx)
+    _check_split(recipe.split, ctx.child("split"))
+    check_seeds(recipe.seed, recipe.repeats, ctx)
     d = recipe.dataset
     if d.preprocess_reference is not None and not d.preprocess:
         raise ctx.child("dataset").child("preprocess_reference").error(
@@ -288,6 +303,35 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
         raise ctx.child("train").child("augment").error(
             f"'none' cannot be combined with other augmentations, got {list(augment)}")
     return dataclasses.replace(recipe, source=source.split(" (with")[0])
+
+
+def _check_split(split: SplitSpec, ctx: Context) -> None:
+    """The test and validation shares must leave training images, and validation may take
+    at most half of what the test set leaves (the split draws it from there; a larger share
+    used to be cut to that half silently, and the recipe's value recorded)."""
+    if split.strategy == "predefined" and split.val > 0.5:
+        raise ctx.child("val").error(
+            f"{split.val:g} is more than half of the predefined training images; use at most 0.5")
+    if split.strategy == "predefined" or split.val == 0:
+        return
+    test, where = (1.0 / split.folds, f"1/split.folds = {1.0 / split.folds:.3g}") if split.folds \
+        else (split.test, f"split.test = {split.test:g}")
+    if test + split.val >= 1.0:
+        raise ctx.child("val").error(
+            f"{where} plus split.val = {split.val:g} is {test + split.val:.3g}, which leaves no "
+            "training images; make their sum well below 1")
+    if split.val > (1.0 - test) / 2 + 1e-12:
+        raise ctx.child("val").error(
+            f"{split.val:g} is more than half of the images {where} leaves for training "
+            f"(at most {(1.0 - test) / 2:.3g}); lower split.val or split.test")
+
+
+def check_seeds(seed: int, repeats: int, ctx: Context, what: str = "repeats") -> None:
+    """``seed + repeats - 1`` (the last repeat's training seed) must fit NumPy's seeds."""
+    if seed + repeats - 1 > MAX_SEED:
+        raise ctx.child("seed").error(
+            f"{seed} with {what} {repeats} reaches seed {seed + repeats - 1}; seeds must fit "
+            f"NumPy's 0 <= seed < 2**32, so use seed <= {MAX_SEED - repeats + 1}")
 
 
 def _check_pixel_sizes(recipe: Recipe, ctx: Context) -> None:
@@ -340,15 +384,45 @@ def _options_class(section: str, selected: Any, ctx: Context) -> type:
     return entry.options if section == "dataset" else entry.Options
 
 
+class TooDeep(yaml.YAMLError):
+    """A value nested deeper than :data:`MAX_DEPTH` (raised while composing, before the
+    parser's recursion can exhaust Python's stack)."""
+
+    def __init__(self, mark):
+        super().__init__(f"values nested deeper than {MAX_DEPTH} levels")
+        self.problem_mark = mark
+
+
 class _SafeNoAliasLoader(yaml.SafeLoader):
-    """Safe loader that refuses aliases, so 'billion laughs' recipes cannot explode memory."""
+    """Safe loader that refuses aliases, so 'billion laughs' recipes cannot explode memory,
+    and values nested deeper than :data:`MAX_DEPTH` levels."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) are not allowed in recipes", event.start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise TooDeep(self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml_value(text: str) -> Any:
+    """``text`` (a recipe file's or a ``--set`` / ``--vary`` value's) parsed with :class:`_SafeNoAliasLoader`; values YAML reads but Python cannot
+    hold (an integer of thousands of digits, a date like 2023-02-30) raise ``ValueError``
+    with a plain message."""
+    try:
+        return yaml.load(text, Loader=_SafeNoAliasLoader)  # noqa: S506 (safe loader subclass)
+    except (ValueError, OverflowError) as exc:
+        if "integer string conversion" in str(exc):
+            raise ValueError("a number has more than 4300 digits") from None
+        raise ValueError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
 #: Plain words for the YAML parser's messages: (part of the problem or context, hint).
@@ -372,9 +446,11 @@ def _yaml_hint(problem: str, context: str) -> str:
 
 
 def read_yaml(path: Path) -> Any:
-    """``safe_load`` one YAML file with errors that name it."""
+    """``safe_load`` one YAML file with errors that name it: only a regular file of at most
+    :data:`MAX_RECIPE_BYTES` is read (never a FIFO or a device such as /dev/zero), and
+    values nested deeper than :data:`MAX_DEPTH` levels are refused."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = _read_capped(path).decode("utf-8")
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found") from None
     except IsADirectoryError:
@@ -382,19 +458,45 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: recipe is not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
     try:
-        data = yaml.load(text, Loader=_SafeNoAliasLoader)  # noqa: S506 (safe loader subclass)
+        data = load_yaml_value(text)
+    except TooDeep as exc:
+        raise RecipeError(f"{path}:{exc.problem_mark.line + 1}: values nested deeper than "
+                          f"{MAX_DEPTH} levels; recipes need a few levels, flatten this value") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         hint = _yaml_hint(problem, getattr(exc, "context", None) or "")
         raise RecipeError(f"{path}{where}: invalid YAML ({problem}){hint}") from None
+    except ValueError as exc:
+        raise RecipeError(f"{path}: invalid value ({exc}); quote it to keep it as text") from None
     if data is None:
         raise RecipeError(f"{path}: recipe is empty; see recipes/quickstart.yaml for an example")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of keys to values, got a {type(data).__name__}")
+    return data
+
+
+def _read_capped(path: Path) -> bytes:
+    """The bytes of the regular file ``path``, at most :data:`MAX_RECIPE_BYTES`. Opened
+    without blocking, so a FIFO with no writer is refused instead of waited on."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise RecipeError(f"{path}: not a regular file (a pipe, socket or device); give a "
+                              "recipe .yaml file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_RECIPE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: larger than {MAX_RECIPE_BYTES >> 20} MiB, too large for a "
+                          "recipe; give the recipe file, not a data file")
     return data
 
 
@@ -403,14 +505,17 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
     if real in chain:
         cycle = " -> ".join(str(p) for p in (*chain, real))
         raise RecipeError(f"{path}: 'extends' forms a cycle: {cycle}")
+    if len(chain) >= MAX_EXTENDS:
+        raise RecipeError(f"{chain[0]}: 'extends' chains more than {MAX_EXTENDS} recipes "
+                          f"(stopped at {path}); merge some of them")
     raw = _expand_env(read_yaml(path), Context(str(path)))
-    _resolve_paths(raw, path.parent)
+    _resolve_paths(raw, path.parent, str(path))
     base = raw.pop("extends", None)
     if base is None:
         return raw
-    if not isinstance(base, str):
+    if not isinstance(base, str) or not base.strip():
         raise RecipeError(f"{path}: extends: expected a path to another recipe")
-    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    base_path = Path(absolute_path(base, path.parent, Context(str(path), "extends")))
     return deep_merge(_without_switched_specifics(_read_with_extends(base_path, (*chain, real)), raw), raw)
 
 
@@ -453,16 +558,17 @@ def _env_value(name: str, ctx: Context) -> str:
     return os.environ[name]
 
 
-def _resolve_paths(raw: dict, base: Path) -> None:
+def _resolve_paths(raw: dict, base: Path, source: str = "<recipe>") -> None:
+    ctx = Context(source)
     for section, key in PATH_KEYS:
         sec = raw.get(section)
         if isinstance(sec, dict) and _is_path(section, key, sec.get(key)):
-            sec[key] = _absolute(sec[key], base)
+            sec[key] = absolute_path(sec[key], base, ctx.child(section).child(key))
     entries = raw.get("evaluate") if isinstance(raw.get("evaluate"), list) else []
     for sec in [*entries, *_parts_of(raw.get("dataset")), *(p for e in entries for p in _parts_of(e))]:
         for key in ("root", "ids"):
             if isinstance(sec, dict) and isinstance(sec.get(key), str):
-                sec[key] = _absolute(sec[key], base)
+                sec[key] = absolute_path(sec[key], base, ctx.child(key))
 
 
 def _parts_of(section: Any) -> list:
@@ -475,18 +581,38 @@ def _is_path(section: str, key: str, value: Any) -> bool:
     return isinstance(value, str) and value not in PATH_KEYWORDS.get((section, key), ())
 
 
-def _absolute(value: str, base: Path) -> str:
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
+def absolute_path(value: str, base: Path, ctx: Context | None = None) -> str:
+    """A path value made absolute: ``$NAME`` / ``${NAME}`` from the environment (an unset
+    one is an error), ``~`` / ``~user`` expanded, relative paths taken from ``base``. No
+    shell is involved: nothing else in the value is interpreted."""
+    ctx = ctx or Context("<recipe>")
+    if "\0" in value:
+        raise ctx.error("a path cannot contain a NUL character")
+    value = _PATH_ENV.sub(lambda m: _env_value(m.group(1) or m.group(2), ctx), value)
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError:
+        raise ctx.error(f"cannot expand {value.split('/')[0]!r}: no such user or home folder") from None
+    try:
+        return str(p if p.is_absolute() else (base / p).resolve())
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ctx.error(f"cannot resolve the path {value!r} ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def apply_override(raw: dict, text: str, source: str) -> None:
     """Apply ``key.path=value`` (value parsed as YAML) to ``raw`` in place."""
     key, sep, value_text = text.partition("=")
     if not sep or not key.strip():
-        raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set dataset.image_size=32")
+        raise RecipeError(f"--set {_cut(text)!r}: expected KEY.PATH=VALUE, e.g. --set dataset.image_size=32")
+    if len(text.encode("utf-8", "replace")) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"--set {key.strip()}: value larger than {MAX_RECIPE_BYTES >> 20} MiB")
     try:
-        value = yaml.load(value_text, Loader=_SafeNoAliasLoader)  # noqa: S506
+        value = load_yaml_value(value_text)
+    except TooDeep:
+        raise RecipeError(f"--set {key.strip()}: value nested deeper than {MAX_DEPTH} levels; "
+                          "flatten it") from None
+    except ValueError as exc:
+        raise RecipeError(f"--set {key.strip()}: invalid value ({exc}); quote it to keep it as text") from None
     except yaml.YAMLError:
         value = value_text
     parts = key.strip().split(".")
@@ -500,12 +626,16 @@ def apply_override(raw: dict, text: str, source: str) -> None:
     part_key = parts[-1] if len(parts) >= 4 and parts[-3] == "parts" else None  # dataset.parts.<i>.<key>
     is_path = tuple(parts) in PATH_KEYS or entry_key in ("root", "ids") or part_key in ("root", "ids")
     if is_path and _is_path(parts[0], parts[-1], value):
-        value = _absolute(_expand_env(value, Context("--set", key)), Path.cwd())
+        value = absolute_path(_expand_env(value, Context("--set", key)), Path.cwd(), Context("--set", key))
     selector = (SELECTORS.get(tuple(parts)) or (EvaluateSpec if entry_key == "kind" else None)
                 or (DatasetSpec if part_key == "kind" else None))
     if selector and node.get(parts[-1]) != value:
         _drop_specific(node, selector)
     node[parts[-1]] = value
+
+
+def _cut(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def _override_child(node: dict | list, part: str, list_next: bool, text: str, where: str) -> dict | list:

@@ -7,6 +7,7 @@ checks types, ranges and choices once, so code downstream trusts the objects it 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping, Union
@@ -15,6 +16,11 @@ from ..core.registry import did_you_mean, known_list
 from ..core.errors import RecipeError
 
 _MISSING = dataclasses.MISSING
+#: The largest seed NumPy's legacy generators, scikit-learn and ``np.random.seed`` accept
+#: (seeds are ``0 <= seed < 2**32``).
+MAX_SEED = 2 ** 32 - 1
+#: Integers beyond 64 bits reach no library bmbench calls without overflowing.
+_INT64 = 2 ** 63 - 1
 
 
 def option(default: Any = _MISSING, *, doc: str = "", ge: float | None = None,
@@ -144,14 +150,22 @@ def _convert_scalar(tp: type, value: Any, ctx: Context) -> Any:
             return value
         raise ctx.error(f"expected true or false, got {_describe(value)}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > _INT64:
+                raise ctx.error(f"value {_short(value)} is too large for an integer setting")
+            return value
         raise ctx.error(f"expected an integer, got {_describe(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise ctx.error(f"expected a finite number, got {_short(value)}")
+            return number
         raise ctx.error(f"expected a number, got {_describe(value)}")
     if tp is str:
         if isinstance(value, str):
@@ -188,7 +202,15 @@ def _check_number(x: float, meta: Mapping, ctx: Context) -> None:
     for key, ok, sign in checks:
         bound = meta.get(key)
         if bound is not None and not ok(bound):
-            raise ctx.error(f"value {x!r} is out of range; it must be {sign} {bound}")
+            note = " (seeds must fit NumPy's 0 <= seed < 2**32)" if bound in (MAX_SEED, MAX_SEED - 1) else ""
+            raise ctx.error(f"value {_short(x)} is out of range; it must be {sign} {bound}{note}")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 40 characters (a number may have thousands of digits)."""
+    big = isinstance(value, int) and value.bit_length() > 100
+    text = f"{'-' if value < 0 else ''}about 2**{value.bit_length() - 1}" if big else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _describe(value: Any) -> str:
@@ -198,7 +220,7 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, (list, tuple)):
         return "a list"
-    return f"{value!r} ({type(value).__name__})"
+    return f"{_short(value)} ({type(value).__name__})"
 
 
 def _type_name_union(args: tuple) -> str:

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 import pandas as pd
 
 from ..core.errors import DatasetError
-from ..config.schema import option
+from ..config.schema import MAX_SEED, option
 from .ids_file import parse_ids_file
 from .imageio import is_image_file
 from .registry import register_kind
@@ -323,7 +323,7 @@ def load_manifest(root, spec):
 @dataclass(frozen=True)
 class SyntheticOptions:
     n_per_class: int = option(60, ge=2, le=100_000, doc="images generated per class")
-    generator_seed: int = option(0, ge=0, doc="seed of the image generator (not of the split)")
+    generator_seed: int = option(0, ge=0, le=MAX_SEED, doc="seed of the image generator (not of the split)")
     render_size: int = option(128, ge=32, le=1024, doc="side of the generated images, px")
 
 
@@ -342,6 +342,9 @@ def load_synthetic(root, spec):
     from .synthetic import generate
 
     o = spec.options
+    if root is not None and Path(root).exists() and not Path(root).is_dir():
+        raise DatasetError(f"{root}: dataset.root of kind synthetic is a file; give a folder to "
+                           "generate the images into, or leave root out (the cache folder)")
     if root is None:
         root = default_cache_dir() / "synthetic" / f"n{o.n_per_class}-s{o.generator_seed}-px{o.render_size}"
     root = generate(root, o.n_per_class, seed=o.generator_seed, size=o.render_size)

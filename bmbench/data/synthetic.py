@@ -28,6 +28,7 @@ neutrophils are relatively larger and at 32-40 px may touch the border.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import pathlib
@@ -395,8 +396,15 @@ def _write(tmp: pathlib.Path, params: dict) -> None:
         for i in range(params["n_per_class"]):
             cell = render_cell(label, np.random.default_rng([params["seed"], ci, i]), params["size"])
             rel = f"{label}/{label}_{i + 1:05d}.png"
-            if not cv2.imwrite(str(tmp / rel), cv2.cvtColor(cell.image, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"could not write {tmp / rel}")
+            # encoded here and written by Python (the same bytes cv2.imwrite writes), so a
+            # full disk is an OSError naming the file, not a bare False and a libpng message
+            ok, png = cv2.imencode(".png", cv2.cvtColor(cell.image, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise OSError(errno.EIO, "could not encode the image", str(tmp / rel))
+            try:
+                (tmp / rel).write_bytes(png.tobytes())
+            except OSError as exc:  # a failed write names no file by itself
+                raise OSError(exc.errno, exc.strerror, str(tmp / rel)) from None
             rows.append((rel, label, cell.lobes, int(cell.nucleus_mask.sum()), int(cell.cell_mask.sum())))
     with open(tmp / "ground_truth.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")

@@ -233,13 +233,22 @@ def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> list[float
 def bootstrap_ci(y_true, proba, classes, metrics=HEADLINE, n_resamples: int = N_RESAMPLES,
                  level: float = LEVEL, seed: int = SEED) -> dict[str, list[float] | None]:
     """``{metric: [low, high]}`` stratified percentile bootstrap intervals (None where the
-    metric is undefined, e.g. ROC-AUC with one class present, or there are no images)."""
+    metric is undefined, e.g. ROC-AUC with one class present, or there are no images, or no
+    interval can be honest: every class has at most one test image, so every resample is the
+    test set itself and the "interval" would be the point estimate, see :func:`can_resample`)."""
     y = np.asarray(y_true, dtype=np.int64)
-    if len(y) == 0:
+    if not can_resample(y):
         return {m: None for m in metrics}
     idx = stratified_indices(y, n_resamples, seed)
     samples = Resampler(y, proba, len(classes)).metrics(idx, metrics)
     return {m: percentile_interval(samples[m], level) for m in metrics}
+
+
+def can_resample(y_true) -> bool:
+    """Whether a stratified resample of ``y_true`` can differ from it: some class has two or
+    more images. With one image per class (or none) every resample is the test set itself."""
+    y = np.asarray(y_true, dtype=np.int64)
+    return len(y) > 0 and bool((np.bincount(y) >= 2).any())
 
 
 def describe(n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = SEED) -> dict:

@@ -147,7 +147,7 @@ class XGBoostOptions:
     n_estimators: int = option(600, ge=1, le=100_000, doc="boosting rounds")
     max_depth: int = option(6, ge=1, le=64, doc="tree depth")
     learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate")
-    early_stopping: int = option(50, ge=0, doc="stop after this many rounds without validation improvement; "
+    early_stopping: int = option(50, ge=0, le=1_000_000, doc="stop after this many rounds without validation improvement; "
                                                "0: no early stopping, the validation images are trained on too")
     subsample: float = option(1.0, gt=0.0, le=1.0, doc="share of the training images each tree sees")
     colsample_bytree: float = option(1.0, gt=0.0, le=1.0, doc="share of the features each tree sees")

@@ -62,7 +62,7 @@ class TabularOptions:
     max_depth: int = option(6, ge=1, le=64, doc="shorthand: tree depth (xgboost)")
     learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="shorthand: boosting learning rate (xgboost)")
     C: float = option(1.0, gt=0.0, doc="shorthand: regularisation (logistic_regression, svm)")
-    early_stopping: int = option(50, ge=0, doc="shorthand: stop after this many rounds without "
+    early_stopping: int = option(50, ge=0, le=1_000_000, doc="shorthand: stop after this many rounds without "
                                                "validation improvement (xgboost; 0: none, and the "
                                                "validation images are trained on too)")
 

@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from .environment import environment
 from .evaluation import evaluate_elsewhere
 from ..models.registry import Subset, get_family
 from .model_card import render_model_card
-from ..config.recipe import Recipe, dump_recipe, load_recipe
+from ..config.recipe import Recipe, check_seeds, dump_recipe, load_recipe
+from ..config.schema import Context
 from ..data.splits import Split, recipe_split, subsample_train
 from ..core.errors import DatasetError, StoreError
 from ..core.atomic import write_json, write_text
@@ -90,14 +92,30 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
         except OSError as exc:
             if exc.errno not in WRITE_ERRORS:
                 raise
-            raise StoreError(f"{exc.filename or writer.path}: cannot write the run ({exc.strerror}); "
-                             "free disk space or choose another --results-dir") from None
+            raise _write_error(exc, writer.path) from None
         finally:
             logging.getLogger("bmbench").removeHandler(handler)
-            handler.close()
+            try:
+                handler.close()  # flushes run.log: the first write a full disk may refuse
+            except OSError as exc:
+                handler.failed = handler.failed or exc
+            if handler.failed is not None and handler.failed.errno in WRITE_ERRORS:
+                raise _write_error(handler.failed, writer.path) from None
         final = writer.commit(required=RUN_FILES)
     log.info("stored run %s", final)
     return final
+
+
+def _write_error(exc: OSError, run: Path) -> StoreError:
+    """One line for a write the disk refused: the run's own files, or a cache's."""
+    where = Path(exc.filename) if exc.filename else run
+    if run == where or run in where.parents:
+        fix = "free disk space or choose another --results-dir"
+        what = "cannot write the run"
+    else:
+        fix = "free disk space or point $BMBENCH_CACHE (or the path named) elsewhere"
+        what = "cannot write"
+    return StoreError(f"{where}: {what} ({exc.strerror}); {fix}")
 
 
 def duplicate_report(table, split: Split) -> dict:
@@ -132,6 +150,7 @@ def run_repeats(recipe: Recipe | str | Path, results: str | Path | None = None,
     elif overrides:
         recipe = recipe.with_overrides(list(overrides))
     n = repeats or recipe.repeats
+    check_seeds(recipe.seed, n, Context(recipe.source), "--repeats")
     return [run_recipe(dataclasses.replace(recipe, seed=recipe.seed + i), results) for i in range(n)]
 
 
@@ -147,8 +166,21 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _log_to(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
+class _RunLog(logging.FileHandler):
+    """``run.log``: a write the disk refuses is kept in ``failed`` (the run then stops with
+    one line) instead of logging's "--- Logging error ---" traceback on stderr."""
+
+    failed: OSError | None = None
+
+    def handleError(self, record):
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            return super().handleError(record)
+        self.failed = self.failed or exc
+
+
+def _log_to(path: Path) -> _RunLog:
+    handler = _RunLog(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("bmbench")
     root.addHandler(handler)

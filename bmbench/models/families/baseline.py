@@ -22,7 +22,7 @@ from ..registry import Family, Subset, register_family
 class BaselineOptions:
     pixels: int = option(16, ge=2, le=128, doc="side of the downsampled image, px")
     C: float = option(1.0, gt=0.0, doc="inverse L2 regularisation strength")
-    max_iter: int = option(2000, ge=10, doc="solver iterations")
+    max_iter: int = option(2000, ge=10, le=10_000_000, doc="solver iterations")
 
 
 def pixel_matrix(paths, ctx, pixels: int, label: str) -> np.ndarray:

@@ -129,7 +129,9 @@ def metric_ci_figure(metrics: dict, level: float = 0.95):
     values = np.array([metrics[m] for m in names])
     low = np.array([ci[m][0] if ci.get(m) else v for m, v in zip(names, values)])
     high = np.array([ci[m][1] if ci.get(m) else v for m, v in zip(names, values)])
-    ax.errorbar(values, y, xerr=[values - low, high - values], fmt="o", color="#1f5fa8",
+    # a percentile interval need not hold the point estimate (a skewed or one-valued
+    # bootstrap, float sums one step apart): its whiskers then end at the point
+    ax.errorbar(values, y, xerr=[np.maximum(values - low, 0), np.maximum(high - values, 0)], fmt="o", color="#1f5fa8",
                 ecolor="#1f5fa8", capsize=4, lw=1.5)
     for yi, v, h in zip(y, values, high):
         ax.annotate(f"{v:.3f}", (h, yi), xytext=(6, 0), textcoords="offset points",
@@ -282,7 +284,7 @@ def leaderboard_figure(board, level: float = 0.95):
     colours = [{"leader": LEADER, "n.s.": SAME, "worse": WORSE}.get(v, UNTESTED)
                for v in rows["vs_leader"]]
     ax.barh(y, value, color=colours, edgecolor="#333333", lw=0.5)
-    ax.errorbar(value, y, xerr=[value - low, high - value], fmt="none", ecolor="#111111",
+    ax.errorbar(value, y, xerr=[np.maximum(value - low, 0), np.maximum(high - value, 0)], fmt="none", ecolor="#111111",
                 capsize=4, lw=1.2)
     if not np.isnan(low[0]):
         ax.axvspan(low[0], high[0], color=LEADER, alpha=0.12, lw=0)

@@ -143,6 +143,7 @@ def _summary(record: RunRecord, metrics: dict) -> str:
 
 def _metrics_table(metrics: dict) -> str:
     ci = metrics.get("ci") or {}
+    few = not any(ci.get(name) for name in HEADLINE) and metrics.get("n")
     spread = metrics.get("fold_summary") or {}
     header = ["metric", "value", "95% CI", "better"]
     if spread:
@@ -152,7 +153,7 @@ def _metrics_table(metrics: dict) -> str:
         value = metrics.get(name)
         interval = ci.get(name)
         row = [name, "-" if value is None else f"{value:.4f}",
-               f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-",
+               f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "n too small" if few and value is not None else "-",
                "lower" if name in LOWER_IS_BETTER else "higher"]
         if spread:
             s = spread.get(name)
@@ -164,7 +165,9 @@ def _metrics_table(metrics: dict) -> str:
             "ECE: expected calibration error over 15 equal-width confidence bins; Brier: mean "
             "squared distance between the probabilities and the one-hot truth (0 to 2)."
             + (" Fold mean and standard deviation: across the folds' own test sets; the value "
-               "column pools every fold's test images." if spread else "") + "</p>")
+               "column pools every fold's test images." if spread else "")
+            + (" No intervals: n too small (every class has at most one test image, so every "
+               "resample is the test set itself)." if few else "") + "</p>")
     return H.table(header, rows, numeric={1, 2, 4, 5}) + note
 
 
