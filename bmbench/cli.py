@@ -352,7 +352,8 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
     in SOURCE (a recipe or a data folder)."""
     from pathlib import Path
 
-    from .views.export_features import export_features, source_from_folder, source_from_recipe, write_overlays
+    from .views.export_features import (export_features, overlay_folders, source_from_folder,
+                                        source_from_recipe, write_overlays)
 
     _setup(quiet)
     if backbone:
@@ -372,6 +373,8 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
     else:
         src = source_from_folder(source, kind, _parse_options(options),
                                  families.split(",") if families else None, segmentation, feature_size)
+    if overlays:
+        overlay_folders(src, overlays)  # a label that cannot be a folder stops before the export
     if backend == "dask":
         from .runs.backends import DaskBackend, DaskFeatureExtractor
 
@@ -470,7 +473,7 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, 
             quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
     (a run folder, an id prefix, or latest)."""
-    from .runs.predict import expand_inputs, load_run, predict_to_csv
+    from .runs.predict import NothingPredicted, expand_inputs, load_run, predict_to_csv
     from .core.progress import progress
 
     _setup(quiet)
@@ -478,15 +481,22 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, 
     if microns_per_pixel is not None:
         run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
-    with progress(len(paths), "predicting") as bar:
-        n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method, digits)
+    try:
+        with progress(len(paths), "predicting") as bar:
+            n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method,
+                                        digits)
+    except NothingPredicted as exc:
+        _echo_skipped(exc.skipped)
+        raise
     if explain_dir is not None:
         click.echo(f"wrote the explanations into {explain_dir}")
+    _echo_skipped(skipped)
+    click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
+
+
+def _echo_skipped(skipped: dict[str, str]) -> None:
     for path, reason in skipped.items():
         click.echo(f"skipped {path}: {reason.removeprefix(f'{path}: ')}", err=True)
-    click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
-    if n == 0:
-        raise BmbenchError("no image could be predicted")
 
 
 @main.command()

@@ -42,6 +42,7 @@ MAX_RUNS = 10_000
 FILE_KEYS = ("name", "description", "base", "set", "settings", "vary", "train_fraction", "mode",
              "repeats", "metrics")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ABLATION_ID = _ID  # ablation ids name folders under results/ablations/
 
 
 @dataclass(frozen=True)

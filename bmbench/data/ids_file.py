@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import DatasetError
+from ..core.paths import plain_relpath
 
 SECTIONS = {"for train_set and val_set:": "train", "for test_set:": "test"}
 _RANGE = re.compile(r"^(?P<a>\S+)\s*-\s*(?P<b>\S+)$")
@@ -73,7 +74,12 @@ def parse_ids_text(text: str, source: str = "<ids>") -> list[IdsEntry]:
             if folder is None:
                 raise DatasetError(f"{where}: file line {line!r} comes before any 'folder NAME' line")
             base = f"{folder}/{subfolder}" if subfolder else folder
-            entries += [IdsEntry(split, folder, f"{base}/{name}") for name in _expand(line, where)]
+            names = _expand(line, where)
+            if not plain_relpath(f"{base}/{names[0]}"):  # a range's names share prefix and extension
+                raise DatasetError(f"{where}: {base}/{names[0]!s} is not a plain relative path; folder, "
+                                   "subfolder and file names must stay inside the data set root (no '..', "
+                                   "'/' at the start or backslashes)")
+            entries += [IdsEntry(split, folder, f"{base}/{name}") for name in names]
     if not entries:
         raise DatasetError(f"{source}: lists no images; see images_IDs.txt in the bmbench repository "
                            "for the format")

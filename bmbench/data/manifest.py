@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from ..core.errors import DatasetError
+from ..core.errors import BmbenchError, DatasetError
+from ..core.untrusted import inside
 
 
 def read_manifest(csv_path) -> tuple[Path, pd.DataFrame]:
-    """Return ``(root, rows)`` where root is the CSV's folder; every path must exist inside it."""
+    """Return ``(root, rows)`` where root is the CSV's folder; every path must exist inside it,
+    symbolic links resolved (an absolute path, ``..`` or a link that leads out is refused
+    with one line naming the CSV line)."""
     if csv_path is None:
         raise DatasetError("dataset.root is required for dataset kind 'manifest': the CSV file")
     csv_path = Path(csv_path)
@@ -46,10 +48,13 @@ def _inside(root: Path, raw: str, csv_path: Path, line: int) -> str:
     rel = PurePosixPath(raw.strip().replace("\\", "/"))
     if not raw.strip():
         raise DatasetError(f"{csv_path}:{line}: empty path")
-    full = (root / rel).resolve()
-    if rel.is_absolute() or not str(full).startswith(str(root) + os.sep):
+    try:
+        full = None if rel.is_absolute() else inside(root, rel)
+    except (BmbenchError, ValueError, OSError):
+        full = None
+    if full is None or full == root:
         raise DatasetError(f"{csv_path}:{line}: path {raw!r} is outside the manifest's folder; "
-                           "manifest paths must be relative and stay inside it")
+                           "manifest paths must be relative and stay inside it (links included)")
     if not full.is_file():
         raise DatasetError(f"{csv_path}:{line}: image {raw!r} does not exist")
     return rel.as_posix()

@@ -36,6 +36,7 @@ import numpy as np
 from ..core.atomic import building_dir, write_json
 from ..core.cache import ArrayCache, key_for
 from ..core.hashing import file_sha256
+from ..core.paths import plain_relpath
 from ..config.schema import Context, option
 from .classifiers import ClassifierChoice, ClassifierSettings, class_weights, get_classifier, parse_classifier
 
@@ -281,6 +282,8 @@ def _load(clf, folder: Path):
         manifest = folder / MANIFEST
         if manifest.is_file():
             for name, digest in json.loads(manifest.read_text()).items():
+                if not plain_relpath(name) or "/" in name:  # saving copies these names into a run folder
+                    raise ValueError(f"{name!r} is not a file name of the entry")
                 if file_sha256(folder / name) != digest:
                     raise ValueError(f"{name} does not match its sha256")
             return CachedFit(clf, folder)

@@ -186,6 +186,15 @@ def _manifest_paths(csv_path: Path) -> list[str]:
     return [str(csv_path.parent / p) for p in frame["path"]]
 
 
+class NothingPredicted(BmbenchError):
+    """No input image could be predicted; ``skipped``: path -> reason. The ``--out`` file
+    was not written (an earlier file of that name is left as it was)."""
+
+    def __init__(self, skipped: dict[str, str]):
+        super().__init__("no image could be predicted; the --out file was not written")
+        self.skipped = skipped
+
+
 def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top_k: int = 3,
                    batch_size: int = 256, progress=None, explain_dir: str | os.PathLike | None = None,
                    method: str = "gradcam", digits: int = 6) -> tuple[int, dict[str, str]]:
@@ -196,15 +205,26 @@ def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top
     with ``digits`` significant digits (0: every digit, the exact float64);
     with ``explain_dir`` (see :mod:`bmbench.runs.explain`)
     the tabular families add ``top_features`` (the 3 largest TreeSHAP contributions to the
-    predicted class). The file is written atomically.
+    predicted class). The file is written atomically, and only when at least one image
+    was predicted (else :class:`NothingPredicted`, and an earlier ``out`` is kept as it was).
     """
-    from .explain import write_explanations
-
     top_k = max(1, min(top_k, len(run.classes)))
     out = Path(out)
-    n_done = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
     tabular = explain_dir is not None and run.recipe.model.family in ("classical", "hybrid")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n_done, skipped = _write_csv(run, paths, out, top_k, batch_size, progress, explain_dir, method, digits,
+                                     tabular)
+    except OSError as exc:
+        raise BmbenchError(f"{exc.filename or out}: cannot write ({exc.strerror or exc}); "
+                           "an earlier file of that name is kept as it was") from None
+    return n_done, skipped
+
+
+def _write_csv(run, paths, out: Path, top_k, batch_size, progress, explain_dir, method, digits, tabular):
+    from .explain import write_explanations
+
+    n_done = 0
     with open_atomic(out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(_header(run.classes, top_k) + (["top_features"] if tabular else []))
@@ -222,7 +242,11 @@ def predict_to_csv(run: LoadedRun, paths: list[str], out: str | os.PathLike, top
             n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra, digits)
             if progress:
                 progress(len(batch))
-    return n_done, {p: r for p, r in run.skipped.items() if p in set(paths)}
+        wanted = set(paths)
+        skipped = {p: r for p, r in run.skipped.items() if p in wanted}
+        if n_done == 0:
+            raise NothingPredicted(skipped)  # inside the block: the temporary is discarded
+    return n_done, skipped
 
 
 def _header(classes, k: int) -> list[str]:

@@ -20,7 +20,7 @@ from ..core.errors import BmbenchError
 from .backends import Task, TaskResult
 from ..core.atomic import write_json
 from .store import list_runs
-from ..config.ablation import Ablation
+from ..config.ablation import ABLATION_ID, Ablation
 
 log = logging.getLogger("bmbench.ablation")
 MANIFEST = "ablation.json"
@@ -43,6 +43,11 @@ class SweepOutcome:
 
 
 def ablation_folder(results: Path, ablation_id: str) -> Path:
+    """``results/ablations/<id>``; an id that is not one plain name (``--report ../x``, or a
+    run's ``tags.ablation`` from a shared store) is refused, so no file lands elsewhere."""
+    if not isinstance(ablation_id, str) or not ABLATION_ID.fullmatch(ablation_id):
+        raise BmbenchError(f"ablation id {ablation_id!r}: use letters, digits, _ . - only "
+                           "(starting with a letter or digit)")
     return Path(results) / "ablations" / ablation_id
 
 

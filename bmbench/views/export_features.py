@@ -152,16 +152,37 @@ class TableWriter:
             self.writer.close()
 
 
+def overlay_folders(source: ExportSource, folder: str | os.PathLike) -> dict[str, str]:
+    """``{label: sub-folder name}`` of the overlays in ``folder``: labels made safe as folder
+    names (:func:`~bmbench.core.paths.folder_names`); one error line, before anything is
+    written, when two labels would share a folder or a class folder there is a link that
+    leads out of ``folder``."""
+    from ..core.paths import folder_names
+    from ..core.untrusted import inside
+
+    names = folder_names(source.dataset.frame["label"].unique(), "label")
+    for name in names.values():
+        inside(folder, name, "--overlays class folder")
+    return names
+
+
 def write_overlays(source: ExportSource, folder: str | os.PathLike, per_class: int = 5) -> int:
-    """PNG overlays (nucleus and cell contours) of the first ``per_class`` images per class."""
+    """PNG overlays (nucleus and cell contours) of the first ``per_class`` images per class,
+    as ``folder/<label>/<image name>.png``; every file is written atomically and stays in
+    ``folder`` (see :func:`overlay_folders`)."""
     import cv2
 
+    from ..core.atomic import write_bytes
     from ..core.errors import DatasetError
+    from ..core.paths import unique_file_name
+    from ..core.untrusted import inside
     from ..data.imageio import resize_longest
     from ..features.segmentation import overlay, segment
 
     folder = Path(folder)
+    names = overlay_folders(source, folder)
     picks = source.dataset.frame.groupby("label", sort=False).head(per_class)
+    used: dict[str, set[str]] = {}
     written = 0
     for path, label in zip(picks["path"], picks["label"]):
         try:
@@ -169,8 +190,16 @@ def write_overlays(source: ExportSource, folder: str | os.PathLike, per_class: i
         except DatasetError:
             continue
         drawn = overlay(image, segment(image, source.settings.segmentation))
-        target = folder / label / (Path(path).stem + ".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        sub = names[str(label)]
+        name = unique_file_name(Path(path).stem, ".png", used.setdefault(sub, set()))
+        target = inside(folder, Path(sub) / name, "overlay")
+        ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise BmbenchError(f"{target}: could not encode the overlay PNG")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(target, png.tobytes())
+        except OSError as exc:
+            raise BmbenchError(f"{target}: cannot write the overlay ({exc.strerror or exc})") from None
         written += 1
     return written

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...core.paths import rows_inside
 from . import html as H
 from . import plots
+from .run_report import data_root
 
 log = logging.getLogger(__name__)
 N_CORRECT = 2
@@ -38,9 +40,9 @@ def explanation_section(record, figure, n_correct: int = N_CORRECT, n_wrong: int
         return '<p class="note">This run has no predictions.csv.</p>'
     try:
         run = load_run(record.path)
-        frame = _scored_frame(path, run.classes)
+        root = data_root(record)
+        frame = _scored_frame(path, run.classes, root)
         examples = pick_examples(frame, run.classes, n_correct, n_wrong)
-        root = Path(record.info["dataset"]["root"])
         if run.recipe.model.family in ("cnn", "transfer"):
             return _heatmaps(run, examples, root, figure)
         return _contributions(run, frame, examples, root, figure)
@@ -49,10 +51,15 @@ def explanation_section(record, figure, n_correct: int = N_CORRECT, n_wrong: int
         return f'<p class="note">Explanations could not be computed: {H.esc(exc)}</p>'
 
 
-def _scored_frame(path: Path, classes) -> pd.DataFrame:
+def _scored_frame(path: Path, classes, root: Path) -> pd.DataFrame:
+    """The scored rows of ``predictions.csv`` whose image lies inside the data set ``root``
+    (column ``file``, resolved); rows pointing elsewhere are left out (the report warns once)."""
     frame = pd.read_csv(path, dtype={"path": str, "true_label": str, "predicted_label": str},
                         keep_default_na=False)
     frame = frame[frame["predicted_label"] != ""].reset_index(drop=True)
+    files, outside = rows_inside(root, frame["path"])
+    frame["file"] = [str(f) if f is not None else "" for f in files]
+    frame = frame.drop(index=outside).reset_index(drop=True)
     columns = [f"p_{c}" for c in classes]
     proba = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     which = pd.Index(classes).get_indexer(frame["predicted_label"])
@@ -82,7 +89,7 @@ def _heatmaps(run, examples: pd.DataFrame, root: Path, figure) -> str:
 
     if examples.empty:
         return '<p class="note">No scored test images.</p>'
-    expl = run.explain([str(root / p) for p in examples["path"]], "gradcam")
+    expl = run.explain(examples["file"].tolist(), "gradcam")
     missing = int((expl.target < 0).sum())
     if missing == len(examples):
         return (f'<p class="note">Explanations could not be computed: none of the {missing} example '
@@ -106,7 +113,7 @@ def _contributions(run, frame: pd.DataFrame, examples: pd.DataFrame, root: Path,
 
     classes = list(run.classes)
     labels = pd.Index(classes).get_indexer(frame["true_label"])
-    expl = run.explain([str(root / p) for p in frame["path"]], labels=labels)
+    expl = run.explain(frame["file"].tolist(), labels=labels)
     if not np.isfinite(expl.proba).all(axis=1).any():
         return (f'<p class="note">Explanations could not be computed: none of the {len(frame)} test '
                 f"images could be read from the data set root {H.esc(root)}.</p>")
@@ -131,7 +138,7 @@ def _contributions(run, frame: pd.DataFrame, examples: pd.DataFrame, root: Path,
     for _, row in examples.iterrows():
         i = position[row["path"]]
         cls = classes.index(row["predicted_label"])
-        image = segmentation_overlay(run, str(root / row["path"])) if run.recipe.model.family == "classical" else None
+        image = segmentation_overlay(run, row["file"]) if run.recipe.model.family == "classical" else None
         tops = expl.top_for_image(i, cls)
         note = ("right" if row["kind"] == "right" else "WRONG") + ": " + "\n".join(
             f"{name} ({c:+.2f})" for name, c, _ in tops)

@@ -22,7 +22,8 @@ from ...core.errors import BmbenchError
 from ...metrics.bootstrap import LEVEL
 from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ...core.atomic import write_bytes, write_text
-from ...core.untrusted import damaged
+from ...core.paths import rows_inside
+from ...core.untrusted import damaged, inside
 from ...runs.records import require
 from ...runs.store import RunRecord, load_record
 from ..cells import format_amount
@@ -42,6 +43,8 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     record = load_record(Path(run))
     require(record, "`bmbench report`", "macro_f1", "accuracy", "n", "classes", "per_class", "confusion_matrix")
     out = Path(out) if out else record.path / "report.html"
+    inside(record.path, "figures", "the report's figures folder")  # checked before any work
+    _warn_outside(record)
     figures: dict[str, bytes] = {}
 
     def figure(name: str, fig, alt: str) -> str:
@@ -89,7 +92,7 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     info = record.info
     text = H.page(f"bmbench report: {info['name']}", "".join(body),
                   f"run {record.id} - {info['dataset']['kind']} - {info['family']}")
-    folder = record.path / "figures"
+    folder = inside(record.path, "figures", "the report's figures folder")  # not a link leading elsewhere
     try:
         folder.mkdir(exist_ok=True)
         for name, png in figures.items():
@@ -254,19 +257,42 @@ def _mistakes(record: RunRecord, n: int, figure) -> str:
     table = wrong[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     prob = np.where(which >= 0, table[np.arange(len(wrong)), np.maximum(which, 0)], np.nan)
     order = np.argsort(-np.nan_to_num(prob, nan=-1), kind="stable")[:n]
-    root = Path(record.info["dataset"]["root"])
+    root = data_root(record)
+    files, outside = rows_inside(root, [wrong.iloc[i]["path"] for i in order])
     items = []
-    for i in order:
+    for i, file in zip(order, files):
         row = wrong.iloc[i]
-        items.append({"image": _thumbnail(root / row["path"]), "true": row["true_label"],
+        items.append({"image": _thumbnail(file) if file is not None else None, "true": row["true_label"],
                       "predicted": row["predicted_label"], "probability": prob[i],
                       "path": row["path"]})
-    missing = sum(item["image"] is None for item in items)
+    missing = sum(item["image"] is None for item in items) - len(outside)
     note = (f'<p class="note">The {len(items)} wrong predictions made with the highest '
             f"probability, out of {len(wrong)} mistakes on {len(frame)} test images. Images are "
             f"read from the data set root {H.esc(root)}"
-            + (f"; {missing} could not be found there." if missing else ".") + "</p>")
+            + (f"; {missing} could not be found there" if missing else "")
+            + (f"; {len(outside)} point outside it and are not shown" if outside else "") + ".</p>")
     return note + figure("mistakes", plots.mistakes_figure(items), "most confident mistakes")
+
+
+def data_root(record: RunRecord) -> Path:
+    """The run's data set root, where its ``predictions.csv`` paths lie."""
+    return Path(str((record.info.get("dataset") or {}).get("root") or "."))
+
+
+def _warn_outside(record: RunRecord) -> None:
+    """One warning line when rows of the run's ``predictions.csv`` point outside its data set
+    root: their images are neither read nor embedded, the report is written without them."""
+    path = record.path / "predictions.csv"
+    try:
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["path"])["path"].tolist()
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return  # no (readable) predictions: the sections say so
+    root = data_root(record)
+    _, outside = rows_inside(root, rows)
+    if outside:
+        log.warning("%s: %d row(s) point outside the data set root %s (first: line %d, %r); "
+                    "their images are not read or shown", path, len(outside), root, outside[0] + 2,
+                    rows[outside[0]])
 
 
 def _thumbnail(path: Path) -> np.ndarray | None:
