@@ -200,6 +200,9 @@ class ClassicalModel:
 
     @classmethod
     def load(cls, folder: Path, options: ClassicalOptions) -> "ClassicalModel":
-        meta = json.loads((folder / "classical.json").read_text())
+        from ...core.loaders import list_of, read_model_json, shaped
+
+        meta = read_model_json(folder / "classical.json", shaped({"classes": list_of(str),
+                                                                  "feature_names": list_of(str)}))
         fitted = get_classifier(options.classifier.name).load(folder)
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"], folder)
