@@ -211,6 +211,22 @@ def loaded(fitted):
     return fitted.model if isinstance(fitted, CachedFit) else fitted
 
 
+def check_fitted(fitted, n_features: int, n_classes: int, meta: Path) -> None:
+    """One line naming the model JSON ``meta`` when the classifier loaded beside it does not
+    take the ``n_features`` columns it names, or predicts classes outside ``0 .. n_classes - 1``."""
+    from ..core.loaders import RERUN
+    from ..core.untrusted import damaged
+
+    n_in = getattr(fitted, "n_features_in_", None)
+    if n_in is not None and int(n_in) != n_features:
+        raise damaged(meta, f"names {n_features} features, but the classifier beside it takes {int(n_in)}", RERUN)
+    classes = np.asarray(getattr(fitted, "classes_", np.arange(n_classes)))
+    if classes.ndim != 1 or classes.dtype.kind not in "iu" or len(classes) > n_classes or (
+            classes.size and (classes.min() < 0 or classes.max() >= n_classes)):
+        raise damaged(meta, f"names {n_classes} classes, but the classifier beside it predicts "
+                            f"{classes.tolist()!r:.60}", RERUN)
+
+
 def save_fitted(name: str, fitted, folder: Path) -> None:
     """Save ``fitted`` (a :class:`CachedFit` or a model) as classifier ``name`` saves it."""
     if isinstance(fitted, CachedFit):

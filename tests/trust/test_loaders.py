@@ -33,7 +33,8 @@ RECIPES = {
     "xgboost": "model: {family: classical, features: [shape], classifier: {name: xgboost, n_estimators: 4, "
                "early_stopping: 0}}",
 }
-DATASET = "dataset: {kind: synthetic, n_per_class: 10, render_size: 64, image_size: 32}\nsplit: {test: 0.25, val: 0.1}\n"
+DATASET = ("dataset: {kind: synthetic, n_per_class: 10, render_size: 64, image_size: 32}\n"
+           "split: {test: 0.25, val: 0.1}\n")
 
 
 def invoke(*args):
@@ -229,6 +230,10 @@ CASES = [
     ("logistic", "classifier.skops", lambda p: p.write_bytes(b"PK\x03\x04" + bytes(64)), "not a skops file"),
     ("logistic", "classical.json", lambda p: edit_json(p, lambda v: {**v, "feature_names": "area"}),
      "field 'feature_names'"),
+    ("logistic", "classical.json", lambda p: edit_json(p, lambda v: {**v, "feature_names": v["feature_names"][:2]}),
+     "names 2 features, but the classifier beside it takes"),
+    ("xgboost", "classical.json", lambda p: edit_json(p, lambda v: {**v, "classes": v["classes"][:2]}),
+     "names 2 classes, but the classifier beside it predicts"),
     ("xgboost", "xgboost.json", truncate, "not valid JSON"),
     ("xgboost", "xgboost.json", lambda p: p.write_text('{"weights": [1, 2, 3]}'), "not an XGBoost model"),
     ("xgboost", "xgboost.json", lambda p: edit_json(p, lambda v: {**v, "learner": {**v["learner"],
@@ -348,3 +353,36 @@ def test_a_damaged_keras_file_is_one_line_naming_it(keras_file, tmp_path, damage
         load_keras(path)
     line = str(caught.value)
     assert "\n" not in line and str(path) in line and words in line
+
+
+def as_cnn_run(folder: Path, model_json: dict, keras_bytes: bytes, name: str = "model.keras") -> None:
+    """Turn a stored run into a ``cnn`` run whose ``model/`` holds ``model.json`` and a
+    ``.keras`` file of the given bytes (a shared run folder can hold anything)."""
+    import yaml
+
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    recipe["model"] = {"family": "cnn"}
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    for path in (folder / "model").iterdir():
+        path.unlink()
+    (folder / "model" / "model.json").write_text(json.dumps(model_json))
+    (folder / "model" / name).write_bytes(keras_bytes)
+
+
+KERAS_META = {"classes": ["blast", "lymphocyte", "monocyte", "neutrophil"], "image_size": 32, "backbone": None}
+
+
+@pytest.mark.parametrize("meta, data, words, name", [
+    (KERAS_META, b"PK\x03\x04" + bytes(100), "not a zip archive", "model.keras"),
+    ({**KERAS_META, "image_size": "32"}, b"", "field 'image_size'", "model.json"),
+    ({**KERAS_META, "frozen_backbone": {"weights": "imagenet"}}, b"", "lacks the field", "model.json"),
+], ids=["truncated-keras", "model-json-type", "model-json-frozen"])
+def test_a_damaged_keras_run_is_one_line_naming_the_file(env, meta, data, words, name):
+    folder = env["runs"]["baseline"]
+    as_cnn_run(folder, meta, data)
+    before = tree_hash(folder)
+    res = invoke("predict", folder, env["image"], "--out", env["tmp"] / "p.csv")
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    assert name in lines[0] and words in lines[0] and "Traceback" not in res.output, lines[0]
+    assert tree_hash(folder) == before and not (env["tmp"] / "p.csv").exists()

@@ -30,7 +30,7 @@ from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings, saved_columns
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import best_iteration, fit_for_run, importances_of, loaded, predict_proba, save_fitted
+from ..tabular import best_iteration, check_fitted, fit_for_run, importances_of, loaded, predict_proba, save_fitted
 from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
@@ -215,5 +215,6 @@ class HybridModel:
 
         meta = read_model_json(folder / "hybrid.json", check)
         fitted = get_classifier(options.classifier.name).load(folder)
+        check_fitted(fitted, len(meta["feature_names"]), len(meta["classes"]), folder / "hybrid.json")
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"],
                    EmbeddingSpec(**meta["embedding"]), int(meta["seed"]), folder)
