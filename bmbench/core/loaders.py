@@ -181,14 +181,27 @@ def _xgboost_shape(value) -> str | None:
 
 
 def load_xgboost(path: str | os.PathLike, fix: str = RERUN):
-    """The ``xgboost.XGBClassifier`` saved in XGBoost's own JSON at ``path``."""
+    """The ``xgboost.XGBClassifier`` saved in XGBoost's own JSON at ``path``: the bytes are
+    read once, checked as JSON with XGBoost's top-level keys, and those same bytes loaded."""
     path = Path(path)
-    model = read_json(path, _xgboost_shape, fix)
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise damaged(path, f"larger than {MAX_JSON_BYTES >> 20} MiB, not a file bmbench wrote", fix)
+        raw = path.read_bytes()
+        problem = _xgboost_shape(json.loads(raw))
+    except FileNotFoundError:
+        raise damaged(path, "missing", fix) from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise damaged(path, f"unreadable ({_first_line(exc)})", fix) from None
+    except ValueError as exc:
+        raise damaged(path, f"not valid JSON ({_first_line(exc)})", fix) from None
+    if problem:
+        raise damaged(path, problem, fix)
     from xgboost import XGBClassifier
 
     clf = XGBClassifier()
     try:
-        clf.load_model(bytearray(json.dumps(model).encode()))
+        clf.load_model(bytearray(raw))
         clf.get_booster()
     except Exception as exc:  # XGBoostError, ValueError, ... : the library refused the content
         raise damaged(path, f"XGBoost cannot load it ({_first_line(exc)})", fix) from None
