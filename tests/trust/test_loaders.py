@@ -194,6 +194,27 @@ def test_a_crafted_cached_fit_is_discarded_and_refitted_never_run(store, env, ma
     assert f"macro_f1={old:.4f}" in res.output  # the same numbers as the first fit
 
 
+def test_a_cached_fit_found_damaged_only_when_loaded_is_refitted(store, env):
+    """An XGBoost entry whose manifest matches a file XGBoost refuses: reused lazily, it is
+    discarded when its model is first needed and fitted again, with the same numbers."""
+    cache = env["tmp"] / "cache"
+    shutil.copytree(env["cache"], cache)
+    (entry,) = [p.parent for p in (cache / "fits").rglob("xgboost.json")]
+    bad = b'{"learner": {"gradient_booster": {"name": "gbtree"}}, "version": [3, 2, 0]}'
+    (entry / "xgboost.json").write_bytes(bad)
+    edit_json(entry / "manifest.json", lambda m: {**m, "xgboost.json": hashlib.sha256(bad).hexdigest()})
+    shutil.rmtree(entry / "proba")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BMBENCH_CACHE", str(cache))
+        res = invoke("run", store["root"] / "xgboost.yaml", "-q")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    run = Path(res.output.splitlines()[-1].split()[0])
+    assert "discarding a damaged cached fit" in (run / "run.log").read_text()
+    old = json.loads((store["runs"]["xgboost"] / "metrics.json").read_text())["macro_f1"]
+    assert f"macro_f1={old:.4f}" in res.output
+    assert (entry / "xgboost.json").read_bytes() != bad
+
+
 def test_a_cache_manifest_cannot_name_files_outside_its_entry(store, env):
     cache = env["tmp"] / "cache"
     shutil.copytree(env["cache"], cache)
