@@ -2,7 +2,9 @@
 
 Each entry builds an estimator from the recipe, fits it with per-sample class weights and an
 optional validation set (for early stopping), and saves/loads it in a safe format: XGBoost's
-own JSON, scikit-learn models with skops (never pickle).
+own JSON, scikit-learn models with skops (never pickle), through the loaders of
+:mod:`bmbench.core.loaders`. A scikit-learn entry declares the exact types its saved file
+holds (``trusted``); a file with any other type is refused before anything in it is built.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..core.errors import RecipeError
+from ..core.errors import BmbenchError, RecipeError
+from ..core.loaders import check_skops, load_skops, load_xgboost, skops_types
 from ..config.schema import option
 from ..core.registry import Registry, did_you_mean, known_list
 
@@ -46,6 +49,10 @@ class Classifier:
     (never pickle). importances: ``(fitted, n_features) -> float[n] | None``. libraries:
     the distributions whose versions enter the fit-cache key. legacy: the flat
     ``model.<key>`` shorthands this classifier reads when it is named without options.
+    trusted: the exact type names (``module.Name``) its saved skops file may hold (empty
+    for classifiers not saved with skops). verify: ``(folder) -> None``, a cheap check of
+    the saved files that builds nothing (raises
+    :class:`~bmbench.core.untrusted.DamagedFile`); the fit cache runs it before reusing a fit.
     """
 
     name: str
@@ -57,6 +64,8 @@ class Classifier:
     importances: Callable = lambda fitted, n: None
     libraries: tuple[str, ...] = ("numpy",)
     legacy: tuple[str, ...] = ()
+    trusted: frozenset[str] = frozenset()
+    verify: Callable = lambda folder: None
 
 
 class ClassifierChoice:
@@ -178,11 +187,7 @@ def _xgb_save(model, folder: Path) -> None:
 
 
 def _xgb_load(folder: Path):
-    from xgboost import XGBClassifier
-
-    model = XGBClassifier()
-    model.load_model(folder / "xgboost.json")
-    return model
+    return load_xgboost(folder / "xgboost.json")
 
 
 def _xgb_importances(model, n: int) -> np.ndarray:
@@ -222,23 +227,41 @@ def _sk_fit(build: Callable) -> Callable:
     return fit
 
 
-def _sk_save(model, folder: Path) -> None:
-    import skops.io as sio
+SKOPS_FILE = "classifier.skops"
 
-    sio.dump(model, folder / "classifier.skops")
-    (folder / "classifier.json").write_text(json.dumps({"types": sio.get_untrusted_types(
-        file=folder / "classifier.skops")}))
+#: Types every saved scikit-learn classifier holds: containers and numpy data, and the
+#: imputer + scaler pipeline in front of the estimator. An entry adds its own.
+SKLEARN_PIPELINE_TYPES = frozenset({
+    "builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int", "builtins.float",
+    "builtins.bool", "builtins.NoneType", "numpy.ndarray", "numpy.dtype", "numpy.float64", "numpy.float32",
+    "numpy.int64", "numpy.int32", "sklearn.pipeline.Pipeline", "sklearn.impute._base.SimpleImputer",
+    "sklearn.preprocessing._data.StandardScaler"})
 
 
-def _sk_load(folder: Path):
-    import skops.io as sio
+def _sk_save(name: str, trusted: frozenset[str]) -> Callable:
+    def save(model, folder: Path) -> None:
+        import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=folder / "classifier.skops")
-    allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy."))]
-    if set(untrusted) - set(allowed):
-        raise RecipeError(f"{folder / 'classifier.skops'}: contains types outside scikit-learn "
-                          f"and numpy ({sorted(set(untrusted) - set(allowed))}); refusing to load")
-    return sio.load(folder / "classifier.skops", trusted=allowed)
+        sio.dump(model, folder / SKOPS_FILE)
+        types = skops_types(folder / SKOPS_FILE)
+        foreign = sorted(types - trusted)
+        if foreign:  # a file bmbench could not load again: say so now, not at predict time
+            raise BmbenchError(f"classifier {name} saves the type(s) {', '.join(foreign)} that it does not "
+                               "declare; add them to sklearn_classifier(..., trusted=...)")
+        (folder / "classifier.json").write_text(json.dumps({"types": sorted(types)}))
+    return save
+
+
+def _sk_verify(trusted: frozenset[str]) -> Callable:
+    def verify(folder: Path) -> None:
+        check_skops(folder / SKOPS_FILE, trusted)
+    return verify
+
+
+def _sk_load(trusted: frozenset[str]) -> Callable:
+    def load(folder: Path):
+        return load_skops(folder / SKOPS_FILE, trusted)
+    return load
 
 
 @dataclass(frozen=True)
@@ -279,18 +302,26 @@ SKLEARN_LIBRARIES = ("scikit-learn", "skops", "numpy")
 
 
 def sklearn_classifier(name: str, description: str, build: Callable, options: type = NoOptions,
-                       legacy: tuple[str, ...] = ()) -> Classifier:
+                       legacy: tuple[str, ...] = (), trusted: tuple[str, ...] = ()) -> Classifier:
     """A :class:`Classifier` for any scikit-learn estimator ``build(options, settings)``:
     median imputation and standardisation in front, sample weights passed to the estimator,
-    saved with skops. For plug-ins: ``CLASSIFIERS.register(name, sklearn_classifier(...))``."""
-    return Classifier(name, description, _sk_fit(build), _sk_save, _sk_load, options,
-                      libraries=SKLEARN_LIBRARIES, legacy=legacy)
+    saved with skops. ``trusted``: the exact type names (``module.Name``) the fitted
+    estimator adds to :data:`SKLEARN_PIPELINE_TYPES` in its saved file (its own class and
+    what it holds, e.g. ``sklearn.tree._tree.Tree``); only those are ever loaded, and
+    saving a type not declared is an error. For plug-ins:
+    ``CLASSIFIERS.register(name, sklearn_classifier(..., trusted=(...)))``."""
+    allowed = SKLEARN_PIPELINE_TYPES | frozenset(trusted)
+    return Classifier(name, description, _sk_fit(build), _sk_save(name, allowed), _sk_load(allowed), options,
+                      libraries=SKLEARN_LIBRARIES, legacy=legacy, trusted=allowed, verify=_sk_verify(allowed))
 
 
-for _name, _desc, _build, _options, _legacy in (
-        ("random_forest", "random forest", _random_forest, RandomForestOptions, ("n_estimators",)),
+for _name, _desc, _build, _options, _legacy, _trusted in (
+        ("random_forest", "random forest", _random_forest, RandomForestOptions, ("n_estimators",),
+         ("sklearn.ensemble._forest.RandomForestClassifier", "sklearn.tree._classes.DecisionTreeClassifier",
+          "sklearn.tree._tree.Tree")),
         ("logistic_regression", "multinomial logistic regression on standardised features", _logistic,
-         LogisticRegressionOptions, ("C",)),
+         LogisticRegressionOptions, ("C",), ("sklearn.linear_model._logistic.LogisticRegression",)),
         ("svm", "RBF support-vector machine, probabilities calibrated by cross-validation", _svm,
-         SVMOptions, ("C",))):
-    CLASSIFIERS.register(_name, sklearn_classifier(_name, _desc, _build, _options, _legacy))
+         SVMOptions, ("C",), ("sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
+                              "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC"))):
+    CLASSIFIERS.register(_name, sklearn_classifier(_name, _desc, _build, _options, _legacy, _trusted))

@@ -95,16 +95,43 @@ class KerasClassifier:
 
     @classmethod
     def load(cls, folder: Path) -> "KerasClassifier":
-        import keras
+        from ..core.loaders import load_keras, read_model_json
 
-        meta = json.loads((folder / "model.json").read_text())
-        size = int(meta["image_size"])
+        meta = read_model_json(folder / "model.json", MODEL_JSON)
+        size = meta["image_size"]
         if "frozen_backbone" in meta:
-            head = keras.saving.load_model(folder / "head.keras", safe_mode=True, compile=False)
+            head = load_keras(folder / "head.keras")
             model = _attach(head, meta["backbone"], meta["frozen_backbone"], size, folder)
         else:
-            model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
+            model = load_keras(folder / "model.keras")
+        _check_outputs(model, len(meta["classes"]), folder)
         return cls(tuple(meta["classes"]), model, size, meta["backbone"], meta.get("info", {}))
+
+
+def _model_json_shape():
+    from ..core.loaders import integer, list_of, of_type, shaped
+
+    frozen = shaped({"weights": of_type(str), "weights_identity": of_type(str), "seed": integer(0, 2**63 - 1),
+                     "pooling": of_type(str)}, {"n_backbone_parameters": integer(0, 2**63 - 1)})
+    return shaped({"classes": list_of(str), "image_size": integer(8, 4096), "backbone": of_type(str, type(None))},
+                  {"info": of_type(dict), "frozen_backbone": frozen})
+
+
+#: The shape of ``model.json``.
+MODEL_JSON = _model_json_shape()
+
+
+def _check_outputs(model, n_classes: int, folder: Path) -> None:
+    """One line when the loaded network does not end in the ``n_classes`` probabilities
+    ``model.json`` names."""
+    from ..core.loaders import RERUN
+    from ..core.untrusted import damaged
+
+    outputs = getattr(model, "outputs", None) or []
+    last = tuple(outputs[0].shape)[-1:] if len(outputs) == 1 else ()
+    if last != (n_classes,):
+        raise damaged(folder, f"its Keras model gives {last or 'no single output'} values per image, but "
+                              f"model.json names {n_classes} classes", RERUN)
 
 
 @dataclass

@@ -17,12 +17,17 @@ is loaded only when something needs the model itself. Its test probabilities (ke
 exact feature matrix), importances and details are kept beside the entry, and saving copies
 the entry's files (checked against their sha256 in ``manifest.json``), so a rerun on cached
 features neither imports the classifier's library (XGBoost, scikit-learn) nor predicts again.
+
+**Trust.** A cache folder may be shared or tampered with, so an entry is no more trusted
+than a run folder: its manifest must name plain files of the entry, the classifier's
+``verify`` (for skops: the exact type allow-list, read without building anything) runs
+before the entry is reused, models load only through :mod:`bmbench.core.loaders`, and an
+entry found damaged later, when its model is first loaded, is discarded and refitted.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -36,7 +41,8 @@ import numpy as np
 from ..core.atomic import building_dir, write_json
 from ..core.cache import ArrayCache, key_for
 from ..core.hashing import file_sha256
-from ..core.paths import plain_relpath
+from ..core.loaders import of_type, shaped
+from ..core.untrusted import DamagedFile, read_json
 from ..config.schema import Context, option
 from .classifiers import ClassifierChoice, ClassifierSettings, class_weights, get_classifier, parse_classifier
 
@@ -117,7 +123,11 @@ def fit_classifier(name: str, options, settings: ClassifierSettings, x: np.ndarr
     if cache_dir is not None:
         key = _fit_key(clf, options, settings, n_classes, x, y, w, x_val, val_labels)
         folder = Path(cache_dir) / "fits" / key[:2] / key
-        fitted = _load(clf, folder)
+
+        def refit():
+            return clf.fit(options, settings, x, y, w, x_val, val_labels, n_classes)
+
+        fitted = _load(clf, folder, refit)
         if fitted is not None:
             log.info("classifier: reusing the cached fit of %s on these exact inputs", name)
             return fitted
@@ -129,20 +139,29 @@ def fit_classifier(name: str, options, settings: ClassifierSettings, x: np.ndarr
 
 class CachedFit:
     """A fitted classifier stored in the fit cache at ``folder``; :attr:`model` loads it
-    on first use (any other attribute is the model's). Predictions, importances and
-    details are remembered beside the entry."""
+    on first use (any other attribute is the model's); an entry that turns out damaged
+    then is discarded and, given ``refit`` (``() -> model``), fitted again. Predictions,
+    importances and details are remembered beside the entry."""
 
-    def __init__(self, clf, folder: Path, model=None):
-        self.clf, self.folder, self._model = clf, Path(folder), model
+    def __init__(self, clf, folder: Path, model=None, refit=None):
+        self.clf, self.folder, self._model, self._refit = clf, Path(folder), model, refit
 
     @property
     def model(self):
         if self._model is None:
-            self._model = self.clf.load(self.folder)
+            try:
+                self._model = self.clf.load(self.folder)
+            except DamagedFile as exc:
+                if self._refit is None:
+                    raise
+                log.warning("discarding a damaged cached fit %s (%s)", self.folder, exc)
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self._model = self._refit()
+                _store(self.clf, self._model, self.folder)
         return self._model
 
     def __getattr__(self, name: str):
-        if name.startswith("__") or name in ("_model", "clf", "folder"):
+        if name.startswith("__") or name in ("_model", "_refit", "clf", "folder"):
             raise AttributeError(name)
         return getattr(self.model, name)
 
@@ -172,8 +191,8 @@ class CachedFit:
     def best_iteration(self) -> int | None:
         path = self.folder / "meta" / "best_iteration.json"
         try:
-            return json.loads(path.read_text())["best_iteration"]
-        except (OSError, ValueError, KeyError, TypeError):
+            return read_json(path, shaped({"best_iteration": of_type(int, type(None))}))["best_iteration"]
+        except DamagedFile:
             best = getattr(self.model, "best_iteration", None)
             best = int(best) if best is not None else None
             _quietly(write_json, path, {"best_iteration": best})
@@ -182,7 +201,7 @@ class CachedFit:
     def save(self, folder: Path) -> None:
         """What ``clf.save`` wrote for this fit, copied into ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
-        for name in json.loads((self.folder / MANIFEST).read_text()):
+        for name in read_manifest(self.folder):
             shutil.copyfile(self.folder / name, folder / name)
 
 
@@ -190,6 +209,22 @@ def loaded(fitted):
     """The classifier itself (a :class:`CachedFit` loads its model): for code that inspects
     it, such as explanations."""
     return fitted.model if isinstance(fitted, CachedFit) else fitted
+
+
+def check_fitted(fitted, n_features: int, n_classes: int, meta: Path) -> None:
+    """One line naming the model JSON ``meta`` when the classifier loaded beside it does not
+    take the ``n_features`` columns it names, or predicts classes outside ``0 .. n_classes - 1``."""
+    from ..core.loaders import RERUN
+    from ..core.untrusted import damaged
+
+    n_in = getattr(fitted, "n_features_in_", None)
+    if n_in is not None and int(n_in) != n_features:
+        raise damaged(meta, f"names {n_features} features, but the classifier beside it takes {int(n_in)}", RERUN)
+    classes = np.asarray(getattr(fitted, "classes_", np.arange(n_classes)))
+    if classes.ndim != 1 or classes.dtype.kind not in "iu" or len(classes) > n_classes or (
+            classes.size and (classes.min() < 0 or classes.max() >= n_classes)):
+        raise damaged(meta, f"names {n_classes} classes, but the classifier beside it predicts "
+                            f"{classes.tolist()!r:.60}", RERUN)
 
 
 def save_fitted(name: str, fitted, folder: Path) -> None:
@@ -275,18 +310,40 @@ def _array_bytes(a: np.ndarray) -> bytes:
 MANIFEST = "manifest.json"
 
 
-def _load(clf, folder: Path):
+_DISCARD = "the entry is discarded and fitted again"
+
+
+def _manifest_shape(value) -> str | None:
+    if not isinstance(value, dict) or not value:
+        return "expected a non-empty object of file name -> sha256"
+    for name, digest in value.items():
+        if name in (MANIFEST, "", ".", "..") or Path(name).name != name or name.startswith(".") or "\\" in name:
+            return f"names {name!r}, not a file of this entry"
+        if not (isinstance(digest, str) and len(digest) == 64):
+            return f"the sha256 of {name!r} is not 64 hex digits"
+    return None
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """The entry's ``manifest.json``: its plain file names (never paths) -> sha256."""
+    return read_json(folder / MANIFEST, _manifest_shape, _DISCARD)
+
+
+def _load(clf, folder: Path, refit=None):
+    """The cached fit in ``folder`` (a :class:`CachedFit`, or the model of an entry from
+    before manifests), or None when there is none or it is damaged (then it is removed).
+    Nothing in the entry is built before its files match their manifest and pass the
+    classifier's ``verify``."""
     if not folder.is_dir():
         return None
     try:
         manifest = folder / MANIFEST
         if manifest.is_file():
-            for name, digest in json.loads(manifest.read_text()).items():
-                if not plain_relpath(name) or "/" in name:  # saving copies these names into a run folder
-                    raise ValueError(f"{name!r} is not a file name of the entry")
+            for name, digest in read_manifest(folder).items():
                 if file_sha256(folder / name) != digest:
                     raise ValueError(f"{name} does not match its sha256")
-            return CachedFit(clf, folder)
+            clf.verify(folder)
+            return CachedFit(clf, folder, refit=refit)
         return clf.load(folder)
     except Exception as exc:  # any damage means: refit (and replace the entry)
         log.warning("discarding a damaged cached fit %s (%s)", folder, exc)

@@ -2,7 +2,8 @@
 
 ``load_run(ref)`` returns a :class:`LoadedRun` whose ``predict_proba`` gives, for an image
 the run scored, exactly the probabilities in its ``predictions.csv``. Models are read only
-from safe formats (JSON, npz without pickle, skops with scikit-learn/numpy types,
+from safe formats through :mod:`bmbench.core.loaders` (JSON, npz without pickle, skops with
+the exact types the classifier declares,
 ``.keras`` in safe mode); bmbench never writes or loads pickle.
 """
 

@@ -9,7 +9,6 @@ no steps.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from ..config.recipe import StepSpec
 from ..config.schema import Context, build
 from ..core.atomic import write_json
 from ..core.errors import BmbenchError
+from ..core.loaders import RERUN, of_type, shaped
+from ..core.untrusted import damaged, read_json
 from ..data.imageio import is_image_file
 from ..data.preprocessing import FittedStep, fit_rows, fit_steps, needs_fit, rebuild
 
@@ -89,12 +90,24 @@ def reference_images(folder: str) -> np.ndarray:
 
 
 def load_steps(folder: Path) -> tuple[FittedStep, ...]:
-    """The steps saved beside a model, or none."""
+    """The steps saved beside a model, or none; a damaged record is one line naming it."""
     path = folder / PREPROCESSING_FILE
     if not path.exists():
         return ()
+    records = read_json(path, _steps_shape, RERUN)
     try:
-        records = json.loads(path.read_text())
         return rebuild(records, lambda cls, opts: build(cls, opts, Context(str(path), "options")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BmbenchError(f"{path}: damaged preprocessing record ({exc}); the run cannot be reused") from None
+    except BmbenchError as exc:
+        raise damaged(path, f"damaged preprocessing record ({exc})", RERUN) from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise damaged(path, f"damaged preprocessing record ({type(exc).__name__}: {exc})", RERUN) from None
+
+
+def _steps_shape(value) -> str | None:
+    if not isinstance(value, list):
+        return f"expected a list of preprocessing steps, found {type(value).__name__}"
+    for i, record in enumerate(value):
+        problem = shaped({"name": of_type(str), "options": of_type(dict), "state": lambda v: None})(record)
+        if problem:
+            return f"step {i}: {problem}"
+    return None

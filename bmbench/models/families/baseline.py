@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ...config.schema import option
+from ...core.loaders import RERUN, integer, list_of, load_npz, read_model_json, shaped
+from ...core.untrusted import damaged
 from ...core.progress import progress
 from ..registry import Family, Subset, register_family
 
@@ -113,7 +115,10 @@ class BaselineModel:
 
     @classmethod
     def load(cls, folder: Path) -> "BaselineModel":
-        meta = json.loads((folder / "baseline.json").read_text())
-        with np.load(folder / "baseline.npz", allow_pickle=False) as z:
-            return cls(tuple(meta["classes"]), int(meta["pixels"]), z["mean"], z["scale"],
-                       z["coef"], z["intercept"])
+        meta = read_model_json(folder / "baseline.json", shaped({"classes": list_of(str), "pixels": integer(2, 128)}))
+        n, d = len(meta["classes"]), 3 * meta["pixels"] ** 2
+        z = load_npz(folder / "baseline.npz", {"mean": ("f", (d,)), "scale": ("f", (d,)), "coef": ("f", (n, d)),
+                                                "intercept": ("f", (n,))})
+        if not z["scale"].all():  # StandardScaler never saves a zero scale
+            raise damaged(folder / "baseline.npz", "array 'scale' holds zeros", RERUN)
+        return cls(tuple(meta["classes"]), meta["pixels"], z["mean"], z["scale"], z["coef"], z["intercept"])

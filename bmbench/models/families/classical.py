@@ -18,8 +18,8 @@ from ...core.progress import progress
 from ...config.schema import option
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import (TabularOptions, best_iteration, fit_for_run, importances_of, loaded, predict_proba,
-                       save_fitted)
+from ..tabular import (TabularOptions, best_iteration, check_fitted, fit_for_run, importances_of, loaded,
+                       predict_proba, save_fitted)
 
 log = logging.getLogger("bmbench.run")
 
@@ -200,6 +200,10 @@ class ClassicalModel:
 
     @classmethod
     def load(cls, folder: Path, options: ClassicalOptions) -> "ClassicalModel":
-        meta = json.loads((folder / "classical.json").read_text())
+        from ...core.loaders import list_of, read_model_json, shaped
+
+        meta = read_model_json(folder / "classical.json", shaped({"classes": list_of(str),
+                                                                  "feature_names": list_of(str)}))
         fitted = get_classifier(options.classifier.name).load(folder)
+        check_fitted(fitted, len(meta["feature_names"]), len(meta["classes"]), folder / "classical.json")
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"], folder)

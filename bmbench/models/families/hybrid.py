@@ -30,7 +30,7 @@ from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings, saved_columns
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import best_iteration, fit_for_run, importances_of, loaded, predict_proba, save_fitted
+from ..tabular import best_iteration, check_fitted, fit_for_run, importances_of, loaded, predict_proba, save_fitted
 from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
@@ -200,7 +200,21 @@ class HybridModel:
     def load(cls, folder: Path, options: HybridOptions) -> "HybridModel":
         from ..embeddings import EmbeddingSpec
 
-        meta = json.loads((folder / "hybrid.json").read_text())
+        from dataclasses import fields
+
+        from ...core.loaders import integer, list_of, of_type, read_model_json, shaped
+
+        spec = {f.name: of_type(str) for f in fields(EmbeddingSpec)}
+        embedding = shaped({k: v for k, v in spec.items() if k in ("backbone", "identity")}, spec)
+
+        def check(value):
+            extra = set(value.get("embedding", {}) if isinstance(value, dict) else {}) - set(spec)
+            return (f"field 'embedding': unknown key {sorted(extra)[0]!r}" if extra else
+                    shaped({"classes": list_of(str), "feature_names": list_of(str), "seed": integer(0, 2**63 - 1),
+                            "embedding": embedding})(value))
+
+        meta = read_model_json(folder / "hybrid.json", check)
         fitted = get_classifier(options.classifier.name).load(folder)
+        check_fitted(fitted, len(meta["feature_names"]), len(meta["classes"]), folder / "hybrid.json")
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"],
                    EmbeddingSpec(**meta["embedding"]), int(meta["seed"]), folder)

@@ -27,5 +27,11 @@ def _build(options: KNNOptions, settings):
                                 n_jobs=settings.jobs)
 
 
+#: What a fitted KNeighborsClassifier holds besides arrays (a KD or ball tree and its metric,
+#: depending on the data): the exact types its saved file may contain, nothing else loads.
+TRUSTED = ("sklearn.neighbors._classification.KNeighborsClassifier", "sklearn.neighbors._kd_tree.KDTree",
+           "sklearn.neighbors._ball_tree.BallTree", "sklearn.metrics._dist_metrics.EuclideanDistance64")
+
 CLASSIFIERS.register("knn", sklearn_classifier(
-    "knn", "k-nearest neighbours on median-imputed, standardised features", _build, KNNOptions))
+    "knn", "k-nearest neighbours on median-imputed, standardised features", _build, KNNOptions,
+    trusted=TRUSTED))
