@@ -372,9 +372,10 @@ def _check_files(root: pathlib.Path) -> str | None:
             return f"{_FILES} is not a file list"
         found = _stats(root)
         missing, extra = sorted(set(listed) - set(found)), sorted(set(found) - set(listed))
-        if missing or extra:
-            return ", ".join([f"{len(missing)} file(s) missing (e.g. {missing[0]})"] * bool(missing)
-                             + [f"{len(extra)} file(s) it did not generate (e.g. {extra[0]})"] * bool(extra))
+        if missing:
+            return f"{len(missing)} file(s) missing (e.g. {missing[0]})"
+        if extra:
+            return f"{len(extra)} file(s) it did not generate (e.g. {extra[0]})"
         for rel, (size, digest) in listed.items():
             if found[rel].st_size != size or file_sha256(root / rel) != digest:
                 return f"{rel} differs from the generated file"
