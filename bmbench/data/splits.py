@@ -2,7 +2,8 @@
 
 A split's fingerprint hashes the data set fingerprint and the settings that matter for the
 chosen strategy; the split itself (relative paths per part and fold) is saved as JSON under
-``results/splits/`` so anyone can see exactly which images were tested.
+``results/splits/`` so anyone can see exactly which images were tested. The file is read
+back only after proving that it is the split its fingerprint defines (see :func:`_read`).
 """
 
 from __future__ import annotations
@@ -290,10 +291,11 @@ def _read(path: Path, fp: str, table: DatasetTable, settings: dict, spec: SplitS
 
     The fingerprint covers the data and the split settings, not the assignment, so the file
     is checked against what those define: its header must match, every fold must divide
-    the table's images into disjoint parts (no group in two of them) and the assignment
-    must equal the split recomputed from the table. Recomputing a grouped split of many
-    groups takes a while, so a file whose exact bytes were once proven on this machine is
-    remembered (in the cache folder, not beside the file) and then only checked for shape.
+    the table's images into disjoint parts, and the assignment must equal the split
+    recomputed from the table (which also keeps groups together). Recomputing a grouped
+    split of many groups takes a while (a minute for 100,000 near-duplicate groups), so a
+    file whose exact bytes were once proven on this machine is remembered (in the cache
+    folder, where a shared results folder cannot reach) and then only checked for shape.
     Any mismatch raises :class:`DamagedFile` naming ``path`` and how to rebuild it."""
     fix = _rebuild(path)
     data = read_json(path, _split_shape, fix)
