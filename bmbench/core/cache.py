@@ -6,7 +6,10 @@ hundreds of thousands of per-image vectors), written with ``allow_pickle=False``
 temporary file in the same directory and moved into place with :func:`os.replace`, so a
 reader sees either no entry or a complete one, and two processes writing the same key at
 once both succeed (the last rename wins; both wrote the same content). Reads load with
-``allow_pickle=False``; a truncated or corrupt file is deleted and reported as a miss.
+``allow_pickle=False``; a truncated or corrupt file (or, where the reader gives one, an
+entry of another shape) is deleted with a warning and reported as a miss. Keys hash an
+entry's inputs, not its value: the checks catch damage (a crash, a full disk, a stray
+copy), while the cache folder itself must be as trusted as the bmbench installation.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
 from .atomic import jsonable, open_atomic, write_text
 
 ENV_VAR = "BMBENCH_CACHE"
+log = logging.getLogger(__name__)
 
 
 def default_root() -> Path:
@@ -81,6 +86,17 @@ def _parse_npy(data: bytes) -> np.ndarray:
     return array
 
 
+def _discard(path: Path, problem: object) -> None:
+    """Delete a damaged entry (it is computed again) and say so: a damaged cache is never
+    trusted, and never silent."""
+    text = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+    log.warning("cache entry %s is damaged (%s); discarded, it is computed again", path, text)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
 def _check_key(key: str) -> str:
     if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
         raise ValueError(f"cache key must be a lowercase hex digest (use key_for), got {key!r}")
@@ -105,20 +121,25 @@ class ArrayCache:
         key = _check_key(key)
         return self.root / key[:2] / f"{key}.npy"
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The stored array, or None on a miss (a corrupt entry is deleted and is a miss)."""
+    def get(self, key: str, shape: tuple[int, ...] | None = None,
+            check: Callable[[np.ndarray], str | None] | None = None) -> np.ndarray | None:
+        """The stored array, or None on a miss. A corrupt entry, one not of ``shape`` or one
+        for which ``check`` returns a problem (when given) is deleted with a warning and is
+        a miss."""
         path = self.path(key)
         try:
             with open(path, "rb") as f:
                 data = f.read()
             array = _parse_npy(data)
+            if shape is not None and array.shape != tuple(shape):
+                raise ValueError(f"shape {array.shape}, expected {tuple(shape)}")
+            problem = check(array) if check is not None else None
+            if problem:
+                raise ValueError(problem)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, EOFError):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+        except (OSError, ValueError, EOFError) as exc:
+            _discard(path, exc)
             return None
         return array
 
@@ -169,12 +190,13 @@ class JsonCache:
             return json.loads(path.read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+        except (OSError, ValueError) as exc:
+            _discard(path, exc)
             return None
+
+    def discard(self, key: str, problem: str) -> None:
+        """Delete the entry of ``key`` (read back, but not of the shape its reader expects)."""
+        _discard(self.path(key), problem)
 
     def put(self, key: str, value) -> None:
         """Store the JSON-ready ``value`` (numpy values and paths converted) under ``key``."""

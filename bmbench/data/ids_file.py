@@ -19,6 +19,7 @@ same zero padding; a line may also name a single file.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,20 @@ def parse_ids_text(text: str, source: str = "<ids>") -> list[IdsEntry]:
     if not entries:
         raise DatasetError(f"{source}: lists no images; see images_IDs.txt in the bmbench repository "
                            "for the format")
+    _listed_once(entries, source)
     return entries
+
+
+def _listed_once(entries: list[IdsEntry], source: str) -> None:
+    """Refuse an image listed twice: in both sections it would be tested on what it learned from."""
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if seen.setdefault(entry.relpath, entry.split) != entry.split:
+            raise DatasetError(f"{source}: {entry.relpath!r} is listed in both the train/val and the test "
+                               "section; list every image once, in one section")
+    if len(seen) != len(entries):
+        twice = next(r for r, n in Counter(e.relpath for e in entries).items() if n > 1)
+        raise DatasetError(f"{source}: {twice!r} is listed more than once; list every image once")
 
 
 def _range_ends(line: str) -> tuple[str, str] | None:

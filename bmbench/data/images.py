@@ -11,13 +11,16 @@ identity, so a new step or setting can never reuse stale results.
 ``uint8[n, s, s, 3]`` ``.npy`` file under ``<cache>/images/``, read back as a memory map
 (data sets larger than memory work; the OS page cache keeps hot ones in RAM). A ``valid``
 mask (False where a file could not be decoded under ``dataset.on_bad_image: skip``) is
-stored beside it. Both are written atomically; a missing, truncated or mismatched pair is
-deleted and rebuilt.
+stored beside it, and last ``<key>.sum.json`` with the sha256 of both (of a fixed sample of
+images when the entry is larger than 64 MiB). All are written atomically; a missing,
+truncated, mismatched or altered entry is deleted and rebuilt with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from collections import deque
@@ -28,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.atomic import open_atomic
+from ..core.atomic import open_atomic, write_text
 from ..core.cache import key_for
 from ..core.errors import DatasetError
 from ..core.hashing import file_sha256
@@ -227,24 +230,29 @@ def load_images(paths: Sequence[str], source: ImageSource, cache_dir: str | os.P
 
 
 class _Store:
-    """``<key>.npy`` (images) and ``<key>.valid.npy`` in a two-level sharded folder."""
+    """``<key>.npy`` (images), ``<key>.valid.npy`` and ``<key>.sum.json`` (their digests,
+    written last) in a two-level sharded folder."""
 
     def __init__(self, root: Path, key: str):
         self.folder = root / key[:2]
         self.images = self.folder / f"{key}.npy"
         self.valid = self.folder / f"{key}.valid.npy"
+        self.sums = self.folder / f"{key}.sum.json"
 
     def read(self, n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
         try:
             valid = np.load(self.valid, allow_pickle=False)
             images = np.load(self.images, mmap_mode="r", allow_pickle=False)
+            sums = json.loads(self.sums.read_text())
         except FileNotFoundError:
+            if self.images.exists() or self.valid.exists():  # a pair without digests: not trusted
+                self._discard()
             return None
         except (OSError, ValueError, EOFError):
             self._discard()
             return None
         if (images.shape, images.dtype, valid.shape, valid.dtype) != (
-                (n, size, size, 3), np.uint8, (n,), np.bool_):
+                (n, size, size, 3), np.uint8, (n,), np.bool_) or sums != _digests(valid, images):
             self._discard()
             return None
         return images, valid
@@ -255,14 +263,37 @@ class _Store:
             for path, array in ((self.valid, valid), (self.images, images)):
                 with open_atomic(path, "wb") as f:
                     np.save(f, array, allow_pickle=False)
+            write_text(self.sums, json.dumps(_digests(valid, images)))
         except OSError as exc:
             log.warning("cannot write the image cache in %s (%s); continuing without it",
                         self.folder, exc.strerror or exc)
 
     def _discard(self) -> None:
         log.warning("image cache entry %s is damaged or stale; rebuilding it", self.images.name)
-        for p in (self.images, self.valid):
+        for p in (self.images, self.valid, self.sums):
             p.unlink(missing_ok=True)
+
+
+#: Decoded-image caches up to this size are hashed whole on every read (about 0.1 s);
+#: larger ones by :data:`SAMPLED_ROWS` evenly spaced images, so that a cached rerun of a
+#: large data set does not read gigabytes it may never touch.
+HASH_WHOLE_BYTES = 64 << 20
+SAMPLED_ROWS = 64
+
+
+def _digests(valid: np.ndarray, images: np.ndarray) -> dict:
+    """Content digests of a cache entry: sha256 of the ``valid`` mask and of the images
+    (all of them, or a fixed sample of rows when larger than :data:`HASH_WHOLE_BYTES`)."""
+    h = hashlib.sha256(f"{images.shape}".encode())
+    if images.nbytes <= HASH_WHOLE_BYTES:
+        h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+        sampled = "all"
+    else:
+        rows = np.unique(np.linspace(0, len(images) - 1, SAMPLED_ROWS).astype(np.int64))
+        h.update(np.ascontiguousarray(images[rows]).tobytes())
+        sampled = f"{len(rows)} rows"
+    return {"valid": hashlib.sha256(np.ascontiguousarray(valid, np.bool_).tobytes()).hexdigest(),
+            "images": h.hexdigest(), "hashed": sampled}
 
 
 def _decode_all(paths: list[str], source: ImageSource, jobs: int, label: str) -> tuple[np.ndarray, np.ndarray]:

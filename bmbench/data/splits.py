@@ -2,7 +2,8 @@
 
 A split's fingerprint hashes the data set fingerprint and the settings that matter for the
 chosen strategy; the split itself (relative paths per part and fold) is saved as JSON under
-``results/splits/`` so anyone can see exactly which images were tested.
+``results/splits/`` so anyone can see exactly which images were tested. The file is read
+back only after proving that it is the split its fingerprint defines (see :func:`_read`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 
 from ..config.recipe import Recipe, SplitSpec
 from ..core.atomic import write_text
+from ..core.cache import JsonCache, default_root, key_for
 from ..core.errors import DatasetError, RecipeError
 from ..core.registry import Registry
+from ..core.untrusted import damaged, fields, read_json
 from .table import DatasetTable
 
 SPLIT_FORMAT = 1
@@ -85,12 +88,14 @@ def make_split(table: DatasetTable, spec: SplitSpec, store: Path | None = None,
     if groups is not None:
         settings["groups"] = _digest(groups)
     fp = _fingerprint(table.fingerprint, settings)
-    cached = _read(store, fp, table) if store else None
-    if cached is not None:
-        return Split(strategy, settings, fp, table.fingerprint, cached)
-    folds = _compute(table, spec, strategy, groups)
-    if store:
-        _write(store, fp, table, settings, folds)
+    path = store / f"{fp}.json" if store else None
+    if path is not None and path.exists():
+        folds = _read(path, fp, table, settings, spec, strategy, groups)
+    else:
+        folds = _compute(table, spec, strategy, groups)
+        if store:
+            _write(store, fp, table, settings, folds)
+            _mark_verified(path)
     return Split(strategy, settings, fp, table.fingerprint, folds)
 
 
@@ -276,18 +281,105 @@ def _write(store: Path, fp: str, table: DatasetTable, settings: dict, folds) -> 
     write_text(store / f"{fp}.json", json.dumps(data))
 
 
-def _read(store: Path, fp: str, table: DatasetTable):
-    """Folds from a saved split, or None when absent, damaged or not matching the table."""
-    path = store / f"{fp}.json"
+def _rebuild(path: Path) -> str:
+    return f"delete it (rm '{path}') and run again: bmbench rebuilds it from the data and split settings"
+
+
+def _read(path: Path, fp: str, table: DatasetTable, settings: dict, spec: SplitSpec, strategy: str,
+          groups: np.ndarray | None) -> tuple[Fold, ...]:
+    """The folds of the saved split ``path``, proven to be the split that ``fp`` names.
+
+    The fingerprint covers the data and the split settings, not the assignment, so the file
+    is checked against what those define: its header must match, every fold must divide
+    the table's images into disjoint parts, and the assignment must equal the split
+    recomputed from the table (which also keeps groups together). Recomputing a grouped
+    split of many groups takes a while (a minute for 100,000 near-duplicate groups), so a
+    file whose exact bytes were once proven on this machine is remembered (in the cache
+    folder, where a shared results folder cannot reach) and then only checked for shape.
+    Any mismatch raises :class:`DamagedFile` naming ``path`` and how to rebuild it."""
+    fix = _rebuild(path)
+    data = read_json(path, _split_shape, fix)
+    for key, want in (("fingerprint", fp), ("dataset_fingerprint", table.fingerprint),
+                      ("settings", json.loads(json.dumps(settings))), ("classes", list(table.classes))):
+        if data[key] != want:
+            raise damaged(path, f"its '{key}' does not match the split it is named after", fix)
+    index = {p: i for i, p in enumerate(table.frame["relpath"])}
+    folds = []
+    for n, fold in enumerate(data["folds"], 1):
+        parts = []
+        for part in ("train", "val", "test"):
+            unknown = next((p for p in fold[part] if p not in index), None)
+            if unknown is not None:
+                raise damaged(path, f"fold {n} {part} lists {unknown!r}, which is not in the data set", fix)
+            parts.append(np.array([index[p] for p in fold[part]], np.int64))
+        _check_partition(path, n, parts, len(table), fix)
+        folds.append(Fold(*parts))
+    folds = tuple(folds)
+    if _proven(path):
+        return folds
+    expected = _compute(table, spec, strategy, groups)
+    same = len(expected) == len(folds) and all(
+        np.array_equal(np.sort(getattr(a, part)), np.sort(getattr(b, part)))
+        for a, b in zip(expected, folds) for part in ("train", "val", "test"))
+    if not same:
+        raise damaged(path, "assigns images to train/val/test differently from the split its fingerprint "
+                      "defines (edited, or written by a scikit-learn that splits differently)", fix)
+    _mark_verified(path)
+    return expected
+
+
+def _split_shape(value) -> str | None:
+    problem = fields(value, {"fingerprint": str, "dataset_fingerprint": str, "settings": dict,
+                             "classes": list, "folds": list})
+    if problem:
+        return problem
+    if not value["folds"]:
+        return "has no folds"
+    for n, fold in enumerate(value["folds"], 1):
+        problem = fields(fold, {"train": list, "val": list, "test": list})
+        if problem:
+            return f"fold {n} {problem}"
+        for part in ("train", "val", "test"):
+            if not all(isinstance(p, str) for p in fold[part]):
+                return f"fold {n} {part} holds something other than image paths"
+    return None
+
+
+def _check_partition(path: Path, n: int, parts: list[np.ndarray], size: int, fix: str) -> None:
+    """Each image of the table in exactly one of ``parts`` (train, val, test)."""
+    counts = np.bincount(np.concatenate(parts), minlength=size)
+    if counts.max(initial=0) > 1:
+        where = [name for name, p in zip(("train", "val", "test"), parts)
+                 if np.any(counts[p] > 1)]
+        raise damaged(path, f"fold {n} puts {int((counts > 1).sum())} image(s) in more than one part "
+                      f"({', '.join(where)})", fix)
+    if counts.min(initial=1) == 0:
+        raise damaged(path, f"fold {n} leaves out {int((counts == 0).sum())} image(s) of the data set", fix)
+    if len(parts[2]) == 0 or len(parts[0]) == 0:
+        raise damaged(path, f"fold {n} has no {'test' if len(parts[2]) == 0 else 'training'} images", fix)
+
+
+def _proof_key(path: Path) -> str | None:
     try:
-        data = json.loads(path.read_text())
-        if data["dataset_fingerprint"] != table.fingerprint:
-            return None
-        index = {p: i for i, p in enumerate(table.frame["relpath"])}
-        return tuple(Fold(*(np.array([index[p] for p in f[part]], np.int64)
-                            for part in ("train", "val", "test"))) for f in data["folds"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return key_for("bmbench.split_proven", SPLIT_FORMAT, path.name, path.read_bytes())
+    except OSError:
         return None
+
+
+def _proven(path: Path) -> bool:
+    """True when these exact bytes of ``path`` were once recomputed and matched here."""
+    key = _proof_key(path)
+    return key is not None and JsonCache(default_root() / "splits").get(key) is not None
+
+
+def _mark_verified(path: Path) -> None:
+    key = _proof_key(path)
+    if key is None:
+        return
+    try:
+        JsonCache(default_root() / "splits").put(key, {"split": path.name})
+    except OSError as exc:  # no cache folder: the next run recomputes the split again
+        log.debug("split cache: %s", exc)
 
 
 #: ``split.group_by`` values whose groups come from the images themselves: a function

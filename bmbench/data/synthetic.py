@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -41,6 +42,9 @@ import numpy as np
 from scipy.special import ndtri
 
 from ..core.atomic import temporary_sibling
+from ..core.hashing import file_sha256
+
+log = logging.getLogger(__name__)
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("blast", "lymphocyte", "monocyte", "neutrophil")
 
@@ -48,6 +52,9 @@ SYNTHETIC_CLASSES: tuple[str, ...] = ("blast", "lymphocyte", "monocyte", "neutro
 GENERATOR_VERSION = 1
 
 _MARKER = ".complete"
+#: ``{relative path: [size, sha256]}`` of every generated file, written before the marker:
+#: the marker alone would trust a folder emptied or a file replaced since.
+_FILES = ".files.json"
 _SHIFT = 4  # sub-pixel bits for cv2.fillPoly
 _REF = 128.0  # crop size at which the pixel constants below are given
 
@@ -340,10 +347,55 @@ def _params(n_per_class: int, seed: int, size: int, classes: Sequence[str]) -> d
 
 
 def _is_complete(root: pathlib.Path, params: dict) -> bool:
+    """True when root holds the data set of ``params``: the marker names them and every file
+    listed in the file list (and no other) is there with its size and sha256."""
     try:
-        return json.loads((root / _MARKER).read_text()) == params
+        if json.loads((root / _MARKER).read_text()) != params:
+            return False
     except (OSError, ValueError):
         return False
+    problem = _check_files(root)
+    if problem:
+        log.warning("synthetic data set %s: %s; generating it again", root, problem)
+    return problem is None
+
+
+def _listing(root: pathlib.Path) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of the images and ground_truth.csv under root."""
+    return {rel: [st.st_size, file_sha256(root / rel)] for rel, st in sorted(_stats(root).items())}
+
+
+def _check_files(root: pathlib.Path) -> str | None:
+    """What differs between root's files and its file list (None when nothing does)."""
+    try:
+        listed = json.loads((root / _FILES).read_text())
+        if not isinstance(listed, dict):
+            return f"{_FILES} is not a file list"
+        found = _stats(root)
+        missing, extra = sorted(set(listed) - set(found)), sorted(set(found) - set(listed))
+        if missing:
+            return f"{len(missing)} file(s) missing (e.g. {missing[0]})"
+        if extra:
+            return f"{len(extra)} file(s) it did not generate (e.g. {extra[0]})"
+        for rel, (size, digest) in listed.items():
+            if found[rel].st_size != size or file_sha256(root / rel) != digest:
+                return f"{rel} differs from the generated file"
+    except FileNotFoundError:
+        return f"no file list {_FILES} (written by an older bmbench)"
+    except (OSError, ValueError, TypeError) as exc:
+        return f"cannot check its files ({type(exc).__name__})"
+    return None
+
+
+def _stats(root: pathlib.Path) -> dict[str, os.stat_result]:
+    """``{relative path: stat}`` of ground_truth.csv and every entry one folder down."""
+    out = {}
+    for path in [root / "ground_truth.csv", *root.glob("*/*")]:
+        try:
+            out[path.relative_to(root).as_posix()] = path.stat()
+        except OSError:
+            continue
+    return out
 
 
 def generate(root: str | os.PathLike, n_per_class: int, seed: int = 0, size: int = 128,
@@ -410,6 +462,7 @@ def _write(tmp: pathlib.Path, params: dict) -> None:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["file", "label", "lobes", "nucleus_area_px", "cell_area_px"])
         w.writerows(rows)
+    (tmp / _FILES).write_text(json.dumps(_listing(tmp)))
     (tmp / _MARKER).write_text(json.dumps(params, sort_keys=True))
 
 

@@ -76,6 +76,10 @@ def make_table(kind: str, root: Path, rows: pd.DataFrame, classes: tuple[str, ..
     bad = set(rows["split"].dropna()) - set(SPLITS)
     if bad:
         raise DatasetError(f"{root}: unknown split value(s) {sorted(bad)}; use train, val or test")
+    twice = rows["relpath"].duplicated()
+    if twice.any():  # one image in two rows could be in train and test at once
+        raise DatasetError(f"{root}: image {rows['relpath'][twice].iloc[0]!r} is listed "
+                           f"{int(rows['relpath'].isin(rows['relpath'][twice]).sum())} times; list every image once")
     rows = rows.sort_values("relpath", kind="stable").reset_index(drop=True)
     rows.insert(0, "path", join_paths(root, rows["relpath"]))
     return DatasetTable(kind, root, rows[["path", *COLUMNS]], order, fingerprint(rows, root))

@@ -170,7 +170,7 @@ class CachedFit:
         predicted before."""
         cache = ArrayCache(self.folder / "proba")
         key = key_for("bmbench.proba", n_classes, _array_bytes(x))
-        out = cache.get(key)
+        out = cache.get(key, shape=(len(x), n_classes), check=_probabilities)
         if out is None:
             out = _predict(self.model, x, n_classes)
             _quietly(cache.put, key, out)
@@ -180,7 +180,7 @@ class CachedFit:
         """The classifier's importances of the ``n`` features (None where it has none)."""
         cache = ArrayCache(self.folder / "meta")
         key = key_for("bmbench.importances", n)
-        out = cache.get(key)
+        out = cache.get(key, shape=(n,))
         if out is None:
             out = self.clf.importances(self.model, n)
             if out is None:
@@ -298,6 +298,12 @@ def _fit_key(clf, options, settings: ClassifierSettings, n_classes: int, *arrays
     data = [b"none" if a is None else _array_bytes(a) for a in arrays]
     return key_for("bmbench.fit", FIT_CACHE_VERSION, clf.name, asdict(options), asdict(settings), n_classes,
                    _library_versions(clf.libraries), *data)
+
+
+def _probabilities(p: np.ndarray) -> str | None:
+    """A cached ``predict_proba`` read back: finite values in [0, 1]."""
+    ok = p.dtype.kind == "f" and bool(np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all())
+    return None if ok else "not probabilities"
 
 
 def _array_bytes(a: np.ndarray) -> bytes:

@@ -2,8 +2,8 @@
 results derived from its files (the leaderboard's paired tests), so that listing thousands
 of runs reads one file instead of thousands.
 
-The folders stay the truth. Each entry carries a stamp (size and modification time) of the
-files it came from; every listing compares the stamps with the folders and reads again
+The folders stay the truth. Each entry carries a stamp (size, modification and change
+times, inode) of the files it came from; every listing compares the stamps with the folders and reads again
 what changed, adds what is new and drops what is gone, so deleting the index loses
 nothing. Writers take SQLite's lock, so concurrent runs and listings are safe; where the
 index cannot be opened or written (a read-only store, a lock held too long, a damaged
@@ -37,7 +37,10 @@ _TABLES = ("CREATE TABLE IF NOT EXISTS records (folder TEXT PRIMARY KEY, stamp T
 
 
 def stamp(*files: Path) -> str:
-    """``size:mtime_ns`` of each file (``-`` when missing), comma-separated."""
+    """``size:mtime_ns:ctime_ns:inode`` of each file (``-`` when missing), comma-separated.
+    The change time cannot be set back (``touch -d``, ``cp -p`` and rsync keep the
+    modification time, not it), so a file rewritten in place, or an index copied from
+    another store, never matches."""
     parts = []
     for f in files:
         try:
@@ -45,7 +48,7 @@ def stamp(*files: Path) -> str:
         except OSError:
             parts.append("-")
             continue
-        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
     return ",".join(parts)
 
 
@@ -118,15 +121,23 @@ class StoreIndex:
             try:
                 self._db = _open(self.path)
             except sqlite3.DatabaseError as exc:
-                if "not a database" in str(exc) or "malformed" in str(exc):
-                    try:  # damaged: it is only a cache
-                        self.path.unlink()
-                        self._db = _open(self.path)
-                    except (OSError, sqlite3.Error):
-                        pass
+                if _damaged(exc):
+                    self._rebuild(exc)
                 log.debug("index %s: %s", self.path, exc)
             self._enabled = self._db is not None
         return self._db
+
+    def _rebuild(self, exc: Exception) -> None:
+        """Replace a damaged index file by an empty one: it is only a cache of the folders."""
+        log.warning("run index %s is damaged (%s); rebuilding it from the run folders", self.path, exc)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        try:
+            self.path.unlink()
+            self._db = _open(self.path)
+        except (OSError, sqlite3.Error):
+            pass
 
     def _query(self, sql: str, params=()) -> list[tuple]:
         db = self._connect()
@@ -135,6 +146,8 @@ class StoreIndex:
         try:
             return db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
+            if _damaged(exc):  # a page damaged after the header: read the folders, rebuild
+                self._rebuild(exc)
             log.debug("index %s: %s", self.path, exc)
             return []
 
@@ -152,6 +165,10 @@ class StoreIndex:
                 db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", derived)
         except sqlite3.Error as exc:  # locked for too long, read-only, disk full: stay unindexed
             log.debug("index %s not updated: %s", self.path, exc)
+
+
+def _damaged(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and ("not a database" in str(exc) or "malformed" in str(exc))
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -36,10 +36,11 @@ def score_predictions(y: np.ndarray, proba: np.ndarray, classes, fold_of: np.nda
     key = key_for("bmbench.scores", _metrics_source(), _sklearn_version(), list(classes),
                   _bytes(y), _bytes(proba), n_folds, _bytes(fold_of) if n_folds > 1 else b"", positive)
     found = cache.get(key)
-    try:
-        return found["metrics"], found["reliability"]
-    except (KeyError, TypeError):
-        pass  # a miss (None) or an entry of another shape
+    if found is not None:
+        problem = _disagrees(found, y, proba, classes)
+        if problem is None:
+            return found["metrics"], found["reliability"]
+        cache.discard(key, problem)
     metrics, reliability = _score(y, proba, classes, fold_of, n_folds, positive)
     # what a rerun reads back, so the first run stores the same types
     found = json.loads(json.dumps({"metrics": metrics, "reliability": reliability}, default=jsonable))
@@ -48,6 +49,35 @@ def score_predictions(y: np.ndarray, proba: np.ndarray, classes, fold_of: np.nda
     except OSError as exc:
         log.debug("scores cache: %s", exc)
     return found["metrics"], found["reliability"]
+
+
+def _disagrees(found, y: np.ndarray, proba: np.ndarray, classes) -> str | None:
+    """What is wrong with a cached entry of the scores of ``y`` and ``proba``, or None.
+
+    The key hashes the inputs, not the scores, so the headline numbers are recomputed here
+    with numpy (microseconds, and no scikit-learn import on a cached rerun) from the
+    confusion matrix and compared: an entry edited to rank a run first is not used."""
+    if not (isinstance(found, dict) and isinstance(found.get("metrics"), dict)
+            and isinstance(found.get("reliability"), dict)):
+        return "not a scores entry"
+    metrics = found["metrics"]
+    k = len(classes)
+    pred = proba.argmax(axis=1)
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    present = support > 0
+    f1 = 2 * tp / np.maximum(predicted + support, 1)  # 2TP / (2TP + FP + FN), 0 for an absent class
+    recall = tp / np.maximum(support, 1)
+    expected = {"n": len(y), "accuracy": tp.sum() / max(len(y), 1),
+                "macro_f1": f1[present].mean() if present.any() else 0.0,
+                "balanced_accuracy": recall[present].mean() if present.any() else 0.0}
+    if metrics.get("confusion_matrix") != cm.tolist() or metrics.get("classes") != list(classes):
+        return "its confusion matrix or classes differ from the predictions'"
+    for name, value in expected.items():
+        got = metrics.get(name)
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or abs(got - value) > 1e-9:
+            return f"its {name} differs from the predictions'"
+    return None
 
 
 def _score(y, proba, classes, fold_of, n_folds: int, positive: str | None) -> tuple[dict, dict]:

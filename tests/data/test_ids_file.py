@@ -156,5 +156,9 @@ def test_written_ranges_parse_to_exactly_the_expanded_names(blocks, spaced):
             dash = " - " if spaced else "-"
             lines.append(f"    {names[0]}{dash}{names[-1]}" if count else f"    {names[0]}")
         expected += [(split, folder, f"{base}/{n}") for n in names]
+    if len({rel for _, _, rel in expected}) < len(expected):  # an image listed twice: refused
+        with pytest.raises(DatasetError, match="gen.txt: .* listed (in both|more than once)"):
+            parse_ids_text("\n".join(lines) + "\n", "gen.txt")
+        return
     entries = parse_ids_text("\n".join(lines) + "\n", "gen.txt")
     assert [(e.split, e.label, e.relpath) for e in entries] == expected

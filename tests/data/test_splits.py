@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bmbench.data.table import make_table
-from bmbench.core.errors import DatasetError
+from bmbench.core.errors import BmbenchError, DatasetError
 from bmbench.config.recipe import SplitSpec
 from bmbench.data.splits import make_split
 
@@ -65,11 +65,15 @@ def test_split_is_saved_and_read_back(tmp_path):
     assert again.folds[0].test.tolist() == s.folds[0].test.tolist()
 
 
-def test_damaged_saved_split_is_recomputed(tmp_path):
+def test_damaged_saved_split_is_refused_then_recomputed(tmp_path):
     t = table(tmp_path)
     store = tmp_path / "splits"
     s = make_split(t, SplitSpec(), store)
-    (store / f"{s.fingerprint}.json").write_text("{broken")
+    path = store / f"{s.fingerprint}.json"
+    path.write_text("{broken")
+    with pytest.raises(BmbenchError, match=f"{s.fingerprint}.json: not valid JSON .*delete it"):
+        make_split(t, SplitSpec(), store)
+    path.unlink()
     assert make_split(t, SplitSpec(), store).folds[0].test.tolist() == s.folds[0].test.tolist()
 
 

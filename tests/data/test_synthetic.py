@@ -194,7 +194,7 @@ def test_generate_skips_when_complete_and_redoes_otherwise(tmp_path, monkeypatch
         assert generate(tmp_path / "syn", 1, size=32, classes=("lymphocyte", "blast")) == root
     assert _tree(root) == before
     generate(root, 2, size=32, classes=("lymphocyte",))  # other parameters: replaced
-    assert sorted(p.name for p in root.iterdir()) == [".complete", "ground_truth.csv", "lymphocyte"]
+    assert sorted(p.name for p in root.iterdir()) == [".complete", ".files.json", "ground_truth.csv", "lymphocyte"]
     assert len(list((root / "lymphocyte").iterdir())) == 2
 
 

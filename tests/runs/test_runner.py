@@ -65,7 +65,12 @@ def test_skipped_bad_image_is_recorded(recipe_path, tmp_path, monkeypatch):
     run_recipe(recipe_path, tmp_path / "warmup")
     gen = next((tmp_path / "cache2" / "synthetic").iterdir())
     victim = sorted((gen / "blast").glob("*.png"))[0]
+    from bmbench.core.hashing import file_sha256
+
     victim.write_bytes(b"not an image")
+    listed = json.loads((gen / ".files.json").read_text())  # the generated set proves its files:
+    listed[f"blast/{victim.name}"] = [victim.stat().st_size, file_sha256(victim)]  # list the bad one as made
+    (gen / ".files.json").write_text(json.dumps(listed))
     from bmbench.core.errors import DatasetError
     with pytest.raises(DatasetError, match=victim.name):
         run_recipe(recipe_path, tmp_path / "results")

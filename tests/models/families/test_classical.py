@@ -121,9 +121,14 @@ def test_bad_options_name_the_key(recipe, override, message):
 
 def test_unreadable_image_is_skipped_and_recorded(recipe, tmp_path, monkeypatch):
     run_recipe(recipe, tmp_path / "warm", ("model.family=baseline",))
+    from bmbench.core.hashing import file_sha256
+
     gen = next((tmp_path / "cache" / "synthetic").iterdir())
     victim = sorted((gen / "monocyte").glob("*.png"))[3]
     victim.write_bytes(victim.read_bytes()[:100])
+    listed = json.loads((gen / ".files.json").read_text())  # the generated set proves its files:
+    listed[f"monocyte/{victim.name}"] = [victim.stat().st_size, file_sha256(victim)]  # list the bad one as made
+    (gen / ".files.json").write_text(json.dumps(listed))
     run = run_recipe(recipe, tmp_path / "results", ("dataset.on_bad_image=skip",))
     info = json.loads((run / "run.json").read_text())
     assert str(victim) in info["skipped_images"]
