@@ -117,6 +117,8 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 @click.option("--recipe", default=None, help="Only runs of this recipe name.")
 @click.option("--family", default=None, help="Only runs of this model family.")
 @click.option("--best-per-recipe", is_flag=True, help="Keep the best run of each recipe.")
+@click.option("--fair", is_flag=True, help="Rank only runs given the same tuning budget together "
+              "(one table per split and budget: 'default' or 'tuned N trials').")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
               default="table", show_default=True,
               help="html: a page with a bar chart (interval whiskers) and the table per split.")
@@ -128,7 +130,7 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 @click.option("--no-index", is_flag=True,
               help="Read every run folder and redo the paired tests instead of using (and updating) the "
                    "store's index.sqlite.")
-def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out, wide, per_class,
+def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fair, fmt, out, wide, per_class,
                 columns, no_index):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
@@ -148,7 +150,7 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
         if empty is not None and fmt == "table":
             _emit(empty, out)
             return
-        boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index)
+        boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index, fair=fair)
     from .views.leaderboard import TableView
 
     view = TableView(tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,

@@ -207,12 +207,46 @@ def prepare(plan: StudyPlan, resume: bool):
     import optuna
 
     optuna.storages.fail_stale_trials(study)
+    _fail_dead_trials(study)
     defaults = plan.defaults()
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     if not any(t.system_attrs.get("fixed_params") == defaults for t in study.get_trials(deepcopy=False, states=live)):
         study.enqueue_trial(defaults, user_attrs={"default": True})
     _write_manifest(plan, {"status": "running"})
     return study
+
+
+def _fail_dead_trials(study) -> None:
+    """Fail the running trials of processes on this machine that no longer exist (a trial
+    killed within its first heartbeat interval has no heartbeat for Optuna to judge)."""
+    from datetime import datetime
+
+    from optuna.trial import TrialState
+
+    host = os.uname().nodename
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit():
+            dead = not _alive(int(pid))
+        else:  # never got as far as naming its process: dead once past the grace period
+            started = t.datetime_start or datetime.now()
+            dead = not worker and (datetime.now() - started).total_seconds() > HEARTBEAT[1]
+        if dead:
+            try:
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 - another process failed it first
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _exists(plan: StudyPlan) -> bool:
@@ -379,6 +413,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
+        trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")  # for --resume after a kill
         params = {key: suggest(trial, key, space) for key, space in self.plan.space}
         recipe = with_params(self.plan.recipe, params)
         step = [0]
