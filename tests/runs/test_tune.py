@@ -264,3 +264,31 @@ def test_two_processes_share_one_study(recipe_path, tmp_path):
     assert 8 <= len(done) <= 9  # both count the other's running trials; at most one more than the budget
     assert len({t.user_attrs["worker"] for t in done}) == 2
     assert sum(bool(t.user_attrs.get("default")) for t in done) >= 1
+
+
+CNN = """
+name: tinycnn
+dataset: {kind: synthetic, n_per_class: 8, render_size: 32, image_size: 16}
+split: {test: 0.25, val: 0.25}
+model: {family: cnn, depth: 1, width: 4}
+train: {epochs: 4, batch_size: 8, patience: 4, augment: [none], jobs: 1}
+tune: {trials: 2, space: {model.width: {int: [4, 8]}}}
+"""
+
+
+def test_deep_trials_report_every_epoch_and_are_pruned(tmp_path, monkeypatch):
+    import optuna
+
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    recipe = recipe_from_dict(__import__("yaml").safe_load(CNN), str(tmp_path / "cnn.yaml"))
+    results = tmp_path / "results"
+    plan = tune_module.plan_study(recipe, results)
+    study = tune_module.run_study(plan, results)
+    done = tune_module.finished(study)
+    assert len(done) == 2 and all(len(t.intermediate_values) == 4 for t in done)  # one report per epoch
+    # a pruner that stops every trial after its second epoch: trials end PRUNED, not trained on
+    monkeypatch.setattr(tune_module, "_pruner", lambda plan: optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=1))
+    plan = tune_module.plan_study(recipe, results, trials=2, study_id="pruned")
+    study = tune_module.run_study(plan, results)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    assert all(1 <= len(t.intermediate_values) < 4 for t in study.trials)  # stopped before the last epoch
