@@ -292,3 +292,12 @@ def test_deep_trials_report_every_epoch_and_are_pruned(tmp_path, monkeypatch):
     study = tune_module.run_study(plan, results)
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
     assert all(1 <= len(t.intermediate_values) < 4 for t in study.trials)  # stopped before the last epoch
+
+
+def test_jobs_run_trials_in_worker_processes_sharing_the_study(recipe_path):
+    results = recipe_path.parent / "results"
+    plan = tune_module.plan_study(load_recipe(recipe_path), results, trials=4)
+    study = tune_module.run_study(plan, results, jobs=2)
+    done = tune_module.finished(study)
+    assert 4 <= len(done) <= 5 and len({t.user_attrs["worker"] for t in done}) == 2
+    assert len(tune_module.counted(study, plan.trials)) == 4
