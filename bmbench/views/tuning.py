@@ -90,7 +90,10 @@ def params_figure(summary: dict):
         else:
             xs, bx = vals, best["params"].get(name)
             if kind.startswith("log_"):
+                from matplotlib.ticker import NullFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis overlap
         ax.scatter(xs, scores, s=12, color="#7fb2e5")
         ax.scatter([bx], [best["value"]], s=40, color="#c0392b", zorder=3)
         ax.set_title(f"{name.split('.')[-1]} = {_fmt(best['params'].get(name))}", fontsize=9)
