@@ -128,6 +128,8 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 @click.option("--recipe", default=None, help="Only runs of this recipe name.")
 @click.option("--family", default=None, help="Only runs of this model family.")
 @click.option("--best-per-recipe", is_flag=True, help="Keep the best run of each recipe.")
+@click.option("--fair", is_flag=True, help="Rank only runs given the same tuning budget together "
+              "(one table per split and budget: 'default' or 'tuned N trials').")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
               default="table", show_default=True,
               help="html: a page with a bar chart (interval whiskers) and the table per split.")
@@ -139,7 +141,7 @@ def run(recipe, overrides, repeats, results_dir, quiet):
 @click.option("--no-index", is_flag=True,
               help="Read every run folder and redo the paired tests instead of using (and updating) the "
                    "store's index.sqlite.")
-def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fmt, out, wide, per_class,
+def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, fair, fmt, out, wide, per_class,
                 columns, no_index):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
@@ -159,7 +161,7 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
         if empty is not None and fmt == "table":
             _emit(empty, out)
             return
-        boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index)
+        boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index, fair=fair)
     from .views.leaderboard import TableView
 
     view = TableView(tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
@@ -603,6 +605,83 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
                    f"{outcome.folder / 'ablation.json'}): "
                    + "; ".join(f"{r.key}: {r.error[:120]}" for r in outcome.failed[:3]), err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@set_option
+@click.option("--trials", type=click.IntRange(1, 100_000), default=None,
+              help="Trial budget (default: the recipe's tune.trials, else 40); trial 0 is the recipe itself.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget of this invocation, minutes (alone or with --trials).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="local: trials at a time in worker processes sharing the study (-1: one per core); "
+                   "dask: trial loops on the cluster (default: one per worker thread).")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this machine; dask: the cluster at --scheduler (workers reach the study "
+                   "database: a shared folder, or --storage).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="dask scheduler address.")
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna RDB storage URL (default: SQLite at results/studies/ID/study.db).")
+@click.option("--study", "study_id", default=None, help="Study id (default: <recipe name>-<hash of recipe and space>).")
+@click.option("--resume", is_flag=True, help="Continue a stored study: its finished trials count towards the budget.")
+@click.option("--no-refit", is_flag=True, help="Run the trials only; store no run.")
+@click.option("--report", "report_id", default=None, metavar="STUDY",
+              help="Draw a stored study (optimisation history, fANOVA importances, best parameters); run nothing.")
+@click.option("--show-space", is_flag=True, help="Print the search space of RECIPE and exit.")
+@results_option
+@quiet_option
+def tune(recipe, overrides, trials, minutes, jobs, backend, scheduler, storage, study_id, resume, no_refit,
+         report_id, show_space, results_dir, quiet):
+    """Tune RECIPE with an Optuna study (TPE, seeded) on its validation images, then store the
+    best trial as an ordinary run whose run.json records the budget. The search space is the
+    recipe's tune.space, else the ranges declared beside each option; test images are never
+    used before the final run. Studies live in results/studies/ID/ (SQLite) and resume with
+    --resume after an interruption or crash."""
+    from .config.locations import results_dir as resolve
+
+    _setup(quiet)
+    store = resolve(results_dir)
+    if report_id:
+        if recipe:
+            raise BmbenchError("--report draws a stored study; give no RECIPE with it")
+        from .views.tuning import write_study_report
+
+        paths = write_study_report(store, report_id, storage)
+        click.echo(paths["summary.md"].read_text())
+        click.echo(f"pictures in {paths['summary.md'].parent}", err=True)
+        return
+    if not recipe:
+        raise BmbenchError("give a RECIPE to tune, or --report STUDY")
+    from .config.recipe import load_recipe
+    from .runs.tune import plan_study
+
+    plan = plan_study(load_recipe(recipe, tuple(overrides)), store, trials, minutes, study_id, storage)
+    budget = " and ".join(x for x in (f"{plan.trials} trials" if plan.trials else "",
+                                      f"{plan.minutes:g} min" if plan.minutes else "") if x)
+    click.echo(f"study {plan.id}: {plan.tune.metric} on the {'%d-fold CV' % plan.tune.cv if plan.tune.cv else 'validation split'}, "
+               f"budget {budget}, {len(plan.space)} parameter(s); storage {plan.storage}", err=True)
+    if show_space:
+        import yaml
+
+        click.echo(yaml.safe_dump(plan.space.to_plain(), sort_keys=False, default_flow_style=None), nl=False)
+        return
+    from .runs.store import load_record
+    from .runs.tune import refit_best, run_study, tuning_record
+
+    study = run_study(plan, store, backend, jobs, scheduler, resume)
+    record = tuning_record(plan, study)
+    click.echo(f"{record['trials']} trial(s) finished ({record['pruned']} pruned) in {record['minutes']:.1f} min; "
+               f"best trial {record['best_trial']}: {record['metric']}={record['best_value']:.4f} on validation"
+               + (f" (recipe's own values: {record['default_value']:.4f})" if record["default_value"] is not None else ""),
+               err=True)
+    click.echo("best parameters: " + ", ".join(f"{k}={v}" for k, v in record["best_params"].items()), err=True)
+    if no_refit:
+        return
+    folder = refit_best(plan, study, store)
+    m = load_record(folder).metrics
+    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
+               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']}; tuned {record['trials']} trials)")
 
 
 @main.command()

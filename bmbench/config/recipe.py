@@ -25,6 +25,7 @@ from ..core.errors import RecipeError
 from ..core.registry import did_you_mean, known_list
 from .registries import AUGMENTATIONS, DATASET_KINDS, FAMILIES, PREPROCESSING
 from .schema import MAX_SEED, Context, build, option
+from .space import choice, floats
 
 PATH_KEYS = (("dataset", "root"), ("dataset", "ids"), ("dataset", "preprocess_reference"), ("model", "weights"))
 #: Values of path keys that are keywords, not file names (left as they are).
@@ -122,14 +123,16 @@ def _augmentations() -> list[str]:
 @dataclass(frozen=True)
 class TrainSpec:
     epochs: int = option(30, ge=1, le=10_000, doc="maximum epochs / boosting rounds scale")
-    batch_size: int = option(32, ge=1, le=65_536, doc="images per batch")
-    learning_rate: float = option(1e-3, gt=0.0, le=10.0, doc="initial learning rate")
+    batch_size: int = option(32, ge=1, le=65_536, doc="images per batch", space=choice(16, 32, 64))
+    learning_rate: float = option(1e-3, gt=0.0, le=10.0, doc="initial learning rate",
+                                  space=floats(1e-4, 1e-2, log=True))
     patience: int = option(5, ge=1, le=100_000, doc="early-stopping patience on the validation set")
     class_weight: Literal["balanced", "none"] = option("balanced", doc="weight classes by 1/frequency")
     jobs: int = option(1, ge=-1, le=256, doc="parallel workers for image work: feature-extraction processes, decoding threads (-1: all cores)")
     augment: tuple[str, ...] = option(
         ("flip", "rotate90"), choices=_augmentations,
-        doc="on-the-fly augmentation of training images (deep families), or [none]")
+        doc="on-the-fly augmentation of training images (deep families), or [none]",
+        space=choice(["none"], ["flip", "rotate90"], ["flip", "rotate90", "hed"]))
     mixed_precision: Union[Literal["auto", "on", "off"], bool] = option(
         "auto", doc="deep families: auto = float16 on GPUs that support it, float32 on CPU; "
                     "on/off (YAML may read them as true/false: same meaning)")
@@ -163,6 +166,32 @@ class EvaluateSpec(DatasetSpec):
                               "labelled images per class of this set, test on the rest")
 
 
+def _metrics() -> tuple[str, ...]:
+    from ..metrics.scores import HEADLINE
+
+    return HEADLINE
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """``tune:``: how ``bmbench tune`` searches this recipe (:mod:`bmbench.runs.tune`). Not part
+    of a run's fingerprint: it changes how a recipe is chosen, not what one run does."""
+
+    metric: str = option("macro_f1", choices=_metrics, doc="the score a study maximises (or "
+                         "minimises: log_loss, ece, brier) on the validation images")
+    trials: Optional[int] = option(None, ge=1, le=100_000, doc="trial budget (default 40, or none "
+                                   "with minutes); the recipe's own values are trial 0")
+    minutes: Optional[float] = option(None, gt=0.0, le=1_000_000.0, doc="wall-clock budget, minutes")
+    cv: Optional[int] = option(None, ge=2, le=20, doc="score each trial by k-fold cross-validation "
+                               "inside the training and validation images instead of on the "
+                               "validation split")
+    seed: int = option(0, ge=0, doc="seed of the TPE sampler (worker i of a parallel study: seed + i)")
+    pruner: Literal["median", "hyperband", "none"] = option(
+        "median", doc="deep families: stop trials whose per-epoch validation score trails")
+    space: Any = option(None, doc="{key: {int|log_int|float|log_float: [low, high]} or {choice: "
+                        "[...]}}; default: the ranges declared beside each option of the family")
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str = option(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", doc="run name")
@@ -177,16 +206,24 @@ class Recipe:
                 "image size and padding come from 'dataset'; 'adapt' trains on a few of their "
                 "labelled images")
     repeats: int = option(1, ge=1, le=1000, doc="run with this many seeds (seed, seed+1, ...)")
+    tune: Optional[TuneSpec] = option(None, doc="search settings of `bmbench tune` (metric, "
+                                      "trials, minutes, cv, seed, space)")
     source: str = option("", doc="file the recipe came from", internal=True)
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data (kind/family options flattened back)."""
-        return _flatten(dataclasses.asdict(self))
+        tune = self.tune
+        out = _flatten(dataclasses.asdict(dataclasses.replace(self, tune=None)))
+        del out["tune"]  # absent when unset, so recipes without it keep their fingerprints
+        if tune is not None:
+            space = tune.space.to_plain() if tune.space is not None and tune.space.given else None
+            out["tune"] = {**{f.name: getattr(tune, f.name) for f in dataclasses.fields(tune)}, "space": space}
+        return out
 
     def fingerprint(self, ignore: tuple[str, ...] = ()) -> str:
         """Hash of everything that affects the result (not the name, description, source or
         repeat count; nor the top-level keys in ``ignore``, e.g. ``("seed",)``)."""
-        skip = ("name", "description", "source", "repeats", *ignore)
+        skip = ("name", "description", "source", "repeats", "tune", *ignore)
         data = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -294,6 +331,11 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
     _check_pixel_sizes(recipe, ctx)
     _check_split(recipe.split, ctx.child("split"))
     check_seeds(recipe.seed, recipe.repeats, ctx)
+    if recipe.tune is not None:
+        from .space import parse_space
+
+        space = parse_space(recipe.tune.space, recipe, ctx.child("tune").child("space"))
+        recipe = dataclasses.replace(recipe, tune=dataclasses.replace(recipe.tune, space=space))
     d = recipe.dataset
     if d.preprocess_reference is not None and not d.preprocess:
         raise ctx.child("dataset").child("preprocess_reference").error(

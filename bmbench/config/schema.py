@@ -26,7 +26,7 @@ _INT64 = 2 ** 63 - 1
 def option(default: Any = _MISSING, *, doc: str = "", ge: float | None = None,
            le: float | None = None, gt: float | None = None, lt: float | None = None,
            pattern: str | None = None, choices: Any = None, parse: Any = None,
-           internal: bool = False) -> Any:
+           internal: bool = False, space: Any = None) -> Any:
     """A dataclass field with documentation and numeric bounds (inclusive ``ge``/``le``,
     exclusive ``gt``/``lt``). ``choices`` is a callable returning the valid names (read
     from a registry when the recipe is validated). ``parse(value, ctx)`` validates the
@@ -34,9 +34,11 @@ def option(default: Any = _MISSING, *, doc: str = "", ge: float | None = None,
     (a classifier and its own options). ``internal`` keys (set by bmbench itself) are left
     out of the "valid keys" hints. Lists are given as tuples so the dataclass stays
     hashable. A ``ValueError`` from the dataclass's ``__post_init__`` becomes an error
-    naming the section."""
+    naming the section. ``space`` (a :class:`~bmbench.config.space.Space`) is the range
+    ``bmbench tune`` searches by default; it must lie inside the bounds above (checked by
+    the contract test of every option)."""
     meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "pattern": pattern,
-            "choices": choices, "parse": parse, "internal": internal}
+            "choices": choices, "parse": parse, "internal": internal, "space": space}
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

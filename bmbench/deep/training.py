@@ -71,7 +71,7 @@ def fit_stage(model, train_data, steps: int, val_data, *, stage: str, epochs: in
     import keras
 
     monitor = "val_loss" if val_data is not None else "loss"
-    epoch_log = _epoch_log(stage, epochs)
+    epoch_log = _epoch_log(stage, epochs, getattr(ctx, "on_epoch", None))
     stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                             restore_best_weights=True)
     callbacks = [stopper,
@@ -91,9 +91,10 @@ def fit_stage(model, train_data, steps: int, val_data, *, stage: str, epochs: in
                        len(timed) * steps * batch_size / max(train_seconds, 1e-9))
 
 
-def _epoch_log(stage: str, epochs: int):
-    """A Keras callback keeping one history row and logging one line per epoch (built on
-    demand so importing this module does not import Keras)."""
+def _epoch_log(stage: str, epochs: int, hook=None):
+    """A Keras callback keeping one history row and logging one line per epoch, then calling
+    ``hook(stage, epoch, row)`` (a study's pruning; it may raise to stop training). Built on
+    demand so importing this module does not import Keras."""
     import keras
 
     class EpochLog(keras.callbacks.Callback):
@@ -114,6 +115,8 @@ def _epoch_log(stage: str, epochs: int):
             self.rows.append(row)
             log.info("%s epoch %d/%d: %s, lr %.2g (%.1f s)", stage, epoch + 1, epochs,
                      epoch_text(row), self.lr, row["seconds"])
+            if hook is not None:
+                hook(stage, epoch + 1, row)
 
     return EpochLog()
 

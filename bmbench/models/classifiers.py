@@ -22,6 +22,7 @@ import numpy as np
 from ..core.errors import BmbenchError, RecipeError
 from ..core.loaders import check_skops, load_skops, load_xgboost, skops_types
 from ..config.schema import option
+from ..config.space import floats, ints
 from ..core.registry import Registry, did_you_mean, known_list
 
 
@@ -88,10 +89,17 @@ class ClassifierChoice:
         return self.name, self.options, self.explicit
 
     def to_plain(self):
-        """The recipe form: the bare name, or the mapping with every option."""
+        """The recipe form: the bare name, or the mapping with every option (options added
+        later are left out while at their default, so older recipes keep their fingerprints)."""
         from dataclasses import asdict
 
-        return {"name": self.name, **asdict(self.options)} if self.explicit else self.name
+        if not self.explicit:
+            return self.name
+        plain = asdict(self.options)
+        for key, default in ADDED_OPTIONS.get(self.name, {}).items():
+            if plain.get(key) == default:
+                del plain[key]
+        return {"name": self.name, **plain}
 
     @property
     def entry(self) -> "Classifier":
@@ -119,6 +127,10 @@ def parse_classifier(value, ctx) -> ClassifierChoice:
     entry = CLASSIFIERS.get(name)
     return ClassifierChoice(name, build(entry.Options, value if explicit else {}, ctx), explicit)
 
+
+#: ``{classifier: {option: default}}``: options added after recipes with the mapping form were
+#: stored; absent from a recipe's plain form while at their default.
+ADDED_OPTIONS: dict[str, dict] = {"xgboost": {"min_child_weight": 1.0}}
 
 CLASSIFIERS: Registry[Classifier] = Registry("classifier", "bmbench.classifiers", ("bmbench.models.classifiers",),
                                              error=RecipeError, key="model.classifier")
@@ -153,13 +165,18 @@ def cuda_visible() -> bool:
 
 @dataclass(frozen=True)
 class XGBoostOptions:
-    n_estimators: int = option(600, ge=1, le=100_000, doc="boosting rounds")
-    max_depth: int = option(6, ge=1, le=64, doc="tree depth")
-    learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate")
+    n_estimators: int = option(600, ge=1, le=100_000, doc="boosting rounds", space=ints(100, 1000, log=True))
+    max_depth: int = option(6, ge=1, le=64, doc="tree depth", space=ints(2, 10))
+    learning_rate: float = option(0.1, gt=0.0, le=1.0, doc="boosting learning rate",
+                                  space=floats(0.01, 0.3, log=True))
     early_stopping: int = option(50, ge=0, le=1_000_000, doc="stop after this many rounds without validation improvement; "
                                                "0: no early stopping, the validation images are trained on too")
-    subsample: float = option(1.0, gt=0.0, le=1.0, doc="share of the training images each tree sees")
-    colsample_bytree: float = option(1.0, gt=0.0, le=1.0, doc="share of the features each tree sees")
+    subsample: float = option(1.0, gt=0.0, le=1.0, doc="share of the training images each tree sees",
+                              space=floats(0.5, 1.0))
+    colsample_bytree: float = option(1.0, gt=0.0, le=1.0, doc="share of the features each tree sees",
+                                     space=floats(0.2, 1.0))
+    min_child_weight: float = option(1.0, ge=0.0, le=1000.0, doc="least (weighted) images in a leaf",
+                                     space=floats(0.5, 20.0, log=True))
 
 
 def _xgb_fit(o: XGBoostOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_classes):
@@ -174,7 +191,8 @@ def _xgb_fit(o: XGBoostOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_
         w, has_val = class_weights(y, n_classes, mode), False
     model = XGBClassifier(
         n_estimators=o.n_estimators, max_depth=o.max_depth, learning_rate=o.learning_rate,
-        subsample=o.subsample, colsample_bytree=o.colsample_bytree, tree_method="hist", device="cuda" if cuda_visible() else "cpu", random_state=s.seed,
+        subsample=o.subsample, colsample_bytree=o.colsample_bytree, min_child_weight=o.min_child_weight,
+        tree_method="hist", device="cuda" if cuda_visible() else "cpu", random_state=s.seed,
         n_jobs=s.jobs, objective="multi:softprob", num_class=n_classes, eval_metric="mlogloss",
         early_stopping_rounds=o.early_stopping if has_val else None)
     eval_set = [(x_val, y_val)] if has_val else None
@@ -266,19 +284,20 @@ def _sk_load(trusted: frozenset[str]) -> Callable:
 
 @dataclass(frozen=True)
 class RandomForestOptions:
-    n_estimators: int = option(600, ge=1, le=100_000, doc="trees")
-    max_depth: Optional[int] = option(None, ge=1, le=1024, doc="tree depth (null: grow until pure)")
+    n_estimators: int = option(600, ge=1, le=100_000, doc="trees", space=ints(100, 1000, log=True))
+    max_depth: Optional[int] = option(None, ge=1, le=1024, doc="tree depth (null: grow until pure)",
+                                      space=ints(4, 64, log=True))
 
 
 @dataclass(frozen=True)
 class LogisticRegressionOptions:
-    C: float = option(1.0, gt=0.0, doc="inverse L2 regularisation strength")
+    C: float = option(1.0, gt=0.0, doc="inverse L2 regularisation strength", space=floats(1e-3, 1e3, log=True))
     max_iter: int = option(5000, ge=10, le=1_000_000, doc="solver iterations")
 
 
 @dataclass(frozen=True)
 class SVMOptions:
-    C: float = option(1.0, gt=0.0, doc="regularisation")
+    C: float = option(1.0, gt=0.0, doc="regularisation", space=floats(1e-2, 1e3, log=True))
 
 
 def _random_forest(o: RandomForestOptions, s: ClassifierSettings):

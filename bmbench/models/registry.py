@@ -114,7 +114,9 @@ class Family:
     and docs. Options: the dataclass of its ``model:`` keys. libraries: modules the runner
     imports before timing ``fit`` (so ``timings.fit_seconds`` is training, not library
     start-up). uses_image_size: whether ``dataset.image_size`` shapes its inputs (shown in
-    the leaderboard's settings column).
+    the leaderboard's settings column). tuned_train: the ``train`` keys this family reads
+    whose declared search spaces ``bmbench tune`` searches by default (beside every option of
+    ``Options`` that declares a ``space``).
     """
 
     name: ClassVar[str]
@@ -122,6 +124,7 @@ class Family:
     Options: ClassVar[type]
     libraries: ClassVar[tuple[str, ...]] = ()
     uses_image_size: ClassVar[bool] = True
+    tuned_train: ClassVar[tuple[str, ...]] = ()
 
     @staticmethod
     def summary(options) -> str:

@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..data.images import ImageSet, ImageSource, load_images
 from ..data.pixel_size import scaled
@@ -26,6 +27,9 @@ class RunContext:
     notes: RunNotes = field(default_factory=RunNotes)
     run_dir: Path | None = None  # the run folder being written (artifacts such as history.csv)
     fold: int = 0  # index of the fold being trained (k-fold runs)
+    #: ``on_epoch(stage, epoch, row)`` after every training epoch of a deep family (a study's
+    #: pruning: it may raise to stop the trial); None in ordinary runs
+    on_epoch: Callable | None = None
 
     @property
     def options(self):

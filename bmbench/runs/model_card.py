@@ -24,7 +24,8 @@ def render_model_card(info: dict, metrics: dict, recipe_text: str) -> str:
              "## Model",
              f"- family: `{info['family']}` ({info.get('settings', '')})",
              f"- trained with bmbench {info.get('bmbench_version', '?')}, seed {info.get('seed')}",
-             f"- predict with: `bmbench predict {info['id']} IMAGES... --out predictions.csv`", "",
+             f"- predict with: `bmbench predict {info['id']} IMAGES... --out predictions.csv`",
+             *_tuning_lines(info.get("tuning")), "",
              "## Data",
              f"- data set: `{d['kind']}` at `{d['root']}` ({d['n_images']} images, fingerprint `{d['fingerprint']}`)",
              f"- split: {', '.join(f'{k}={v}' for k, v in info['split'].items())} "
@@ -46,6 +47,18 @@ def render_model_card(info: dict, metrics: dict, recipe_text: str) -> str:
     lines += ["", "## Known limitations", *(f"- {t}" for t in _limits(info))]
     lines += ["", "## Training settings", "", "```yaml", recipe_text.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _tuning_lines(t: dict | None) -> list[str]:
+    """How the settings were chosen: the default recipe, or a study and its budget."""
+    if not t:
+        return []
+    params = ", ".join(f"`{k}` = {v}" for k, v in t["best_params"].items())
+    default = f" (the recipe's own values: {t['default_value']:.4f})" if t.get("default_value") is not None else ""
+    return [f"- tuned: study `{t['study']}`, {t['trials']} trials ({t.get('pruned', 0)} pruned) in "
+            f"{t['minutes']:.1f} min, {t['metric']} on the {t['objective']}; best trial {t['best_trial']} "
+            f"scored {t['best_value']:.4f}{default}",
+            f"- best parameters: {params}"]
 
 
 def _binary_lines(b: dict | None) -> list[str]:

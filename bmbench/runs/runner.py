@@ -51,9 +51,10 @@ class FoldResult:
 
 
 def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
-               overrides: tuple[str, ...] = (), tags: dict | None = None) -> Path:
+               overrides: tuple[str, ...] = (), tags: dict | None = None, tuning: dict | None = None) -> Path:
     """Train and score ``recipe``; return the stored run folder. ``tags`` (JSON-ready, e.g.
-    an ablation id and its varied values) are stored as ``tags`` in ``run.json``."""
+    an ablation id and its varied values) are stored as ``tags`` in ``run.json``; ``tuning``
+    (the study that chose this recipe, :mod:`bmbench.runs.tune`) as ``tuning``."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     elif overrides:
@@ -86,7 +87,7 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
             folds = [_run_fold(family, table, split, i, ctx, writer.path, adaptations)
                      for i in range(len(split.folds))]
             _write_outputs(writer, recipe, table, split, folds, ctx, time.perf_counter() - started, tags,
-                           adaptations)
+                           adaptations, tuning)
             if recipe.evaluate:
                 _add_evaluations(writer.path, recipe, [f.model for f in folds], table, split, adaptations)
         except OSError as exc:
@@ -214,7 +215,7 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
 
 
 def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
-                   tags: dict | None = None, adaptations: dict | None = None) -> None:
+                   tags: dict | None = None, adaptations: dict | None = None, tuning: dict | None = None) -> None:
     rows = np.concatenate([f.test_rows for f in folds])
     proba = np.concatenate([f.proba for f in folds])
     fold_of = np.concatenate([np.full(len(f.test_rows), i) for i, f in enumerate(folds)])
@@ -231,6 +232,8 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
         info.update(run_facts(adaptations, info["n_train"]))
     if tags:
         info["tags"] = dict(tags)
+    if tuning:
+        info["tuning"] = dict(tuning)
     write_json(writer.path / "run.json", info)
     write_json(writer.path / "environment.json", environment(recipe.seed))
     write_text(writer.path / "recipe.yaml", dump_recipe(recipe))

@@ -10,6 +10,7 @@ p-value is at least 0.05 are marked ``n.s.``: not significantly different from t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -60,18 +61,32 @@ class Board:
 def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: str | None = None,
                  recipe: str | None = None, family: str | None = None,
                  best_per_recipe: bool = False, n_resamples: int = N_RESAMPLES,
-                 seed: int = SEED, index=None) -> list[Board]:
-    """One :class:`Board` per split fingerprint of the ``records`` kept by the filters.
-    ``index``: the store's :class:`~bmbench.runs.index.StoreIndex`, which remembers the
-    paired tests against each leader (recomputed when either predictions.csv changes)."""
+                 seed: int = SEED, index=None, fair: bool = False) -> list[Board]:
+    """One :class:`Board` per split fingerprint of the ``records`` kept by the filters
+    (with ``fair``, one per split fingerprint and tuning budget, so that only runs given the
+    same budget are ranked together). ``index``: the store's
+    :class:`~bmbench.runs.index.StoreIndex`, which remembers the paired tests against each
+    leader (recomputed when either predictions.csv changes)."""
     from .compare import check_metric
 
     check_metric(metric)
     records = [r for r in records if _keep(r, dataset, recipe, family)]
-    groups: dict[str, list[RunRecord]] = {}
+    groups: dict[tuple, list[RunRecord]] = {}
     for r in records:
-        groups.setdefault(r.info["split_fingerprint"], []).append(r)
-    return [_board(runs, metric, best_per_recipe, n_resamples, seed, index) for runs in groups.values()]
+        groups.setdefault((r.info["split_fingerprint"], budget_text(r.info) if fair else ""), []).append(r)
+    boards = []
+    for (_, budget), runs in groups.items():
+        board = _board(runs, metric, best_per_recipe, n_resamples, seed, index)
+        boards.append(dataclasses.replace(board, title=f"{board.title} - budget: {budget}") if fair else board)
+    return boards
+
+
+def budget_text(info: dict) -> str:
+    """How much search chose the run's settings: ``tuned 40 trials`` or ``default``."""
+    t = info.get("tuning")
+    if not t:
+        return "default"
+    return f"tuned {t.get('trials')} trials"
 
 
 def check_filters(records: list[RunRecord], store: Path, dataset: str | None = None, recipe: str | None = None,
@@ -134,6 +149,9 @@ def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resample
     for r, rank in zip(data, min_rank([r[metric] for r in data], descending=not ascending)):
         r["rank"] = rank
     by_id = {r.id: r for r in runs}
+    if any(r.info.get("tuning") for r in runs):  # the budget beside every score of a table with a tuned run
+        for r in data:
+            r["settings"] = ", ".join(x for x in (r["settings"], budget_text(by_id[r["run"]].info)) if x)
     marks, p_adj, test = _versus_leader(data, by_id, metric, scored, n_resamples, seed, index)
     spread = _seed_spreads(runs, metric)
     for r, mark, p in zip(data, marks, p_adj):

@@ -73,3 +73,21 @@ def test_an_ablation_on_the_cluster_scores_as_the_local_backend(tree, address, t
         pd.testing.assert_frame_equal(pd.read_csv(here.path / "predictions.csv"),
                                       pd.read_csv(there.path / "predictions.csv"))
         assert json.loads((there.path / "run.json").read_text())["recipe_fingerprint"] == here.info["recipe_fingerprint"]
+
+
+def test_a_study_on_the_cluster_shares_one_database(tree, address, tmp_path):
+    """`bmbench tune --backend dask`: one trial loop per worker thread, every worker writing
+    to the same study database (a SQLite file the loopback workers can reach); the best
+    trial comes back as an ordinary run in this process's store."""
+    import optuna
+
+    recipe = tmp_path / "matekxgb.yaml"
+    recipe.write_text(RECIPE.format(root=tree) + "tune: {trials: 6, space: {model.max_depth: {int: [2, 4]}}}\n")
+    out = _invoke("tune", str(recipe), "--backend", "dask", "--scheduler", address, "--study", "cluster",
+                  "--results-dir", str(tmp_path / "res"), "-q", cache=tmp_path / "cache")
+    assert "tuned 6 trials" in out.output
+    study = optuna.load_study(study_name="cluster", storage=f"sqlite:///{tmp_path / 'res/studies/cluster/study.db'}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert 6 <= len(done) <= 7 and len({t.user_attrs["worker"] for t in done}) == 2  # both workers took trials
+    (run,) = list_runs(tmp_path / "res")
+    assert run.info["tuning"]["trials"] == 6

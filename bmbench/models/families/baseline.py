@@ -16,14 +16,15 @@ import numpy as np
 from ...config.schema import option
 from ...core.loaders import RERUN, integer, list_of, load_npz, read_model_json, shaped
 from ...core.untrusted import damaged
+from ...config.space import choice, floats
 from ...core.progress import progress
 from ..registry import Family, Subset, register_family
 
 
 @dataclass(frozen=True)
 class BaselineOptions:
-    pixels: int = option(16, ge=2, le=128, doc="side of the downsampled image, px")
-    C: float = option(1.0, gt=0.0, doc="inverse L2 regularisation strength")
+    pixels: int = option(16, ge=2, le=128, doc="side of the downsampled image, px", space=choice(8, 16, 24, 32))
+    C: float = option(1.0, gt=0.0, doc="inverse L2 regularisation strength", space=floats(1e-3, 1e3, log=True))
     max_iter: int = option(2000, ge=10, le=10_000_000, doc="solver iterations")
 
 

@@ -136,6 +136,11 @@ class Classical(Family):
         model.log_top_features()
         return model
 
+    def tabular_inputs(self, paths, ctx) -> np.ndarray:
+        """The matrix the classifier of ``ctx.options`` is fitted on, ``float32[n, d]``: a study
+        (:mod:`bmbench.runs.tune`) computes it once and refits only the classifier per trial."""
+        return feature_matrix(paths, feature_settings(ctx.options, ctx), ctx, "features (study)")
+
     @staticmethod
     def load(folder: Path, recipe, ctx) -> "ClassicalModel":
         return ClassicalModel.load(folder, recipe.model.options)

@@ -25,6 +25,7 @@ from typing import Optional
 
 from ...core.errors import RecipeError
 from ...config.schema import option
+from ...config.space import floats, ints
 from ..keras_model import KerasClassifier
 from ..registry import Family, Subset, register_family
 
@@ -32,10 +33,12 @@ from ..registry import Family, Subset, register_family
 @dataclass(frozen=True)
 class CNNOptions:
     depth: int = option(4, ge=1, le=7, doc="convolution blocks (two 3x3 conv-BN-ReLU layers and "
-                                           "2x2 max pooling each); needs image_size >= 2**depth")
-    width: int = option(32, ge=4, le=256, doc="filters of the first block, doubled per block up to 8x")
+                                           "2x2 max pooling each); needs image_size >= 2**depth",
+                        space=ints(2, 5))
+    width: int = option(32, ge=4, le=256, doc="filters of the first block, doubled per block up to 8x",
+                        space=ints(16, 64, log=True))
     dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer "
-                                                     "(and after every dense layer)")
+                                                     "(and after every dense layer)", space=floats(0.0, 0.6))
     dense: Optional[tuple[int, ...]] = option(
         None, ge=1, le=65_536, doc="hidden dense layers (ReLU units each, e.g. [256, 128]) between "
                                    "the pooling and the softmax, each followed by dropout")
@@ -77,6 +80,7 @@ class CNN(Family):
     libraries = ("keras",)
     description = "small CNN (conv-BN-ReLU blocks, global pooling, dropout) trained from scratch"
     Options = CNNOptions
+    tuned_train = ("learning_rate", "batch_size", "augment")
 
     @staticmethod
     def summary(opts: CNNOptions) -> str:

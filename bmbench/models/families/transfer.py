@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from ...config.schema import option
+from ...config.space import floats, ints
 from ..keras_model import KerasClassifier
 from ..registry import Family, Subset, register_family
 from ...config.recipe import WEIGHT_KEYWORDS
@@ -47,13 +48,16 @@ class TransferOptions:
     weights: str = option("imagenet", doc="imagenet (Keras download/cache), none (train from "
                                           "scratch) or a .weights.h5/.h5 file of this backbone")
     pooling: Literal["avg", "max"] = option("avg", doc="global pooling of the last feature map")
-    dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer")
+    dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer",
+                            space=floats(0.0, 0.6))
     augment_head: bool = option(False, doc="stage 1 on augmented images through the frozen backbone "
                                            "(false: on cached embeddings, no augmentation)")
     fine_tune_layers: int = option(0, ge=0, le=10_000, doc="stage 2: unfreeze the top N backbone "
-                                                           "layers (0: no stage 2)")
+                                                           "layers (0: no stage 2)",
+                                  space=ints(0, 60))
     fine_tune_epochs: int = option(10, ge=1, le=10_000, doc="stage 2 maximum epochs")
-    fine_tune_learning_rate: float = option(1e-5, gt=0.0, le=1.0, doc="stage 2 learning rate")
+    fine_tune_learning_rate: float = option(1e-5, gt=0.0, le=1.0, doc="stage 2 learning rate",
+                                            space=floats(1e-6, 1e-4, log=True))
 
 
 def weights_label(weights: str) -> str:
@@ -66,6 +70,7 @@ class Transfer(Family):
     libraries = ("keras",)
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
     Options = TransferOptions
+    tuned_train = ("learning_rate", "batch_size")
 
     @staticmethod
     def preflight(opts: TransferOptions) -> None:
