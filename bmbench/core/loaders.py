@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .untrusted import DamagedFile, MAX_JSON_BYTES, damaged, read_json
+from .untrusted import DamagedFile, MAX_JSON_BYTES, damaged, read_json, read_json_bytes
 
 #: What to do about a damaged model file in a run folder.
 RERUN = "the run folder was damaged or edited; restore it or rerun its recipe"
@@ -183,20 +183,7 @@ def _xgboost_shape(value) -> str | None:
 def load_xgboost(path: str | os.PathLike, fix: str = RERUN):
     """The ``xgboost.XGBClassifier`` saved in XGBoost's own JSON at ``path``: the bytes are
     read once, checked as JSON with XGBoost's top-level keys, and those same bytes loaded."""
-    path = Path(path)
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise damaged(path, f"larger than {MAX_JSON_BYTES >> 20} MiB, not a file bmbench wrote", fix)
-        raw = path.read_bytes()
-        problem = _xgboost_shape(json.loads(raw))
-    except FileNotFoundError:
-        raise damaged(path, "missing", fix) from None
-    except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        raise damaged(path, f"unreadable ({_first_line(exc)})", fix) from None
-    except ValueError as exc:
-        raise damaged(path, f"not valid JSON ({_first_line(exc)})", fix) from None
-    if problem:
-        raise damaged(path, problem, fix)
+    raw, _ = read_json_bytes(path, _xgboost_shape, fix)
     from xgboost import XGBClassifier
 
     clf = XGBClassifier()

@@ -37,11 +37,19 @@ def read_json(path: str | os.PathLike, check: Callable[[object], str | None] | N
               fix: str | None = None):
     """The JSON value in ``path``; ``check(value)`` returns a problem (or None when the value
     has the expected shape). Any damage raises :class:`DamagedFile` naming ``path``."""
+    return read_json_bytes(path, check, fix)[1]
+
+
+def read_json_bytes(path: str | os.PathLike, check: Callable[[object], str | None] | None = None,
+                    fix: str | None = None) -> tuple[bytes, object]:
+    """:func:`read_json` that also returns the bytes it parsed, for a library that loads them
+    again (what was checked is then exactly what is loaded)."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise damaged(path, f"larger than {MAX_JSON_BYTES >> 20} MiB, not a file bmbench wrote", fix)
-        value = json.loads(path.read_bytes())
+        raw = path.read_bytes()
+        value = json.loads(raw)
     except FileNotFoundError:
         raise damaged(path, "missing", fix) from None
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
@@ -51,7 +59,7 @@ def read_json(path: str | os.PathLike, check: Callable[[object], str | None] | N
     problem = check(value) if check is not None else None
     if problem:
         raise damaged(path, problem, fix)
-    return value
+    return raw, value
 
 
 def fields(value, required: dict[str, type | tuple[type, ...]]) -> str | None:

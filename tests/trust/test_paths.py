@@ -22,7 +22,6 @@ import pytest
 from click.testing import CliRunner
 
 from bmbench.cli import main
-from conftest import write_image
 
 SYNTHETIC = "dataset: {kind: synthetic, n_per_class: 10, render_size: 64, image_size: 32"
 CLASSICAL = "model: {family: classical, features: [shape], n_estimators: 20}"
@@ -152,7 +151,8 @@ def test_an_overlay_class_folder_that_links_outside_is_refused(env):
     assert list(elsewhere.iterdir()) == [] and not (env / "table.csv").exists()
 
 
-def test_manifest_labels_become_safe_overlay_folders(env):
+def test_manifest_labels_become_safe_overlay_folders(env, make_image):
+    write_image = make_image
     data = env / "data"
     rows = []
     for label, tag in (("../../up", "a"), ("/abs/x", "b")):
@@ -172,7 +172,8 @@ def test_manifest_labels_become_safe_overlay_folders(env):
 # --- manifest rows stay inside the manifest's folder ----------------------------------------
 
 @pytest.mark.parametrize("row", ["../outside.png", "{outside}", "link.png", "sub/../../outside.png"])
-def test_manifest_rows_outside_its_folder_are_refused(env, row):
+def test_manifest_rows_outside_its_folder_are_refused(env, row, make_image):
+    write_image = make_image
     data = env / "data"
     outside = write_image(env / "outside.png")
     (data / "sub").mkdir(parents=True)
@@ -220,8 +221,9 @@ def data_root(run: Path) -> Path:
 
 @pytest.mark.parametrize("row, explain", [("/etc/passwd", False), ("{relative}", True), ("{absolute}", False),
                                           ("link-out.png", True)])
-def test_report_never_reads_a_predictions_row_outside_the_data_set_root(stored, row, explain):
+def test_report_never_reads_a_predictions_row_outside_the_data_set_root(stored, row, explain, make_image):
     env, run = stored
+    write_image = make_image
     root = data_root(run)
     secret = write_image(env / "secret.png", color=(255, 0, 255))
     link = root / "link-out.png"
