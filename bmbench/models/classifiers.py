@@ -46,6 +46,9 @@ class Classifier:
     (never pickle). importances: ``(fitted, n_features) -> float[n] | None``. libraries:
     the distributions whose versions enter the fit-cache key. legacy: the flat
     ``model.<key>`` shorthands this classifier reads when it is named without options.
+    trains_on_val: ``options -> bool``, True where ``fit`` trains on the validation images
+    too (then a run cross-fits its validation probabilities, see
+    :func:`bmbench.models.tabular.held_out_validation`).
     """
 
     name: str
@@ -57,6 +60,7 @@ class Classifier:
     importances: Callable = lambda fitted, n: None
     libraries: tuple[str, ...] = ("numpy",)
     legacy: tuple[str, ...] = ()
+    trains_on_val: Callable = lambda options: False
 
 
 class ClassifierChoice:
@@ -196,7 +200,8 @@ def _xgb_importances(model, n: int) -> np.ndarray:
 CLASSIFIERS.register("xgboost", Classifier(
     "xgboost", "gradient-boosted trees (hist; CUDA when a GPU is visible), early stopping on validation",
     _xgb_fit, _xgb_save, _xgb_load, XGBoostOptions, _xgb_importances, ("xgboost", "numpy"),
-    ("n_estimators", "max_depth", "learning_rate", "early_stopping")))
+    ("n_estimators", "max_depth", "learning_rate", "early_stopping"),
+    trains_on_val=lambda o: o.early_stopping == 0))
 
 
 # --- scikit-learn (saved with skops) --------------------------------------------------------

@@ -20,13 +20,14 @@ from ..data.duplicates import exact_duplicates
 from .environment import environment
 from .evaluation import evaluate_elsewhere
 from ..models.registry import Subset, get_family
+from ..models.tabular import CROSS_FIT_FOLDS
 from .model_card import render_model_card
 from ..config.recipe import Recipe, dump_recipe, load_recipe
 from ..data.splits import Split, recipe_split, subsample_train
 from ..core.errors import DatasetError, StoreError
 from ..core.atomic import write_json, write_text
 from ..core.version import __version__
-from .predictions import predictions_frame, write_predictions
+from .predictions import VALIDATION_FILE, predictions_frame, write_predictions
 from .staged import StagedModel, fit_preprocessing
 from ..config.locations import results_dir
 from .scoring import score_predictions
@@ -44,6 +45,9 @@ class FoldResult:
     predict_seconds: float
     details: dict
     model: object = None
+    val_rows: np.ndarray | None = None
+    val_proba: np.ndarray | None = None
+    val_kind: str | None = None  # "holdout" | "out_of_fold"
 
 
 def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
@@ -176,7 +180,24 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
     model.save(folder / "model" if len(split.folds) == 1 else folder / "model" / f"fold-{i}")
     t1 = time.perf_counter()
     proba = np.asarray(model.predict_proba(_subset(table, fold.test).paths, ctx), dtype=np.float64)
-    return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details(), model)
+    predict_s = time.perf_counter() - t1
+    val_proba, val_kind = validation_proba(model, val, ctx)  # after the test images: changes nothing there
+    return FoldResult(fold.test, proba, fit_s, predict_s, model.details(), model,
+                      fold.val if val_proba is not None else None, val_proba, val_kind)
+
+
+def validation_proba(model: StagedModel, val, ctx) -> tuple[np.ndarray | None, str | None]:
+    """Held-out probabilities of the fold's validation images (``validation.csv``), for
+    ensemble weights fitted without the test images: the model's own predictions
+    (``holdout``), or, from a model that trained on them, the family's cross-fitted ones
+    (``out_of_fold``, :func:`bmbench.models.tabular.held_out_validation`)."""
+    if val is None:
+        return None, None
+    own = getattr(model.model, "validation_proba", None)
+    crossed = own(ctx) if own is not None else None
+    if crossed is not None:
+        return np.asarray(crossed, dtype=np.float64), "out_of_fold"
+    return np.asarray(model.predict_proba(val.paths, ctx), dtype=np.float64), "holdout"
 
 
 def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
@@ -193,6 +214,17 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     write_json(writer.path / "metrics.json", metrics)
     write_json(writer.path / "reliability.json", reliability)
     info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
+    validated = [f for f in folds if f.val_proba is not None]
+    if validated:
+        vrows = np.concatenate([f.val_rows for f in validated])
+        vfold = np.concatenate([np.full(len(f.val_rows), i) for i, f in enumerate(folds) if f.val_proba is not None])
+        write_predictions(writer.path, predictions_frame(
+            table.frame["relpath"].to_numpy()[vrows], table.classes, table.labels[vrows],
+            np.concatenate([f.val_proba for f in validated]), vfold if len(folds) > 1 else None),
+            VALIDATION_FILE)
+        info["validation"] = {"file": VALIDATION_FILE, "kind": validated[0].val_kind, "n": int(len(vrows)),
+                              **({"cross_fit_parts": CROSS_FIT_FOLDS}
+                                 if validated[0].val_kind == "out_of_fold" else {})}
     if adaptations:
         info.update(run_facts(adaptations, info["n_train"]))
     if tags:

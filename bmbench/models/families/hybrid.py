@@ -30,7 +30,8 @@ from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings, saved_columns
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import best_iteration, fit_for_run, importances_of, loaded, predict_proba, save_fitted
+from ..tabular import (best_iteration, fit_for_run, held_out_validation, importances_of, loaded, predict_proba,
+                       save_fitted)
 from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
@@ -86,6 +87,7 @@ class Hybrid(Family):
         x = model.features(train.paths, ctx, "train", devices)
         x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
         model.fitted = fit_for_run(opts, ctx, x, train, x_val, val)
+        model.cross_fit = lambda run_ctx: held_out_validation(opts, run_ctx, x, train, x_val, val)
         model.log_shares()
         return model
 
@@ -103,6 +105,11 @@ class HybridModel:
     spec: object  # EmbeddingSpec
     seed: int
     source: Path | None = None  # the folder it was loaded from, named in errors
+    cross_fit: object = None  # in the fitting run: see ClassicalModel.cross_fit
+
+    def validation_proba(self, ctx) -> np.ndarray | None:
+        """Cross-fitted validation probabilities when the classifier trained on them, else None."""
+        return self.cross_fit(ctx) if self.cross_fit is not None else None
 
     def features(self, paths, ctx, label: str, devices=None) -> np.ndarray:
         """``float32[n, n_handcrafted + d]``; rows of unreadable images are all NaN."""
