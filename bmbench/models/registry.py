@@ -81,6 +81,7 @@ class FitContext(Protocol):
     options: Any
     train: Any
     seed: int
+    tta: tuple[str, ...]
     image_size: int
     images: Any
     cache_dir: Path
@@ -114,7 +115,8 @@ class Family:
     and docs. Options: the dataclass of its ``model:`` keys. libraries: modules the runner
     imports before timing ``fit`` (so ``timings.fit_seconds`` is training, not library
     start-up). uses_image_size: whether ``dataset.image_size`` shapes its inputs (shown in
-    the leaderboard's settings column).
+    the leaderboard's settings column). supports_tta: its models average ``predict.tta``
+    views (``ctx.tta``).
     """
 
     name: ClassVar[str]
@@ -122,6 +124,8 @@ class Family:
     Options: ClassVar[type]
     libraries: ClassVar[tuple[str, ...]] = ()
     uses_image_size: ClassVar[bool] = True
+    #: whether its models honour ``predict.tta`` (test-time augmentation over image views)
+    supports_tta: ClassVar[bool] = False
 
     @staticmethod
     def summary(options) -> str:

@@ -21,10 +21,11 @@ from .environment import environment
 from .evaluation import evaluate_elsewhere
 from ..models.registry import Subset, get_family
 from ..models.tabular import CROSS_FIT_FOLDS
+from ..deep.tta import views as tta_views
 from .model_card import render_model_card
 from ..config.recipe import Recipe, dump_recipe, load_recipe
 from ..data.splits import Split, recipe_split, subsample_train
-from ..core.errors import DatasetError, StoreError
+from ..core.errors import DatasetError, RecipeError, StoreError
 from ..core.atomic import write_json, write_text
 from ..core.version import __version__
 from .predictions import VALIDATION_FILE, predictions_frame, write_predictions
@@ -63,6 +64,9 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
     _seed_everything(recipe.seed)
     family = get_family(recipe.model.family)()
     family.preflight(recipe.model.options)
+    if recipe.predict.tta and not family.supports_tta:
+        raise RecipeError(f"predict.tta: the {family.name} family has no test-time augmentation (it is for "
+                          "cnn, transfer and hybrid); remove predict.tta")
     with RunWriter(store, recipe.name) as writer:
         handler = _log_to(writer.path / "run.log")
         try:
@@ -269,6 +273,7 @@ def settings_summary(recipe: Recipe) -> str:
     extra = family.summary(recipe.model.options)
     size = f"{recipe.dataset.image_size}px" if family.uses_image_size else ""
     share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
+    tta = f"TTA x{len(tta_views(recipe.predict.tta))}" if recipe.predict.tta else ""
     adapted = [f"+{e.adapt.n_per_class}/class of {e.kind}" + (f" x{e.adapt.repeat}" if e.adapt.repeat > 1 else "")
                for e in recipe.evaluate if e.adapt.n_per_class]
-    return ", ".join(x for x in (size, extra, share, *adapted) if x)
+    return ", ".join(x for x in (size, extra, share, tta, *adapted) if x)

@@ -77,6 +77,7 @@ class CNN(Family):
     libraries = ("keras",)
     description = "small CNN (conv-BN-ReLU blocks, global pooling, dropout) trained from scratch"
     Options = CNNOptions
+    supports_tta = True
 
     @staticmethod
     def summary(opts: CNNOptions) -> str:

@@ -66,6 +66,7 @@ class Transfer(Family):
     libraries = ("keras",)
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
     Options = TransferOptions
+    supports_tta = True
 
     @staticmethod
     def preflight(opts: TransferOptions) -> None:
