@@ -178,3 +178,18 @@ def test_greedy_selection_prefers_the_better_member_and_stack_learns_from_valida
     back = fam.Combiner.from_dict(json.loads(json.dumps(c.to_dict())))
     assert np.allclose(back.combine([noise, good]), out)
     assert np.allclose(fam.fit_combiner("mean", [noise, good], y).combine([noise, good]), (noise + good) / 2)
+
+
+def test_kfold_members_get_one_combination_per_fold(env):
+    runs = []
+    for pixels in (4, 8):
+        p = env / f"k{pixels}.yaml"
+        p.write_text(f"name: k{pixels}\n{BASE.replace('test: 0.25, val: 0.25', 'folds: 3, val: 0.2')}"
+                     f"model: {{family: baseline, pixels: {pixels}}}\n")
+        runs.append(bmbench.run_recipe(p))
+    assert "fold" in pd.read_csv(runs[0] / "validation.csv")
+    folder = ens.build_ensemble([r.name for r in runs], "stack")
+    info = json.loads((folder / "run.json").read_text())
+    assert info["n_folds"] == 3 and len(info["model"]["combiners"]) == 3
+    preds = pd.read_csv(folder / "predictions.csv")
+    assert sorted(preds["fold"].unique()) == [0, 1, 2] and len(preds) == 64
