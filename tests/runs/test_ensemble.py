@@ -115,6 +115,8 @@ def test_ensemble_is_a_stored_run_ranked_predicted_and_reported(env, runs):
     report = cli("report", folder.name, "--no-explain")
     assert report.exit_code == 0, report.output
     assert "Ensemble members and weights" in (folder / "report.html").read_text()
+    rerun = cli("run", folder / "recipe.yaml")
+    assert rerun.exit_code == 2 and "bmbench ensemble RUN RUN" in rerun.output
     # a deleted member: one clear line, exit 2, no prediction
     import shutil
 

@@ -37,6 +37,8 @@ from ..registry import Family, Subset, register_family
 METHODS = ("mean", "select", "stack")
 EPS = 1e-7
 STACK_C = (0.01, 0.1, 1.0, 10.0)
+#: Newton steps on the few stacking features: a few iterations where lbfgs needs hundreds
+SOLVER = "newton-cholesky"
 FILE = "ensemble.json"
 
 
@@ -140,10 +142,10 @@ def _fit_stack(probas: list[np.ndarray], y: np.ndarray, seed: int) -> Combiner:
     best_c = 1.0
     if folds >= 2:
         cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        scores = [cross_val_score(LogisticRegression(C=c, max_iter=2000), x, y, cv=cv,
+        scores = [cross_val_score(LogisticRegression(C=c, max_iter=2000, solver=SOLVER), x, y, cv=cv,
                                   scoring="neg_log_loss").mean() for c in STACK_C]
         best_c = STACK_C[int(np.argmax(scores))]
-    lr = LogisticRegression(C=best_c, max_iter=2000).fit(x, y)
+    lr = LogisticRegression(C=best_c, max_iter=2000, solver=SOLVER).fit(x, y)
     coef = np.zeros((k, x.shape[1]))
     intercept = np.full(k, -1e9)  # classes absent from the validation images are never predicted
     if len(lr.classes_) == 2:  # sklearn's binary form: one row for classes_[1]
@@ -204,9 +206,13 @@ class Ensemble(Family):
     def summary(opts: EnsembleOptions) -> str:
         return f"{opts.method} of {len(opts.members)} runs"
 
+    @staticmethod
+    def preflight(options) -> None:
+        raise RecipeError("model.family: ensemble combines stored runs, it is not trained from a recipe; "
+                          "make one with bmbench ensemble RUN RUN... [--method mean|select|stack]")
+
     def fit(self, train: Subset, val: Subset | None, ctx):
-        raise RecipeError("model.family: ensemble combines stored runs; make one with "
-                          "bmbench ensemble RUN RUN... [--method mean|select|stack]")
+        self.preflight(ctx.options)
 
     @staticmethod
     def load(folder: Path, recipe, ctx):
