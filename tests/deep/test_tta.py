@@ -69,3 +69,15 @@ def test_tta_on_a_family_without_views_is_refused(env):
     p.write_text(RECIPE.format(name="c", model="model: {family: baseline, pixels: 8}") + "predict: {tta: [flip]}\n")
     with pytest.raises(RecipeError, match="predict.tta: the baseline family"):
         bmbench.run_recipe(p)
+
+
+def test_hybrid_averages_its_embeddings_over_the_views(env):
+    p = env / "hybrid.yaml"
+    p.write_text(RECIPE.format(name="hy", model="model: {family: hybrid, features: [shape], backbone: MobileNetV2, "
+                                                "weights: none, n_estimators: 20}") + "predict: {tta: [rotate180]}\n")
+    run = bmbench.run_recipe(p)
+    info = json.loads((run / "run.json").read_text())
+    assert "TTA x2" in info["settings"]
+    preds = pd.read_csv(run / "predictions.csv")
+    paths = [f"{info['dataset']['root']}/{x}" for x in preds["path"]]
+    assert np.allclose(bmbench.load_run(run.name).predict_proba(paths), preds.filter(like="p_").to_numpy(), atol=1e-6)
