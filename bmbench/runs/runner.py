@@ -49,6 +49,7 @@ class FoldResult:
     val_rows: np.ndarray | None = None
     val_proba: np.ndarray | None = None
     val_kind: str | None = None  # "holdout" | "out_of_fold"
+    val_seconds: float = 0.0
 
 
 def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
@@ -185,9 +186,10 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
     t1 = time.perf_counter()
     proba = np.asarray(model.predict_proba(_subset(table, fold.test).paths, ctx), dtype=np.float64)
     predict_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
     val_proba, val_kind = validation_proba(model, val, ctx)  # after the test images: changes nothing there
     return FoldResult(fold.test, proba, fit_s, predict_s, model.details(), model,
-                      fold.val if val_proba is not None else None, val_proba, val_kind)
+                      fold.val if val_proba is not None else None, val_proba, val_kind, time.perf_counter() - t2)
 
 
 def validation_proba(model: StagedModel, val, ctx) -> tuple[np.ndarray | None, str | None]:
@@ -227,6 +229,7 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
             np.concatenate([f.val_proba for f in validated]), vfold if len(folds) > 1 else None),
             VALIDATION_FILE)
         info["validation"] = {"file": VALIDATION_FILE, "kind": validated[0].val_kind, "n": int(len(vrows)),
+                              "seconds": round(sum(f.val_seconds for f in validated), 3),
                               **({"cross_fit_parts": CROSS_FIT_FOLDS}
                                  if validated[0].val_kind == "out_of_fold" else {})}
     if adaptations:

@@ -51,6 +51,7 @@ def test_every_run_stores_held_out_validation_probabilities(env):
         info = json.loads((run / "run.json").read_text())
         val = pd.read_csv(run / "validation.csv")
         assert info["validation"]["kind"] == kind and info["validation"]["n"] == info["n_val"] == len(val)
+        assert info["validation"]["seconds"] >= 0
         assert np.allclose(val.filter(like="p_").sum(axis=1), 1.0)
         assert not set(val["path"]) & set(pd.read_csv(run / "predictions.csv")["path"])
     # the run trained on its validation images: its own model would be over-confident on them
