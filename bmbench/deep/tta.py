@@ -50,6 +50,28 @@ def view_of(images: ImageSet, turns: int, mirrored: bool) -> ImageSet:
     return dataclasses.replace(images, images=x, key=images.key + tag, identity=images.identity + tag)
 
 
+#: Views are predicted in one pass (one input pipeline, one ``model.predict``) while all of
+#: them together take at most this many bytes; beyond it, one pass per view.
+STACKED_BYTES = 1 << 30
+
+
+def stacked(predict, images: ImageSet, names) -> np.ndarray:
+    """The mean of ``predict`` over the views of ``names``, the views stacked into one set of
+    ``len(views) * n`` images and predicted in one call (per-image keys are not distinct
+    across the views: only for predictors that cache nothing per image). Falls back to
+    :func:`averaged` when the stack would exceed :data:`STACKED_BYTES`."""
+    chosen = views(names)
+    x = np.asarray(images.images)
+    if len(chosen) * x.nbytes > STACKED_BYTES:
+        return averaged(predict, images, names)
+    big = dataclasses.replace(
+        images, images=np.concatenate([np.asarray(view_of(images, *v).images) for v in chosen]),
+        valid=np.tile(images.valid, len(chosen)), digests=tuple(images.digests) * len(chosen),
+        key=images.key + f"|views:{len(chosen)}")
+    p = np.asarray(predict(big), dtype=np.float64)
+    return p.reshape(len(chosen), len(images), -1).mean(axis=0)
+
+
 def averaged(predict, images: ImageSet, names) -> np.ndarray:
     """The mean of ``predict(view)`` (``float[n, k]``) over the views of ``names``."""
     chosen = views(names)

@@ -81,3 +81,22 @@ def test_hybrid_averages_its_embeddings_over_the_views(env):
     preds = pd.read_csv(run / "predictions.csv")
     paths = [f"{info['dataset']['root']}/{x}" for x in preds["path"]]
     assert np.allclose(bmbench.load_run(run.name).predict_proba(paths), preds.filter(like="p_").to_numpy(), atol=1e-6)
+
+
+def test_stacked_views_give_the_mean_of_the_views_in_one_call():
+    from bmbench.deep import tta
+
+    x = np.random.default_rng(0).integers(0, 255, (5, 4, 4, 3), dtype=np.uint8)
+    s = ImageSet(x, np.array([True, True, False, True, True]), tuple("abcde"), "k", "id")
+    calls = []
+
+    def predict(v):
+        calls.append(len(v))
+        out = v.images.reshape(len(v), -1)[:, :3].astype(float)
+        out[~v.valid] = np.nan
+        return out
+
+    one_by_one = averaged(predict, s, ["flip", "rotate90"])
+    calls.clear()
+    together = tta.stacked(predict, s, ["flip", "rotate90"])
+    assert calls == [40] and np.allclose(together, one_by_one, equal_nan=True) and np.isnan(together[2]).all()
