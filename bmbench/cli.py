@@ -452,6 +452,35 @@ def _parse_options(options) -> dict:
 
 
 @main.command()
+@click.argument("runs", metavar="RUN RUN...", nargs=-1, required=True)
+@click.option("--method", type=click.Choice(["mean", "select", "stack"]), default="select", show_default=True,
+              help="mean: plain average; select: greedy ensemble selection with replacement (Caruana 2004); "
+                   "stack: logistic regression on the members' probabilities. Fitted on the validation "
+                   "images only.")
+@click.option("--name", default=None, help="Name of the stored ensemble run (default: ensemble_<method>).")
+@click.option("--rounds", type=click.IntRange(1, 10_000), default=25, show_default=True,
+              help="Greedy rounds of --method select (weights are multiples of 1/rounds).")
+@results_option
+@quiet_option
+def ensemble(runs, method, name, rounds, results_dir, quiet):
+    """Combine stored RUNs (same data set, split and classes) into a new stored run, its
+    weights fitted on the members' validation probabilities; ranked by the leaderboard,
+    predicted with bmbench predict."""
+    from .runs.ensemble import build_ensemble
+    from .runs.store import load_record
+
+    _setup(quiet)
+    folder = build_ensemble(list(runs), method, name, results_dir, rounds)
+    record = load_record(folder)
+    m, e = record.metrics, record.info["ensemble"]
+    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
+               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+    for member in e["members"]:
+        click.echo(f"  {member['weight']:.3f}  {member['id']}  (validation macro_f1={member['validation_macro_f1']:.4f}, "
+                   f"test macro_f1={member['test_macro_f1']:.4f})")
+
+
+@main.command()
 @click.argument("run_ref", metavar="RUN")
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")

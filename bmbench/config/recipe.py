@@ -143,6 +143,25 @@ class TrainSpec:
                              "validation and test images unchanged")
 
 
+#: ``predict.tta`` generators; their views are defined in :mod:`bmbench.deep.tta`.
+TTA_GENERATORS = ("flip", "rotate90", "rotate180")
+
+
+def _tta_views() -> list[str]:
+    return list(TTA_GENERATORS)
+
+
+@dataclass(frozen=True)
+class PredictSpec:
+    """``predict:``: how a trained model predicts test images, evaluation sets and ``bmbench
+    predict`` inputs."""
+
+    tta: tuple[str, ...] = option(
+        (), choices=_tta_views,
+        doc="test-time augmentation (deep families, hybrid embeddings): average the probabilities over "
+            "the views these generate, e.g. [flip, rotate90] = all 8 turns and mirrors; [] = none")
+
+
 @dataclass(frozen=True)
 class AdaptSpec:
     """``evaluate[i].adapt``: few-shot adaptation to that evaluation set
@@ -205,6 +224,7 @@ class Recipe:
         (), doc="other data sets to test the trained model on (cross-data-set evaluation); "
                 "image size and padding come from 'dataset'; 'adapt' trains on a few of their "
                 "labelled images")
+    predict: PredictSpec = option(PredictSpec(), doc="how test images are predicted (test-time augmentation)")
     repeats: int = option(1, ge=1, le=1000, doc="run with this many seeds (seed, seed+1, ...)")
     tune: Optional[TuneSpec] = option(None, doc="search settings of `bmbench tune` (metric, "
                                       "trials, minutes, cv, seed, space)")
@@ -239,6 +259,8 @@ def _flatten(d: dict) -> dict:
     for section in ("dataset", "model"):
         out[section] = _flat_section(out[section])
     out["evaluate"] = [_flat_evaluate(e) for e in out.get("evaluate", ())]
+    if not out.get("predict", {}).get("tta"):  # absent when inert: today's fingerprints stay
+        out.pop("predict", None)
     return out
 
 

@@ -18,7 +18,7 @@ DATASET_KINDS: Registry = Registry("dataset kind", "bmbench.datasets", ("bmbench
 
 #: Model families: classes following :class:`bmbench.models.registry.Family`.
 FAMILIES: Registry = Registry("model family", "bmbench.families", tuple(
-    f"bmbench.models.families.{m}" for m in ("baseline", "classical", "cnn", "transfer", "hybrid")),
+    f"bmbench.models.families.{m}" for m in ("baseline", "classical", "cnn", "transfer", "hybrid", "ensemble")),
     error=RecipeError)
 
 #: Image preprocessing steps of the image stage: :class:`bmbench.data.preprocessing.Step`.

@@ -54,6 +54,9 @@ class Classifier:
     for classifiers not saved with skops). verify: ``(folder) -> None``, a cheap check of
     the saved files that builds nothing (raises
     :class:`~bmbench.core.untrusted.DamagedFile`); the fit cache runs it before reusing a fit.
+    trains_on_val: ``options -> bool``, True where ``fit`` trains on the validation images
+    too (then a run cross-fits its validation probabilities, see
+    :func:`bmbench.models.tabular.held_out_validation`).
     """
 
     name: str
@@ -67,6 +70,7 @@ class Classifier:
     legacy: tuple[str, ...] = ()
     trusted: frozenset[str] = frozenset()
     verify: Callable = lambda folder: None
+    trains_on_val: Callable = lambda options: False
 
 
 class ClassifierChoice:
@@ -219,7 +223,8 @@ def _xgb_importances(model, n: int) -> np.ndarray:
 CLASSIFIERS.register("xgboost", Classifier(
     "xgboost", "gradient-boosted trees (hist; CUDA when a GPU is visible), early stopping on validation",
     _xgb_fit, _xgb_save, _xgb_load, XGBoostOptions, _xgb_importances, ("xgboost", "numpy"),
-    ("n_estimators", "max_depth", "learning_rate", "early_stopping")))
+    ("n_estimators", "max_depth", "learning_rate", "early_stopping"),
+    trains_on_val=lambda o: o.early_stopping == 0))
 
 
 # --- scikit-learn (saved with skops) --------------------------------------------------------

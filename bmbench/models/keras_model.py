@@ -53,6 +53,16 @@ class KerasClassifier:
         return self._proba_of(ctx.load_images(paths, "predicting", size=self.image_size), ctx)
 
     def _proba_of(self, images, ctx) -> np.ndarray:
+        """One view, or with ``predict.tta`` the mean over its views (:mod:`bmbench.deep.tta`)."""
+        if getattr(ctx, "tta", ()):
+            from ..deep.tta import averaged, stacked
+
+            if self.embedding_head is not None:  # cached embeddings: one pass per view, each its own keys
+                return averaged(lambda view: self._one_view(view, ctx), images, ctx.tta)
+            return stacked(lambda views: self._one_view(views, ctx), images, ctx.tta)
+        return self._one_view(images, ctx)
+
+    def _one_view(self, images, ctx) -> np.ndarray:
         from ..deep.pipeline import predict_rows
 
         if self.embedding_head is not None:

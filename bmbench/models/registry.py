@@ -81,6 +81,7 @@ class FitContext(Protocol):
     options: Any
     train: Any
     seed: int
+    tta: tuple[str, ...]
     image_size: int
     images: Any
     cache_dir: Path
@@ -117,6 +118,8 @@ class Family:
     the leaderboard's settings column). tuned_train: the ``train`` keys this family reads
     whose declared search spaces ``bmbench tune`` searches by default (beside every option of
     ``Options`` that declares a ``space``).
+    the leaderboard's settings column). supports_tta: its models average ``predict.tta``
+    views (``ctx.tta``).
     """
 
     name: ClassVar[str]
@@ -125,6 +128,8 @@ class Family:
     libraries: ClassVar[tuple[str, ...]] = ()
     uses_image_size: ClassVar[bool] = True
     tuned_train: ClassVar[tuple[str, ...]] = ()
+    #: whether its models honour ``predict.tta`` (test-time augmentation over image views)
+    supports_tta: ClassVar[bool] = False
 
     @staticmethod
     def summary(options) -> str:

@@ -265,6 +265,56 @@ def fit_for_run(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: np.ndarr
                           ctx.train.class_weight, ctx.cache_dir)
 
 
+#: Parts the validation images are cut into when a classifier trains on them (see
+#: :func:`held_out_validation`): each part is predicted by a fit on all the other images.
+CROSS_FIT_FOLDS = 5
+
+
+def held_out_validation(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: np.ndarray | None,
+                        val) -> np.ndarray | None:
+    """Out-of-fold probabilities ``float64[len(val), n_classes]`` of the validation images when
+    the run's classifier trains on them (XGBoost with ``early_stopping: 0``), else None (the
+    fitted model's own predictions of them are held out already).
+
+    The validation images are cut into :data:`CROSS_FIT_FOLDS` stratified parts (seeded by the
+    run's seed); each part is predicted by the same classifier, settings and seed fitted on
+    the training images plus the other parts, so no image is predicted by a fit that saw it
+    and each fit is as close to the run's own model as the cross-fit allows. Fits go through
+    the fit cache. Nothing here touches the run's own model or its test predictions.
+    """
+    if val is None or x_val is None or not len(val):
+        return None
+    name, options = opts.classifier.name, opts.classifier_options()
+    if not get_classifier(name).trains_on_val(options):
+        return None
+    n_classes = len(train.classes)
+    settings = ClassifierSettings(ctx.seed, os.cpu_count() or 1)
+    out = np.full((len(val), n_classes), np.nan)
+    for part in _parts(val.labels, ctx.seed):
+        rest = np.setdiff1d(np.arange(len(val)), part)
+        fitted = fit_classifier(name, options, settings, np.concatenate([x, x_val[rest]]),
+                                np.concatenate([train.labels, val.labels[rest]]), None, None, n_classes,
+                                ctx.train.class_weight, ctx.cache_dir)
+        out[part] = predict_proba(fitted, x_val[part], n_classes)
+    log.info("validation probabilities: out-of-fold, %d cross-fits of %s", len(_parts(val.labels, ctx.seed)),
+             name)
+    return out
+
+
+def _parts(labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Row indices of the cross-fit's parts of ``labels``: stratified where every class has
+    enough images, else shuffled."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    k = min(CROSS_FIT_FOLDS, len(labels))
+    if k < 2:
+        return [np.arange(len(labels))]
+    counts = np.bincount(labels)
+    splitter = (StratifiedKFold(k, shuffle=True, random_state=seed) if counts[counts > 0].min() >= k
+                else KFold(k, shuffle=True, random_state=seed))
+    return [test for _, test in splitter.split(np.zeros(len(labels)), labels)]
+
+
 def predict_proba(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:
     """``float64[n, n_classes]`` probabilities of ``x`` ``(n, d)``: NaN rows where ``x`` is
     unreadable; classes the classifier never saw in training get probability 0."""

@@ -47,6 +47,11 @@ class RunContext:
         return self.recipe.seed
 
     @property
+    def tta(self) -> tuple[str, ...]:
+        """Test-time augmentation generators (``predict.tta``; empty: one view)."""
+        return self.recipe.predict.tta
+
+    @property
     def image_size(self) -> int:
         """The model input side, px (``dataset.image_size``)."""
         return self.recipe.dataset.image_size

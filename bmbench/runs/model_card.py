@@ -31,7 +31,7 @@ def render_model_card(info: dict, metrics: dict, recipe_text: str) -> str:
              f"- split: {', '.join(f'{k}={v}' for k, v in info['split'].items())} "
              f"(fingerprint `{info['split_fingerprint']}`): "
              f"{info['n_train']} train, {info['n_val']} validation, {info['n_test']} test images",
-             *_adaptation_lines(info), "", "| class | images |", "|---|---|"]
+             *_adaptation_lines(info), *_ensemble_lines(info), "", "| class | images |", "|---|---|"]
     lines += [f"| {c} | {n} |" for c, n in d["class_counts"].items()]
     lines += ["", "## Performance on the test images", "", "| metric | value | 95% CI |", "|---|---|---|"]
     ci = metrics.get("ci", {})
@@ -59,6 +59,21 @@ def _tuning_lines(t: dict | None) -> list[str]:
             f"{t['minutes']:.1f} min, {t['metric']} on the {t['objective']}; best trial {t['best_trial']} "
             f"scored {t['best_value']:.4f}{default}",
             f"- best parameters: {params}"]
+
+
+def _ensemble_lines(info: dict) -> list[str]:
+    """An ensemble run's members and weights (``run.json["ensemble"]``)."""
+    e = info.get("ensemble")
+    if not e:
+        return []
+    lines = ["", f"## Ensemble members ({e['method']}; weights fitted on {e['n_validation']} validation "
+                 "images only; predicting runs every member)", "",
+             "| member run | family | weight | validation macro-F1 | test macro-F1 |", "|---|---|---|---|---|"]
+    lines += [f"| `{m['id']}` | {m['family']} | {m['weight']:.3f} | {m['validation_macro_f1']:.4f} "
+              f"({m.get('validation_kind') or '?'}) | "
+              + (f"{m['test_macro_f1']:.4f} |" if m.get("test_macro_f1") is not None else "- |")
+              for m in e["members"]]
+    return lines
 
 
 def _binary_lines(b: dict | None) -> list[str]:

@@ -111,6 +111,13 @@ def load_run(ref: str | os.PathLike, results: str | os.PathLike | None = None) -
     record = load_record(folder)
     recipe = load_recipe(folder / "recipe.yaml")
     family = get_family(recipe.model.family)
+    if getattr(family, "stored_members", False):  # an ensemble: its members are stored runs
+        from ..models.families.ensemble import EnsembleModel
+        from .ensemble import load_members
+
+        ids = list(recipe.model.options.members)
+        model = EnsembleModel.load(folder / "model", load_members(folder, ids, load_run))
+        return LoadedRun(folder, recipe, record.info, record.metrics, [StagedModel(model)])
     ctx = RunContext.for_recipe(recipe)
     n_folds = int(record.info.get("n_folds", 1))
     model_dirs = [folder / "model"] if n_folds == 1 else [folder / "model" / f"fold-{i}" for i in range(n_folds)]

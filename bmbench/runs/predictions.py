@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FILE = "predictions.csv"
+#: The validation images' held-out probabilities (same columns), for ensemble weights.
+VALIDATION_FILE = "validation.csv"
 
 
 def predictions_frame(relpaths, classes, y: np.ndarray, proba: np.ndarray,
@@ -36,23 +38,23 @@ def predictions_frame(relpaths, classes, y: np.ndarray, proba: np.ndarray,
     return out
 
 
-def write_predictions(folder: Path, frame: "pd.DataFrame") -> Path:
-    path = Path(folder) / FILE
+def write_predictions(folder: Path, frame: "pd.DataFrame", name: str = FILE) -> Path:
+    path = Path(folder) / name
     write_text(path, frame.to_csv(index=False))
     return path
 
 
-def read_scored(folder: Path, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_scored(folder: Path, classes, name: str = FILE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(paths, y, proba)`` of the images a run scored (unreadable rows left out), from
     ``folder/predictions.csv``; a :class:`StoreError` naming the file when it is missing or
     damaged. Read with :mod:`csv` (the leaderboard reads every run's file and must not wait
     for pandas): ``paths`` (n,) object, ``y`` (n,) int64 indexing ``classes``, ``proba``
     (n, k) float64 parsed as pandas parses them (empty, ``nan``, ``NaN``: missing)."""
-    path = Path(folder) / FILE
+    path = Path(folder) / name
     classes = list(classes)
     columns = [f"p_{c}" for c in classes]
     if not path.is_file():
-        raise StoreError(f"{path}: no predictions.csv; paired tests need the per-image predictions")
+        raise StoreError(f"{path}: no {name}; paired tests need the per-image predictions")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if r]

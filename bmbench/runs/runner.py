@@ -21,14 +21,16 @@ from ..data.duplicates import exact_duplicates
 from .environment import environment
 from .evaluation import evaluate_elsewhere
 from ..models.registry import Subset, get_family
+from ..models.tabular import CROSS_FIT_FOLDS
+from ..deep.tta import views as tta_views
 from .model_card import render_model_card
 from ..config.recipe import Recipe, check_seeds, dump_recipe, load_recipe
 from ..config.schema import Context
 from ..data.splits import Split, recipe_split, subsample_train
-from ..core.errors import DatasetError, StoreError
+from ..core.errors import DatasetError, RecipeError, StoreError
 from ..core.atomic import write_json, write_text
 from ..core.version import __version__
-from .predictions import predictions_frame, write_predictions
+from .predictions import VALIDATION_FILE, predictions_frame, write_predictions
 from .staged import StagedModel, fit_preprocessing
 from ..config.locations import results_dir
 from .scoring import score_predictions
@@ -48,6 +50,10 @@ class FoldResult:
     predict_seconds: float
     details: dict
     model: object = None
+    val_rows: np.ndarray | None = None
+    val_proba: np.ndarray | None = None
+    val_kind: str | None = None  # "holdout" | "out_of_fold"
+    val_seconds: float = 0.0
 
 
 def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
@@ -64,6 +70,9 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
     _seed_everything(recipe.seed)
     family = get_family(recipe.model.family)()
     family.preflight(recipe.model.options)
+    if recipe.predict.tta and not family.supports_tta:
+        raise RecipeError(f"predict.tta: the {family.name} family has no test-time augmentation (it is for "
+                          "cnn, transfer and hybrid); remove predict.tta")
     with RunWriter(store, recipe.name) as writer:
         handler = _log_to(writer.path / "run.log")
         try:
@@ -211,7 +220,25 @@ def _run_fold(family, table, split: Split, i: int, ctx: RunContext, folder: Path
     model.save(folder / "model" if len(split.folds) == 1 else folder / "model" / f"fold-{i}")
     t1 = time.perf_counter()
     proba = np.asarray(model.predict_proba(_subset(table, fold.test).paths, ctx), dtype=np.float64)
-    return FoldResult(fold.test, proba, fit_s, time.perf_counter() - t1, model.details(), model)
+    predict_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    val_proba, val_kind = validation_proba(model, val, ctx)  # after the test images: changes nothing there
+    return FoldResult(fold.test, proba, fit_s, predict_s, model.details(), model,
+                      fold.val if val_proba is not None else None, val_proba, val_kind, time.perf_counter() - t2)
+
+
+def validation_proba(model: StagedModel, val, ctx) -> tuple[np.ndarray | None, str | None]:
+    """Held-out probabilities of the fold's validation images (``validation.csv``), for
+    ensemble weights fitted without the test images: the model's own predictions
+    (``holdout``), or, from a model that trained on them, the family's cross-fitted ones
+    (``out_of_fold``, :func:`bmbench.models.tabular.held_out_validation`)."""
+    if val is None:
+        return None, None
+    own = getattr(model.model, "validation_proba", None)
+    crossed = own(ctx) if own is not None else None
+    if crossed is not None:
+        return np.asarray(crossed, dtype=np.float64), "out_of_fold"
+    return np.asarray(model.predict_proba(val.paths, ctx), dtype=np.float64), "holdout"
 
 
 def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, elapsed,
@@ -228,6 +255,18 @@ def _write_outputs(writer, recipe, table, split, folds: list[FoldResult], ctx, e
     write_json(writer.path / "metrics.json", metrics)
     write_json(writer.path / "reliability.json", reliability)
     info = _run_info(writer.id, recipe, table, split, folds, ctx, elapsed, int((~ok).sum()))
+    validated = [f for f in folds if f.val_proba is not None]
+    if validated:
+        vrows = np.concatenate([f.val_rows for f in validated])
+        vfold = np.concatenate([np.full(len(f.val_rows), i) for i, f in enumerate(folds) if f.val_proba is not None])
+        write_predictions(writer.path, predictions_frame(
+            table.frame["relpath"].to_numpy()[vrows], table.classes, table.labels[vrows],
+            np.concatenate([f.val_proba for f in validated]), vfold if len(folds) > 1 else None),
+            VALIDATION_FILE)
+        info["validation"] = {"file": VALIDATION_FILE, "kind": validated[0].val_kind, "n": int(len(vrows)),
+                              "seconds": round(sum(f.val_seconds for f in validated), 3),
+                              **({"cross_fit_parts": CROSS_FIT_FOLDS}
+                                 if validated[0].val_kind == "out_of_fold" else {})}
     if adaptations:
         info.update(run_facts(adaptations, info["n_train"]))
     if tags:
@@ -274,6 +313,7 @@ def settings_summary(recipe: Recipe) -> str:
     extra = family.summary(recipe.model.options)
     size = f"{recipe.dataset.image_size}px" if family.uses_image_size else ""
     share = f"train {recipe.train.fraction:.0%}" if recipe.train.fraction < 1 else ""
+    tta = f"TTA x{len(tta_views(recipe.predict.tta))}" if recipe.predict.tta else ""
     adapted = [f"+{e.adapt.n_per_class}/class of {e.kind}" + (f" x{e.adapt.repeat}" if e.adapt.repeat > 1 else "")
                for e in recipe.evaluate if e.adapt.n_per_class]
-    return ", ".join(x for x in (size, extra, share, *adapted) if x)
+    return ", ".join(x for x in (size, extra, share, tta, *adapted) if x)

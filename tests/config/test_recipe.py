@@ -308,7 +308,7 @@ def test_unknown_key_hints_leave_out_internal_keys():
     with pytest.raises(RecipeError) as err:
         recipe_from_dict({"name": "x", "dataset": {"kind": "synthetic"}, "model": {"family": "baseline"},
                           "sorce": 1})
-    assert "valid keys here: dataset, description, evaluate, model, name, repeats, seed, split, train" in str(err.value)
+    assert "valid keys here: dataset, description, evaluate, model, name, predict, repeats, seed, split, train" in str(err.value)
     assert "source" not in str(err.value).split("valid keys here:")[1]
 
 

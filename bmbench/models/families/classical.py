@@ -18,8 +18,8 @@ from ...core.progress import progress
 from ...config.schema import option
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import (TabularOptions, best_iteration, check_fitted, fit_for_run, importances_of, loaded,
-                       predict_proba, save_fitted)
+from ..tabular import (TabularOptions, best_iteration, check_fitted, fit_for_run, held_out_validation,
+                       importances_of, loaded, predict_proba, save_fitted)
 
 log = logging.getLogger("bmbench.run")
 
@@ -133,6 +133,7 @@ class Classical(Family):
         x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None
         model = ClassicalModel(train.classes, opts, fit_for_run(opts, ctx, x, train, x_val, val),
                                feature_names(settings))
+        model.cross_fit = lambda run_ctx: held_out_validation(opts, run_ctx, x, train, x_val, val)
         model.log_top_features()
         return model
 
@@ -153,6 +154,14 @@ class ClassicalModel:
     fitted: object
     names: list[str]
     source: Path | None = None  # the folder it was loaded from, named in errors
+    #: in the run that fitted it: ``ctx -> float64[n_val, k] | None``, out-of-fold validation
+    #: probabilities when the classifier trained on the validation images (never saved)
+    cross_fit: object = None
+
+    def validation_proba(self, ctx) -> np.ndarray | None:
+        """Held-out probabilities of the run's validation images when this model trained on
+        them (cross-fitted), else None: its own predictions of them are held out."""
+        return self.cross_fit(ctx) if self.cross_fit is not None else None
 
     def matrix(self, paths, ctx, label: str) -> np.ndarray:
         """``float32[n, len(names)]``: the features this model was trained on."""

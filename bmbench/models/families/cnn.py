@@ -81,6 +81,7 @@ class CNN(Family):
     description = "small CNN (conv-BN-ReLU blocks, global pooling, dropout) trained from scratch"
     Options = CNNOptions
     tuned_train = ("learning_rate", "batch_size", "augment")
+    supports_tta = True
 
     @staticmethod
     def summary(opts: CNNOptions) -> str:

@@ -30,7 +30,8 @@ from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings, saved_columns
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
-from ..tabular import best_iteration, check_fitted, fit_for_run, importances_of, loaded, predict_proba, save_fitted
+from ..tabular import (best_iteration, check_fitted, fit_for_run, held_out_validation, importances_of,
+                       loaded, predict_proba, save_fitted)
 from ...config.recipe import WEIGHT_KEYWORDS
 
 log = logging.getLogger("bmbench.run")
@@ -57,6 +58,7 @@ class Hybrid(Family):
     libraries = ("keras", "xgboost")
     description = "handcrafted features + frozen-backbone embeddings (cached) + XGBoost or another classifier"
     Options = HybridOptions
+    supports_tta = True  # over the embeddings; handcrafted features are the same in every view
 
     @staticmethod
     def preflight(opts: HybridOptions) -> None:
@@ -86,6 +88,7 @@ class Hybrid(Family):
         x = model.features(train.paths, ctx, "train", devices)
         x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
         model.fitted = fit_for_run(opts, ctx, x, train, x_val, val)
+        model.cross_fit = lambda run_ctx: held_out_validation(opts, run_ctx, x, train, x_val, val)
         model.log_shares()
         return model
 
@@ -103,9 +106,15 @@ class HybridModel:
     spec: object  # EmbeddingSpec
     seed: int
     source: Path | None = None  # the folder it was loaded from, named in errors
+    cross_fit: object = None  # in the fitting run: see ClassicalModel.cross_fit
 
-    def features(self, paths, ctx, label: str, devices=None) -> np.ndarray:
-        """``float32[n, n_handcrafted + d]``; rows of unreadable images are all NaN."""
+    def validation_proba(self, ctx) -> np.ndarray | None:
+        """Cross-fitted validation probabilities when the classifier trained on them, else None."""
+        return self.cross_fit(ctx) if self.cross_fit is not None else None
+
+    def features(self, paths, ctx, label: str, devices=None, view: tuple[int, bool] = (0, False)) -> np.ndarray:
+        """``float32[n, n_handcrafted + d]``; rows of unreadable images are all NaN. ``view``:
+        the embeddings of the images turned/mirrored (:mod:`bmbench.deep.tta`)."""
         from ...deep.devices import select_devices
         from ..backbones import build_backbone
         from ..embeddings import embed
@@ -120,6 +129,10 @@ class HybridModel:
         if devices is None:
             devices = replace(select_devices(ctx.train), policy=self.spec.precision)
         images = ctx.load_images(paths, f"decoding {label} images")
+        if view != (0, False):
+            from ...deep.tta import view_of
+
+            images = view_of(images, *view)
         with devices.scope():
             emb = embed(images, self.spec, ctx,
                         lambda: build_backbone(opts.backbone, opts.weights, size, self.seed),
@@ -135,6 +148,12 @@ class HybridModel:
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         self._check_weights_file()
+        if getattr(ctx, "tta", ()):  # test-time augmentation of the embeddings: mean over the views
+            from ...deep.tta import views
+
+            chosen = views(ctx.tta)
+            return sum(predict_proba(self.fitted, self.features(paths, ctx, "test", view=v), len(self.classes))
+                       for v in chosen) / len(chosen)
         return predict_proba(self.fitted, self.features(paths, ctx, "test"), len(self.classes))
 
     def explain(self, paths, ctx, method: str | None = None, labels=None):

@@ -71,6 +71,7 @@ class Transfer(Family):
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
     Options = TransferOptions
     tuned_train = ("learning_rate", "batch_size")
+    supports_tta = True
 
     @staticmethod
     def preflight(opts: TransferOptions) -> None:

@@ -70,6 +70,8 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
                       metrics["confusion_matrix"], metrics["classes"]), "normalised confusion matrix")),
         H.section("reliability", "Calibration: reliability diagram", _reliability(record, metrics, scored, figure)),
     ]
+    if record.info.get("ensemble"):
+        body.insert(1, H.section("members", "Ensemble members and weights", _members(record.info["ensemble"])))
     history = _history(record.path)
     if history is not None:
         body.append(H.section("training-curves", "Training curves",
@@ -142,6 +144,18 @@ def _summary(record: RunRecord, metrics: dict) -> str:
     if info.get("skipped_images"):
         pairs.append(("skipped images", f"{len(info['skipped_images'])} unreadable, not scored"))
     return H.facts(pairs)
+
+
+def _members(e: dict) -> str:
+    """The members of an ensemble run, their weights and scores (``run.json["ensemble"]``)."""
+    rows = [[m["id"], m["family"], m.get("settings", ""), f"{m['weight']:.3f}",
+             f"{m['validation_macro_f1']:.4f} ({m.get('validation_kind') or '?'})",
+             f"{m['test_macro_f1']:.4f}" if m.get("test_macro_f1") is not None else "-"] for m in e["members"]]
+    note = (f'<p class="note">Method {e["method"]}; weights fitted on {e["n_validation"]} validation images '
+            "only (out_of_fold: cross-fitted, the member trained on its validation images); the ensemble's "
+            f"validation macro-F1 {e['validation_macro_f1']:.4f} is in-sample for select and stack.</p>")
+    return note + H.table(["member run", "family", "settings", "weight", "validation macro-F1", "test macro-F1"],
+                          rows)
 
 
 def _metrics_table(metrics: dict) -> str:
