@@ -196,3 +196,35 @@ def test_kfold_members_get_one_combination_per_fold(env):
     assert info["n_folds"] == 3 and len(info["model"]["combiners"]) == 3
     preds = pd.read_csv(folder / "predictions.csv")
     assert sorted(preds["fold"].unique()) == [0, 1, 2] and len(preds) == 64
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d["combiners"][0].update(weights=[1.0]), "its weights is not (2,)"),
+    (lambda d: d["combiners"][0].update(weights=[float("nan"), 0.5]), "finite"),
+    (lambda d: d["combiners"][0].update(method="exec"), "unknown method 'exec'"),
+    (lambda d: d.update(combiners=[]), "holds no combination"),
+    (lambda d: d.update(combiners="x"), "'combiners' is a str"),
+    (lambda d: d.update(combiners=[{"weights": 1}]), "cannot read the ensemble"),
+])
+def test_a_crafted_ensemble_file_is_one_line(env, runs, damage, message):
+    assert cli("ensemble", *[r.name for r in runs], "--method", "mean", "-q").exit_code == 0
+    folder = next((env / "results" / "runs").glob("*ensemble*"))
+    path = folder / "model" / "ensemble.json"
+    doc = json.loads(path.read_text())
+    damage(doc)
+    path.write_text(json.dumps(doc))
+    (env / "p.csv").write_text("kept\n")
+    res = cli("predict", folder.name, json.loads((folder / "run.json").read_text())["dataset"]["root"],
+              "--out", env / "p.csv")
+    assert res.exit_code == 2 and "ensemble.json" in res.output and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and (env / "p.csv").read_text() == "kept\n"
+
+
+def test_ensemble_members_must_be_plain_runs_of_the_store(env, runs):
+    assert cli("ensemble", *[r.name for r in runs], "--method", "mean", "-q").exit_code == 0
+    folder = next((env / "results" / "runs").glob("*ensemble*"))
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace(runs[0].name, "../../../etc"))
+    res = cli("predict", folder.name, env, "--out", env / "p.csv")
+    assert res.exit_code == 2 and "is not a run id" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
