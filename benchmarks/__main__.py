@@ -11,7 +11,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("features", "caches", "startup", "pipeline", "statistics", "memory", "bigdata", "end_to_end",
-              "reference")
+              "encoders", "reference")
 QUICK = tuple(b for b in BENCHMARKS if b not in ("reference", "bigdata"))
 
 

@@ -84,7 +84,7 @@ def test_transfer_fine_tunes_a_keras_file_or_trains_it_from_scratch(tmp_path, we
 
 def test_in_domain_pretraining_from_a_stored_run(tmp_path):
     pre = run_recipe(recipe(tmp_path, "pre", "{family: cnn, depth: 2, width: 4}"), tmp_path / "results")
-    r = recipe(tmp_path, "ft", "{family: transfer, backbone: {kind: run, run: pre, results: results}, "
+    r = recipe(tmp_path, "ft", "{family: transfer, backbone: {kind: run, run: pre}, "  # found in the run's store
                                "fine_tune_layers: 4, fine_tune_epochs: 1}")
     run = run_recipe(r, tmp_path / "results")
     info = json.loads((run / "run.json").read_text())
