@@ -5,7 +5,7 @@ The recipe declares how the file wants its input, and bmbench checks every decla
 against the file's own signature when the run starts, before any image is decoded:
 
 * ``input_size``: the square side the images are decoded at (the file's input must be that
-  size or variable);
+  size or variable; ``dataset.image_size`` must say the same);
 * ``layout``: ``NHWC`` (batch, height, width, 3) or ``NCHW`` (batch, 3, height, width);
 * ``range``: RGB values are scaled from [0, 255] to ``[lo, hi]`` (``[0, 1]`` for most
   PyTorch exports), then ``mean``/``std`` (per channel, in those units) are applied when
@@ -177,7 +177,10 @@ class OnnxEncoder(Encoder):
                 f"output={self.output_name}")
 
     def check_size(self, size: int) -> None:
-        pass  # images are decoded at input_size, whatever dataset.image_size is
+        if size != self.input_size:  # dataset.image_size names the model input everywhere
+            raise BmbenchError(f"dataset.image_size: {size} px, but the ONNX encoder {self.path.name} "
+                               f"takes {self.input_size} px (model.backbone.input_size); set "
+                               f"dataset.image_size to {self.input_size}")
 
     def embedder(self, weights: str, size: int, seed: int):
         if weights == SCRATCH:

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 
-def tiny_onnx(path: Path, size: int = 16, layout: str = "NHWC", dims: int = 4, output: str = "features",
+def tiny_onnx(path: Path, size: int | None = 16, layout: str = "NHWC", dims: int = 4, output: str = "features",
               vector: bool = True, seed: int = 0) -> Path:
     """An ONNX encoder: mean over the image per channel, then a fixed 3 x dims matrix."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    shape = ["N", size, size, 3] if layout == "NHWC" else ["N", 3, size, size]
+    side = size if size is not None else "S"  # None: a variable input size
+    shape = ["N", side, side, 3] if layout == "NHWC" else ["N", 3, side, side]
     axes = [1, 2] if layout == "NHWC" else [2, 3]
     w = np.random.default_rng(seed).normal(size=(3, dims)).astype(np.float32)
     nodes = [helper.make_node("ReduceMean", ["images"], ["pooled"], axes=axes, keepdims=0),

@@ -32,9 +32,9 @@ def test_onnx_probe_runs_caches_and_predicts_the_same_after_loading(tmp_path, mo
     from bmbench.models.families.hybrid import Hybrid
     from bmbench.runs.context import RunContext
 
-    tiny_onnx(tmp_path / "models" / "enc.onnx", size=24, dims=6)
+    tiny_onnx(tmp_path / "models" / "enc.onnx", size=32, dims=6)
     r = recipe(tmp_path, "probe", "{family: hybrid, features: [], backbone: {kind: onnx, path: models/enc.onnx, "
-                                  "input_size: 24, range: [0, 1]}, classifier: {name: logistic, C: validation}}")
+                                  "input_size: 32, range: [0, 1]}, classifier: {name: logistic, C: validation}}")
     loaded = load_recipe(r)
     assert loaded.model.options.backbone.options.path == str(tmp_path / "models" / "enc.onnx")  # beside the recipe
     run = run_recipe(r, tmp_path / "results")
@@ -53,7 +53,7 @@ def test_onnx_probe_runs_caches_and_predicts_the_same_after_loading(tmp_path, mo
     first = model.predict_proba(paths, ctx)
     assert first.shape == (3, 4) and np.isfinite(first).all()
     assert np.allclose(Hybrid.load(run / "model", stored, ctx).predict_proba(paths, ctx), first)
-    tiny_onnx(tmp_path / "models" / "enc.onnx", size=24, dims=6, seed=3)  # the file changes
+    tiny_onnx(tmp_path / "models" / "enc.onnx", size=32, dims=6, seed=3)  # the file changes
     with pytest.raises(BmbenchError, match="not the encoder this hybrid model was trained with"):
         Hybrid.load(run / "model", stored, ctx).predict_proba(paths, ctx)
 
@@ -95,3 +95,11 @@ def test_in_domain_pretraining_from_a_stored_run(tmp_path):
     assert json.loads((probe / "run.json").read_text())["model"]["n_embedding"] == 8
     with pytest.raises(BmbenchError, match="set dataset.image_size to 32"):
         run_recipe(r, tmp_path / "results", ("dataset.image_size=48",))
+
+
+def test_onnx_input_size_and_dataset_image_size_must_agree(tmp_path):
+    tiny_onnx(tmp_path / "enc.onnx", size=24)
+    r = recipe(tmp_path, "p", "{family: hybrid, features: [], backbone: {kind: onnx, path: enc.onnx, input_size: 24}}")
+    with pytest.raises(BmbenchError, match="set dataset.image_size to 24"):
+        run_recipe(r, tmp_path / "results")
+    assert not (tmp_path / "cache" / "images").exists()  # refused before any image was decoded
