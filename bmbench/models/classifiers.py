@@ -354,12 +354,15 @@ def choose_c(o: LogisticProbeOptions, s: ClassifierSettings, x, y, w, x_val, y_v
 
     mode = "none" if np.allclose(w, 1.0) else "balanced"
     w_val = class_weights(y_val, n_classes, mode)
+    prefix = _sk_pipeline(None)[:-1].fit(x)  # imputation and scaling, fitted once
+    xt, xvt = prefix.transform(x), prefix.transform(x_val)
+    model = _logistic_probe(replace(o, C=PROBE_C_GRID[0]), s)
+    model.set_params(warm_start=True)  # each C starts from the previous (ascending) C's optimum
     losses = []
     for c in PROBE_C_GRID:
-        pipe = _sk_pipeline(_logistic_probe(replace(o, C=c), s))
-        pipe.fit(x, y, logisticregression__sample_weight=w)
+        model.set_params(C=c).fit(xt, y, sample_weight=w)
         proba = np.zeros((len(x_val), n_classes))
-        proba[:, pipe.classes_] = pipe.predict_proba(x_val)
+        proba[:, model.classes_] = model.predict_proba(xvt)
         proba = np.clip(proba, 1e-12, 1)
         losses.append(log_loss(y_val, proba / proba.sum(1, keepdims=True), sample_weight=w_val,
                                labels=list(range(n_classes))))
