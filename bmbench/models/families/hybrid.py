@@ -8,7 +8,9 @@ per image) and the pooled embedding of a frozen ``keras.applications`` backbone 
 default, early-stopped on the validation split) learns on the concatenation. Published work
 finds frozen features plus a classical classifier competitive with, or better than,
 fine-tuning when labelled cells are few; this family tests that on your own cells.
-``features: []`` uses the embeddings alone.
+``features: []`` uses the embeddings alone: with ``classifier: logistic`` or ``knn`` that is
+the foundation-model probe protocol. The encoder may be any kind of
+:mod:`bmbench.models.encoders` (an ONNX file included), decoded at its own input size.
 
 The saved model is the classifier (safe formats) and ``hybrid.json``; the backbone is
 rebuilt from its weights when predicting (``none`` weights from the recorded seed, a

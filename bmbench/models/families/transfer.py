@@ -1,4 +1,10 @@
-"""``transfer``: a ``keras.applications`` backbone with a new classification head.
+"""``transfer``: a pretrained Keras encoder with a new classification head.
+
+The encoder is ``model.backbone`` (:mod:`bmbench.models.encoders`): a ``keras.applications``
+name, a ``.keras`` file or a stored ``cnn``/``transfer`` run (ONNX encoders are frozen and
+belong to ``hybrid``). With a file or run encoder, ``weights: none`` is its architecture
+freshly initialised; the head-only stage then always runs the full model (no saved
+backbone reference), everything else below is the same.
 
 Model: ``image -> backbone -> global pooling -> dropout -> dense softmax (float32)``, with
 the backbone's own ``preprocess_input`` applied in the input pipeline.
