@@ -12,7 +12,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("features", "caches", "startup", "pipeline", "statistics", "memory", "bigdata", "end_to_end",
-              "reference", "tuning")
+              "encoders", "reference", "tuning")
 QUICK = tuple(b for b in BENCHMARKS if b not in ("reference", "bigdata", "tuning"))
 
 

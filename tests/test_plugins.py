@@ -39,13 +39,13 @@ def test_the_example_plugin_runs_from_the_cli(plugin_path, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text((EXAMPLE / "recipe.yaml").read_text().replace("n_per_class: 40", "n_per_class: 12"))
     listed = bmbench(["plugins"], plugin_path, tmp_path).stdout
-    assert "knn" in listed and "[bmbench-example-plugin 0.1.0]" in listed and "intensity" in listed
+    assert "naive_bayes" in listed and "[bmbench-example-plugin 0.1.0]" in listed and "intensity" in listed
     shown = bmbench(["validate", str(recipe)], plugin_path, tmp_path).stdout
-    assert "name: knn" in shown and "n_neighbors: 7" in shown and "- intensity" in shown
+    assert "name: naive_bayes" in shown and "var_smoothing: 1.0e-06" in shown and "- intensity" in shown
     bmbench(["run", str(recipe), "-q"], plugin_path, tmp_path)
     run = next((tmp_path / "results" / "runs").iterdir())
     info = json.loads((run / "run.json").read_text())
-    assert info["model"]["classifier"] == "knn" and info["model"]["n_features"] == 25 + 6
+    assert info["model"]["classifier"] == "naive_bayes" and info["model"]["n_features"] == 25 + 6
     out = tmp_path / "f.csv"
     bmbench(["features", str(recipe), "--out", str(out), "-q"], plugin_path, tmp_path)
     names = [f["name"] for f in json.loads(out.with_suffix(".features.json").read_text())["features"]]
@@ -54,10 +54,10 @@ def test_the_example_plugin_runs_from_the_cli(plugin_path, tmp_path):
 
 def test_plugin_options_are_validated_like_bmbench_s_own(plugin_path, tmp_path):
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text((EXAMPLE / "recipe.yaml").read_text().replace("n_neighbors: 7", "n_neighbours: 7"))
+    recipe.write_text((EXAMPLE / "recipe.yaml").read_text().replace("var_smoothing: 1.0e-6", "var_smoothin: 1.0e-6"))
     done = bmbench(["validate", str(recipe)], plugin_path, tmp_path, check=False)
     assert done.returncode == 2
-    assert "model.classifier.n_neighbours: unknown key (did you mean 'n_neighbors'?)" in done.stderr
+    assert "model.classifier.var_smoothin: unknown key (did you mean 'var_smoothing'?)" in done.stderr
 
 
 def test_without_the_plugin_its_names_are_unknown(tmp_path):

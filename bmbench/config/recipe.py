@@ -622,8 +622,25 @@ def _env_value(name: str, ctx: Context) -> str:
     return os.environ[name]
 
 
+#: Keys of a ``model.backbone`` mapping that hold paths (``run`` only when it names a folder).
+ENCODER_PATH_KEYS = ("path", "results", "run")
+
+
+def _encoder_path(key: str, value: Any) -> bool:
+    """Whether ``model.backbone.<key>`` is a path to resolve: ``path`` and ``results``
+    always; ``run`` when it looks like a folder (a run id or recipe name stays as it is)."""
+    if not isinstance(value, str):
+        return False
+    return key in ("path", "results") or (key == "run" and ("/" in value or os.sep in value))
+
+
 def _resolve_paths(raw: dict, base: Path, source: str = "<recipe>") -> None:
     ctx = Context(source)
+    backbone = raw.get("model", {}).get("backbone") if isinstance(raw.get("model"), dict) else None
+    if isinstance(backbone, dict):
+        for key in ENCODER_PATH_KEYS:
+            if _encoder_path(key, backbone.get(key)):
+                backbone[key] = absolute_path(backbone[key], base, ctx.child("model").child("backbone").child(key))
     for section, key in PATH_KEYS:
         sec = raw.get(section)
         if isinstance(sec, dict) and _is_path(section, key, sec.get(key)):
@@ -689,6 +706,8 @@ def apply_override(raw: dict, text: str, source: str) -> None:
     entry_key = parts[2] if len(parts) == 3 and parts[0] == "evaluate" else None  # evaluate.<i>.<key>
     part_key = parts[-1] if len(parts) >= 4 and parts[-3] == "parts" else None  # dataset.parts.<i>.<key>
     is_path = tuple(parts) in PATH_KEYS or entry_key in ("root", "ids") or part_key in ("root", "ids")
+    if len(parts) == 3 and parts[:2] == ["model", "backbone"] and _encoder_path(parts[2], value):
+        is_path = True
     if is_path and _is_path(parts[0], parts[-1], value):
         value = absolute_path(_expand_env(value, Context("--set", key)), Path.cwd(), Context("--set", key))
     selector = (SELECTORS.get(tuple(parts)) or (EvaluateSpec if entry_key == "kind" else None)

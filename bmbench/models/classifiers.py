@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional, Union
 
 import numpy as np
 
@@ -229,21 +229,25 @@ CLASSIFIERS.register("xgboost", Classifier(
 
 # --- scikit-learn (saved with skops) --------------------------------------------------------
 
-def _sk_pipeline(estimator):
+def _sk_pipeline(estimator, scale: bool = True):
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                         StandardScaler(), estimator)
+    steps = [SimpleImputer(strategy="median", keep_empty_features=True)]
+    if scale:
+        steps.append(StandardScaler())
+    return make_pipeline(*steps, estimator)
 
 
-def _sk_fit(build: Callable) -> Callable:
+def _sk_fit(build: Callable, prepare: Callable | None = None, scale: bool = True) -> Callable:
     def fit(o, s, x, y, w, x_val, y_val, n_classes):
         import inspect
 
+        if prepare is not None:  # options chosen on the data (e.g. C on the validation split)
+            o, x, y, w = prepare(o, s, x, y, w, x_val, y_val, n_classes)
         estimator = build(o, s)
-        pipe = _sk_pipeline(estimator)
+        pipe = _sk_pipeline(estimator, scale)
         weighted = "sample_weight" in inspect.signature(estimator.fit).parameters
         pipe.fit(x, y, **({f"{pipe.steps[-1][0]}__sample_weight": w} if weighted else {}))
         return pipe
@@ -326,17 +330,21 @@ SKLEARN_LIBRARIES = ("scikit-learn", "skops", "numpy")
 
 
 def sklearn_classifier(name: str, description: str, build: Callable, options: type = NoOptions,
-                       legacy: tuple[str, ...] = (), trusted: tuple[str, ...] = ()) -> Classifier:
+                       legacy: tuple[str, ...] = (), trusted: tuple[str, ...] = (),
+                       prepare: Callable | None = None, scale: bool = True) -> Classifier:
     """A :class:`Classifier` for any scikit-learn estimator ``build(options, settings)``:
-    median imputation and standardisation in front, sample weights passed to the estimator,
-    saved with skops. ``trusted``: the exact type names (``module.Name``) the fitted
-    estimator adds to :data:`SKLEARN_PIPELINE_TYPES` in its saved file (its own class and
-    what it holds, e.g. ``sklearn.tree._tree.Tree``); only those are ever loaded, and
-    saving a type not declared is an error. For plug-ins:
+    median imputation and (``scale``) standardisation in front, sample weights passed to
+    the estimator, saved with skops. ``trusted``: the exact type names (``module.Name``) the
+    fitted estimator adds to :data:`SKLEARN_PIPELINE_TYPES` in its saved file (its own class
+    and what it holds, e.g. ``sklearn.tree._tree.Tree``); only those are ever loaded, and
+    saving a type not declared is an error. ``prepare(options, settings, x, y, w, x_val,
+    y_val, n_classes) -> (options, x, y, w)`` may choose options on the data first (a probe's
+    C on the validation split). For plug-ins:
     ``CLASSIFIERS.register(name, sklearn_classifier(..., trusted=(...)))``."""
     allowed = SKLEARN_PIPELINE_TYPES | frozenset(trusted)
-    return Classifier(name, description, _sk_fit(build), _sk_save(name, allowed), _sk_load(allowed), options,
-                      libraries=SKLEARN_LIBRARIES, legacy=legacy, trusted=allowed, verify=_sk_verify(allowed))
+    return Classifier(name, description, _sk_fit(build, prepare, scale), _sk_save(name, allowed),
+                      _sk_load(allowed), options, libraries=SKLEARN_LIBRARIES, legacy=legacy, trusted=allowed,
+                      verify=_sk_verify(allowed))
 
 
 for _name, _desc, _build, _options, _legacy, _trusted in (
@@ -349,3 +357,96 @@ for _name, _desc, _build, _options, _legacy, _trusted in (
          SVMOptions, ("C",), ("sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
                               "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC"))):
     CLASSIFIERS.register(_name, sklearn_classifier(_name, _desc, _build, _options, _legacy, _trusted))
+
+
+# --- probes on frozen embeddings (the foundation-model protocol) ----------------------------
+
+#: C values tried by ``logistic`` with ``C: validation`` (inverse L2 strength, on standardised inputs).
+PROBE_C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+@dataclass(frozen=True)
+class LogisticProbeOptions:
+    C: Union[float, Literal["validation", "dinobloom"]] = option(
+        "validation", gt=0.0,
+        doc="inverse L2 strength: a number; validation = the value of PROBE_C_GRID with the lowest "
+            "log-loss on the validation split, then refit on training + validation images; "
+            "dinobloom = DinoBloom's fixed 100 / (dimensions x classes)")
+    max_iter: int = option(1000, ge=10, le=1_000_000, doc="L-BFGS iterations")
+
+
+@dataclass(frozen=True)
+class KNNOptions:
+    k: int = option(20, ge=1, le=10_000, doc="neighbours (DinoBloom reports k = 1 and 20)")
+    metric: Literal["euclidean", "cosine"] = option("euclidean", doc="distance between embeddings")
+    weights: Literal["uniform", "distance"] = option("uniform", doc="neighbour votes: equal or 1/distance")
+
+
+def _logistic_probe(o: LogisticProbeOptions, s: ClassifierSettings):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=float(o.C), solver="lbfgs", max_iter=o.max_iter)
+
+
+def choose_c(o: LogisticProbeOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_classes):
+    """Resolve ``C``: DinoBloom's rule, or the grid value with the lowest weighted log-loss on
+    the validation images (then those images join training). Without validation images
+    ``validation`` falls back to DinoBloom's rule, with a warning."""
+    import logging
+    from dataclasses import replace
+
+    log = logging.getLogger("bmbench.run")
+    if isinstance(o.C, float):
+        return o, x, y, w
+    has_val = x_val is not None and len(x_val) > 0 and len(np.unique(y_val)) > 1
+    if o.C == "dinobloom" or not has_val:
+        if o.C == "validation":
+            log.warning("logistic: C: validation needs validation images (split.val > 0); using "
+                        "DinoBloom's 100 / (dimensions x classes)")
+        c = 100.0 / (x.shape[1] * n_classes)
+        log.info("logistic: C = 100 / (%d dimensions x %d classes) = %.3g", x.shape[1], n_classes, c)
+        return replace(o, C=c), x, y, w
+    from sklearn.metrics import log_loss
+
+    mode = "none" if np.allclose(w, 1.0) else "balanced"
+    w_val = class_weights(y_val, n_classes, mode)
+    prefix = _sk_pipeline(None)[:-1].fit(x)  # imputation and scaling, fitted once
+    xt, xvt = prefix.transform(x), prefix.transform(x_val)
+    model = _logistic_probe(replace(o, C=PROBE_C_GRID[0]), s)
+    model.set_params(warm_start=True)  # each C starts from the previous (ascending) C's optimum
+    losses = []
+    for c in PROBE_C_GRID:
+        model.set_params(C=c).fit(xt, y, sample_weight=w)
+        proba = np.zeros((len(x_val), n_classes))
+        proba[:, model.classes_] = model.predict_proba(xvt)
+        proba = np.clip(proba, 1e-12, 1)
+        losses.append(log_loss(y_val, proba / proba.sum(1, keepdims=True), sample_weight=w_val,
+                               labels=list(range(n_classes))))
+    best = PROBE_C_GRID[int(np.argmin(losses))]
+    log.info("logistic: C = %g (lowest validation log-loss %.4f over %d values); refit on training + "
+             "validation images", best, min(losses), len(PROBE_C_GRID))
+    x, y = np.concatenate([x, x_val]), np.concatenate([y, y_val])
+    return replace(o, C=best), x, y, class_weights(y, n_classes, mode)
+
+
+def _knn(o: KNNOptions, s: ClassifierSettings):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=o.k, metric=o.metric, weights=o.weights,
+                                algorithm="brute", n_jobs=s.jobs)
+
+
+def _knn_prepare(o: KNNOptions, s: ClassifierSettings, x, y, w, x_val, y_val, n_classes):
+    """k is capped at the number of training images."""
+    from dataclasses import replace
+
+    return (replace(o, k=len(x)) if o.k > len(x) else o), x, y, w
+
+
+CLASSIFIERS.register("logistic", sklearn_classifier(
+    "logistic", "linear probe: multinomial L-BFGS logistic regression, C chosen on validation "
+    "or DinoBloom's 100/(dims x classes)", _logistic_probe, LogisticProbeOptions,
+    trusted=("sklearn.linear_model._logistic.LogisticRegression",), prepare=choose_c))
+CLASSIFIERS.register("knn", sklearn_classifier(
+    "knn", "k-nearest-neighbour probe on raw (unscaled) inputs, euclidean or cosine", _knn, KNNOptions,
+    trusted=("sklearn.neighbors._classification.KNeighborsClassifier",), prepare=_knn_prepare, scale=False))

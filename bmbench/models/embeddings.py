@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -41,6 +41,10 @@ class EmbeddingSpec:
     identity: str
     pooling: str = "avg"
     precision: str = "float32"
+    #: the keras.applications name whose ``preprocess_input`` prepares inputs, for encoders
+    #: whose ``backbone`` is not such a name (a file or a stored run; None: RGB [0, 255]).
+    #: Not part of the keys: ``identity`` already names the file or run.
+    preprocess: Optional[str] = None
 
     @classmethod
     def create(cls, backbone: str, weights: str, pooling: str = "avg", seed: int = 0,
@@ -58,6 +62,15 @@ class EmbeddingSpec:
 def spec_for(backbone: str, weights: str, pooling: str, ctx, devices) -> EmbeddingSpec:
     """The spec of a run: its recipe seed and its devices' precision."""
     return EmbeddingSpec.create(backbone, weights, pooling, ctx.seed, devices.policy)
+
+
+def spec_of(encoder, weights: str, pooling: str, seed: int, policy: str) -> EmbeddingSpec:
+    """The spec of an :class:`~bmbench.models.encoders.Encoder` (a keras.applications one
+    gives the same keys as :func:`spec_for`, so existing cache entries stay valid)."""
+    if encoder.key_name == encoder.name and encoder.preprocess_name == encoder.name:  # keras.applications
+        return EmbeddingSpec.create(encoder.name, weights, pooling, seed, policy)
+    return EmbeddingSpec(encoder.key_name, encoder.identity(weights, seed), pooling,
+                         encoder.precision or policy, encoder.preprocess_name)
 
 
 def pooling_layer(pooling: str):
@@ -108,8 +121,14 @@ def embed(images: ImageSet, spec: EmbeddingSpec, ctx, build_backbone: Callable,
 
 def _compute(images: ImageSet, rows: np.ndarray, spec: EmbeddingSpec, build_backbone: Callable,
              batch_size: int) -> np.ndarray:
-    extractor = _extractor(build_backbone(), spec.pooling)
-    return predict_rows(extractor, images, rows, batch_size, preprocess_for(spec.backbone)).astype(np.float32)
+    net = build_backbone()
+    if hasattr(net, "embed_rows"):  # a non-Keras encoder (ONNX) embeds decoded images itself
+        return np.asarray(net.embed_rows(images, rows, batch_size), np.float32)
+    from .backbones import BACKBONES
+
+    name = spec.backbone if spec.backbone in BACKBONES else spec.preprocess
+    extractor = _extractor(net, spec.pooling)
+    return predict_rows(extractor, images, rows, batch_size, preprocess_for(name)).astype(np.float32)
 
 
 #: The last extractor built, reused for the same backbone object and pooling, so the train,
@@ -124,7 +143,10 @@ def _extractor(backbone, pooling: str):
     if _LAST_EXTRACTOR and _LAST_EXTRACTOR[0] is backbone and _LAST_EXTRACTOR[1] == pooling:
         return _LAST_EXTRACTOR[2]
     inputs = keras.Input(backbone.input_shape[1:])
-    extractor = keras.Model(inputs, pooling_layer(pooling)(backbone(inputs, training=False)))
+    out = backbone(inputs, training=False)
+    if len(backbone.output_shape) == 4:  # a feature map; a vector (an encoder file's own pooling) stays
+        out = pooling_layer(pooling)(out)
+    extractor = keras.Model(inputs, out)
     _LAST_EXTRACTOR[:] = [backbone, pooling, extractor]
     return extractor
 

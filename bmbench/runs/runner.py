@@ -32,7 +32,7 @@ from ..core.atomic import write_json, write_text
 from ..core.version import __version__
 from .predictions import VALIDATION_FILE, predictions_frame, write_predictions
 from .staged import StagedModel, fit_preprocessing
-from ..config.locations import results_dir
+from ..config.locations import results_dir, using_results
 from .scoring import score_predictions
 from .store import RunWriter
 
@@ -66,6 +66,11 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
     elif overrides:
         recipe = recipe.with_overrides(list(overrides))
     store = results_dir(results)
+    with using_results(store):  # a stored-run encoder named in the recipe is looked up here
+        return _run_recipe(recipe, store, tags)
+
+
+def _run_recipe(recipe: Recipe, store: Path, tags: dict | None) -> Path:
     started = time.perf_counter()
     _seed_everything(recipe.seed)
     family = get_family(recipe.model.family)()

@@ -89,10 +89,10 @@ def export_embeddings(job: EmbeddingJob, out: str | os.PathLike, cache_dir: Path
         raise BmbenchError(f"--out {out}: use a .csv or .parquet file name")
     recipe = job.recipe
     opts = recipe.model.options
-    check_size(opts.backbone, recipe.dataset.image_size)
+    check_size(opts.backbone.name, recipe.dataset.image_size)
     ctx = RunContext.for_recipe(recipe, cache_dir=cache_dir)
     devices = prepare_devices(ctx)
-    spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
+    spec = spec_for(opts.backbone.name, opts.weights, opts.pooling, ctx, devices)
     unreadable, dims = 0, 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def _block(job: EmbeddingJob, rows: slice, spec, ctx, devices) -> tuple[pd.DataF
     images = ctx.load_images(part["path"].tolist(), "decoding images")
     with devices.scope():
         x = embed(images, spec, ctx,
-                  lambda: build_backbone(opts.backbone, opts.weights, recipe.dataset.image_size, recipe.seed),
+                  lambda: build_backbone(opts.backbone.name, opts.weights, recipe.dataset.image_size, recipe.seed),
                   recipe.train.batch_size, "embeddings")
     split = job.split.iloc[rows].fillna("").to_numpy() if job.split is not None else ""
     meta = pd.DataFrame({"path": part["relpath"].to_numpy(), "label": part["label"].to_numpy(),
@@ -133,7 +133,7 @@ def _write_dictionary(path: Path, recipe, spec, dims: int, unreadable: int) -> N
     from ..models.families.transfer import weights_label
 
     opts = recipe.model.options
-    doc = {"embedding_version": EMBEDDING_VERSION, "backbone": opts.backbone,
+    doc = {"embedding_version": EMBEDDING_VERSION, "backbone": opts.backbone.name,
            "weights": weights_label(opts.weights), "weights_identity": spec.identity,
            "image_size": recipe.dataset.image_size, "keep_aspect": recipe.dataset.keep_aspect,
            "pooling": opts.pooling, "precision": spec.precision, "n_unreadable": unreadable,

@@ -8,10 +8,11 @@ from ..data.splits import IMAGE_GROUPINGS
 from ..features.registry import FEATURE_FAMILIES
 from ..models.backbones import BACKBONES
 from ..models.classifiers import CLASSIFIERS
+from ..models.encoders import ENCODERS
 
 #: Every registry a plug-in can add to, in the order of the data flow.
 REGISTRIES: tuple[Registry, ...] = (DATASET_KINDS, PREPROCESSING, IMAGE_GROUPINGS, FEATURE_FAMILIES,
-                                    AUGMENTATIONS, BACKBONES, CLASSIFIERS, FAMILIES)
+                                    AUGMENTATIONS, BACKBONES, ENCODERS, CLASSIFIERS, FAMILIES)
 
 
 def describe_plugins(fmt: str = "table") -> str:

@@ -53,5 +53,29 @@ def test_balanced_class_weights():
 
 
 def test_unknown_classifier_names_the_known_ones():
-    with pytest.raises(RecipeError, match="did you mean 'xgboost'.*known: logistic_regression"):
+    with pytest.raises(RecipeError, match="did you mean 'xgboost'.*known: knn, logistic, logistic_regression"):
         get_classifier("xgbost")
+
+
+def test_logistic_probe_chooses_c_on_validation_or_by_dinobloom_rule(caplog):
+    from bmbench.models.classifiers import PROBE_C_GRID, LogisticProbeOptions, choose_c
+
+    x, y = data(120, d=5)
+    x = np.nan_to_num(x)
+    o, x2, y2, w2 = choose_c(LogisticProbeOptions(), SETTINGS, x[:80], y[:80], np.ones(80), x[80:], y[80:], 3)
+    assert o.C in PROBE_C_GRID and len(x2) == len(y2) == len(w2) == 120  # validation joins training
+    o, x2, _, _ = choose_c(LogisticProbeOptions(C="dinobloom"), SETTINGS, x[:80], y[:80], np.ones(80), x[80:], y[80:], 3)
+    assert o.C == pytest.approx(100 / (5 * 3)) and len(x2) == 80
+    o, _, _, _ = choose_c(LogisticProbeOptions(C=0.5), SETTINGS, x[:80], y[:80], np.ones(80), None, None, 3)
+    assert o.C == 0.5
+    o, _, _, _ = choose_c(LogisticProbeOptions(), SETTINGS, x[:80], y[:80], np.ones(80), None, None, 3)
+    assert o.C == pytest.approx(100 / 15) and "needs validation images" in caplog.text
+
+
+def test_knn_probe_caps_k_and_skips_scaling():
+    from bmbench.models.classifiers import KNNOptions
+
+    x, y = data(30)
+    fitted = get_classifier("knn").fit(KNNOptions(k=500, metric="cosine"), SETTINGS, x, y, np.ones(30), None, None, 3)
+    assert fitted.steps[-1][1].n_neighbors == 30
+    assert [name for name, _ in fitted.steps] == ["simpleimputer", "kneighborsclassifier"]

@@ -324,3 +324,14 @@ def test_leaderboard_cli_imports_no_model_library_and_no_pandas(tmp_path):
         heavy = {m.split(".")[0] for m in modules} & {"pandas", "scipy", "sklearn", "xgboost", "tensorflow", "keras",
                                                       "torch", "matplotlib", "cv2", "skimage", "PIL", "yaml"}
         assert heavy == set(), heavy
+
+
+@pytest.mark.parametrize("metric", ["balanced_accuracy", "weighted_f1"])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json", "html"])
+def test_the_probe_protocol_metrics_rank_every_view(metric, fmt):
+    runs = [record(1, "a", f1=0.6), record(2, "b", f1=0.8)]
+    for r, value in zip(runs, (0.9, 0.7)):
+        r.metrics["weighted_f1"] = value
+    (board,) = build_boards(runs, metric=metric)
+    assert board.rows["recipe"].tolist() == (["b", "a"] if metric == "balanced_accuracy" else ["a", "b"])
+    assert metric in render([board], fmt)

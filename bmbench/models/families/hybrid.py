@@ -8,7 +8,9 @@ per image) and the pooled embedding of a frozen ``keras.applications`` backbone 
 default, early-stopped on the validation split) learns on the concatenation. Published work
 finds frozen features plus a classical classifier competitive with, or better than,
 fine-tuning when labelled cells are few; this family tests that on your own cells.
-``features: []`` uses the embeddings alone.
+``features: []`` uses the embeddings alone: with ``classifier: logistic`` or ``knn`` that is
+the foundation-model probe protocol. The encoder may be any kind of
+:mod:`bmbench.models.encoders` (an ONNX file included), decoded at its own input size.
 
 The saved model is the classifier (safe formats) and ``hybrid.json``; the backbone is
 rebuilt from its weights when predicting (``none`` weights from the recorded seed, a
@@ -21,7 +23,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,18 +39,21 @@ from ...config.recipe import WEIGHT_KEYWORDS
 log = logging.getLogger("bmbench.run")
 
 
-def _backbones():
-    from ..backbones import backbone_names
-    return backbone_names()
+def _encoder(value, ctx):
+    from ..encoders import parse_encoder
+    return parse_encoder(value, ctx)
 
 
 @dataclass(frozen=True)
 class HybridOptions(ClassicalOptions):
     features: tuple[str, ...] = option(("shape", "color", "texture"), choices=_feature_families,
                                        doc="handcrafted feature families ([]: embeddings only)")
-    backbone: str = option("DenseNet121", choices=_backbones, doc="keras.applications backbone")
+    backbone: Any = option("DenseNet121", parse=_encoder,
+                           doc="encoder: a keras.applications name, or {kind: onnx|keras_file|run, ...} "
+                               "(see Benchmark a foundation model)")
     weights: str = option("imagenet", doc="imagenet (Keras download/cache), none (random, seeded) "
-                                          "or a .weights.h5/.h5 file of this backbone")
+                                          "or a .weights.h5/.h5 file of this backbone; with a file or "
+                                          "run encoder: none = random, anything else = its own weights")
     pooling: Literal["avg", "max"] = option("avg", doc="global pooling of the last feature map")
 
 
@@ -62,28 +67,32 @@ class Hybrid(Family):
 
     @staticmethod
     def preflight(opts: HybridOptions) -> None:
-        if opts.weights == "imagenet":
-            from ..backbones import check_imagenet_available
+        from .transfer import check_encoder
 
-            check_imagenet_available(opts.backbone)
+        check_encoder(opts)
 
     @staticmethod
     def summary(opts: HybridOptions) -> str:
         from .transfer import weights_label
 
         handcrafted = "+".join(opts.features) if opts.features else "no handcrafted"
-        return f"{opts.backbone} {weights_label(opts.weights)} + {handcrafted}, {opts.classifier.name}"
+        return (f"{opts.backbone} {weights_label(opts.weights, opts.backbone)} + {handcrafted}, "
+                f"{opts.classifier.name}")
 
     def fit(self, train: Subset, val: Subset | None, ctx) -> "HybridModel":
         from ...deep.devices import prepare_devices
-        from ..backbones import check_size
-        from ..embeddings import spec_for
+        from ..embeddings import spec_of
 
         opts: HybridOptions = ctx.options
-        check_size(opts.backbone, ctx.image_size)
-        devices = prepare_devices(ctx)
+        encoder = opts.backbone.open()  # checks the file or run before any image is decoded
+        encoder.check_size(ctx.image_size)
+        if encoder.key_name != "onnx":
+            devices = prepare_devices(ctx)
+            policy = devices.policy
+        else:  # ONNX Runtime: no Keras devices to prepare
+            devices, policy = None, "float32"
         model = HybridModel(train.classes, opts, None, [],
-                            spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
+                            spec_of(encoder, opts.weights, opts.pooling, ctx.seed, policy),
                             ctx.seed)
         x = model.features(train.paths, ctx, "train", devices)
         x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
@@ -115,30 +124,37 @@ class HybridModel:
     def features(self, paths, ctx, label: str, devices=None, view: tuple[int, bool] = (0, False)) -> np.ndarray:
         """``float32[n, n_handcrafted + d]``; rows of unreadable images are all NaN. ``view``:
         the embeddings of the images turned/mirrored (:mod:`bmbench.deep.tta`)."""
+        from contextlib import nullcontext
+
         from ...deep.devices import select_devices
-        from ..backbones import build_backbone
         from ..embeddings import embed
         from ...features.extract import feature_names
 
-        opts, size = self.options, ctx.image_size
+        opts = self.options
+        encoder = opts.backbone.open()
+        size = encoder.size_for(ctx.image_size)
         parts, names = [], []
         if opts.features:
             settings = feature_settings(opts, ctx)
             parts.append(feature_matrix(paths, settings, ctx, f"features ({label})"))
             names += feature_names(settings)
-        if devices is None:
-            devices = replace(select_devices(ctx.train), policy=self.spec.precision)
-        images = ctx.load_images(paths, f"decoding {label} images")
+        if encoder.key_name == "onnx":
+            scope = nullcontext()
+        else:
+            if devices is None:
+                devices = replace(select_devices(ctx.train), policy=self.spec.precision)
+            scope = devices.scope()
+        images = ctx.load_images(paths, f"decoding {label} images", size=size)
         if view != (0, False):
             from ...deep.tta import view_of
 
             images = view_of(images, *view)
-        with devices.scope():
+        with scope:
             emb = embed(images, self.spec, ctx,
-                        lambda: build_backbone(opts.backbone, opts.weights, size, self.seed),
+                        lambda: encoder.embedder(opts.weights, size, self.seed),
                         ctx.train.batch_size, f"{label} embeddings")
         parts.append(emb)
-        names += [f"{opts.backbone}_{i:04d}" for i in range(emb.shape[1])]
+        names += [f"{self.prefix}_{i:04d}" for i in range(emb.shape[1])]
         x = np.hstack(parts).astype(np.float32, copy=False)
         x[~images.valid] = np.nan
         if self.names:  # a fitted model: its own columns, even after features were added
@@ -166,10 +182,23 @@ class HybridModel:
         return explain_matrix(self.options.classifier.name, loaded(self.fitted), x, self.names, len(self.classes),
                               proba, labels)
 
+    @property
+    def prefix(self) -> str:
+        """Embedding columns are ``<prefix>_0000``...: the encoder's name."""
+        return str(self.options.backbone)
+
     def _check_weights_file(self) -> None:
         from ..backbones import weights_identity
+        from .transfer import is_application
 
         w = self.options.weights
+        if not is_application(self.options.backbone):
+            found = self.options.backbone.open().identity(w, self.seed)
+            if found != self.spec.identity:
+                raise BmbenchError(f"model.backbone: {self.options.backbone} is not the encoder this hybrid "
+                                   f"model was trained with (its file or run changed: {found[:40]}... vs "
+                                   f"{self.spec.identity[:40]}...); put the original back, or rerun the recipe")
+            return
         if w not in WEIGHT_KEYWORDS and weights_identity(w, self.seed) != self.spec.identity:
             raise BmbenchError(f"model.weights: {w} is not the weights file this hybrid model was "
                                "trained with (missing or its content changed)")
@@ -183,7 +212,7 @@ class HybridModel:
         imp = self.importances()
         if imp is None or not imp.sum():
             return None
-        emb = np.array([n.startswith(f"{self.options.backbone}_") for n in self.names])
+        emb = np.array([n.startswith(f"{self.prefix}_") for n in self.names])
         return {"handcrafted": round(float(imp[~emb].sum() / imp.sum()), 4),
                 "embedding": round(float(imp[emb].sum() / imp.sum()), 4)}
 
@@ -195,7 +224,7 @@ class HybridModel:
 
     def details(self) -> dict:
         best = best_iteration(self.fitted)
-        n_emb = sum(n.startswith(f"{self.options.backbone}_") for n in self.names)
+        n_emb = sum(n.startswith(f"{self.prefix}_") for n in self.names)
         return {"n_features": len(self.names), "n_handcrafted": len(self.names) - n_emb,
                 "n_embedding": n_emb, "classifier": self.options.classifier.name,
                 "best_iteration": int(best) if best is not None else None,

@@ -1,4 +1,10 @@
-"""``transfer``: a ``keras.applications`` backbone with a new classification head.
+"""``transfer``: a pretrained Keras encoder with a new classification head.
+
+The encoder is ``model.backbone`` (:mod:`bmbench.models.encoders`): a ``keras.applications``
+name, a ``.keras`` file or a stored ``cnn``/``transfer`` run (ONNX encoders are frozen and
+belong to ``hybrid``). With a file or run encoder, ``weights: none`` is its architecture
+freshly initialised; the head-only stage then always runs the full model (no saved
+backbone reference), everything else below is the same.
 
 Model: ``image -> backbone -> global pooling -> dropout -> dense softmax (float32)``, with
 the backbone's own ``preprocess_input`` applied in the input pipeline.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ...config.schema import option
 from ...config.space import floats, ints
@@ -37,16 +43,20 @@ from ...config.recipe import WEIGHT_KEYWORDS
 log = logging.getLogger("bmbench.run")
 
 
-def _backbones():
-    from ..backbones import backbone_names
-    return backbone_names()
+def _encoder(value, ctx):
+    from ..encoders import parse_encoder
+    return parse_encoder(value, ctx)
 
 
 @dataclass(frozen=True)
 class TransferOptions:
-    backbone: str = option("DenseNet121", choices=_backbones, doc="keras.applications backbone")
+    backbone: Any = option("DenseNet121", parse=_encoder,
+                           doc="encoder: a keras.applications name, or {kind: keras_file, path: F} | "
+                               "{kind: run, run: ID} (see Benchmark a foundation model)")
     weights: str = option("imagenet", doc="imagenet (Keras download/cache), none (train from "
-                                          "scratch) or a .weights.h5/.h5 file of this backbone")
+                                          "scratch) or a .weights.h5/.h5 file of this backbone; with "
+                                          "a file or run encoder: none = its architecture from scratch, "
+                                          "anything else = its own weights")
     pooling: Literal["avg", "max"] = option("avg", doc="global pooling of the last feature map")
     dropout: float = option(0.3, ge=0.0, lt=1.0, doc="dropout rate before the softmax layer",
                             space=floats(0.0, 0.6))
@@ -60,8 +70,27 @@ class TransferOptions:
                                             space=floats(1e-6, 1e-4, log=True))
 
 
-def weights_label(weights: str) -> str:
+def weights_label(weights: str, backbone=None) -> str:
+    if backbone is not None and getattr(backbone, "kind", "keras_applications") != "keras_applications":
+        return "from scratch" if weights == "none" else "pretrained"
     return weights if weights in WEIGHT_KEYWORDS else f"file {Path(weights).name}"
+
+
+def is_application(backbone) -> bool:
+    return getattr(backbone, "kind", "keras_applications") == "keras_applications"
+
+
+def check_encoder(opts) -> None:
+    """Preflight of ``model.backbone`` / ``model.weights``: the ImageNet weights of a
+    keras.applications name, or the encoder's file or run (opened and checked), before any
+    image is decoded."""
+    if is_application(opts.backbone):
+        if opts.weights == "imagenet":
+            from ..backbones import check_imagenet_available
+
+            check_imagenet_available(opts.backbone.name)
+        return
+    opts.backbone.open()
 
 
 @register_family
@@ -75,39 +104,47 @@ class Transfer(Family):
 
     @staticmethod
     def preflight(opts: TransferOptions) -> None:
-        if opts.weights == "imagenet":
-            from ..backbones import check_imagenet_available
+        check_encoder(opts)
+        if not is_application(opts.backbone) and not opts.backbone.open().trainable:
+            from ...core.errors import RecipeError
 
-            check_imagenet_available(opts.backbone)
+            raise RecipeError(f"model.backbone: the {opts.backbone.kind} encoder {opts.backbone.name} is "
+                              "frozen and not a Keras network; use family hybrid with features: [] and "
+                              "classifier logistic or knn (a probe)")
 
     @staticmethod
     def summary(opts: TransferOptions) -> str:
         if opts.weights == "none":
             return f"{opts.backbone} from scratch"
         stages = f", fine-tune top {opts.fine_tune_layers}" if opts.fine_tune_layers else ", head only"
-        return f"{opts.backbone} {weights_label(opts.weights)}{stages}"
+        return f"{opts.backbone} {weights_label(opts.weights, opts.backbone)}{stages}"
 
     def fit(self, train: Subset, val: Subset | None, ctx) -> KerasClassifier:
         from ...deep.devices import prepare_devices
-        from ..backbones import build_backbone, check_size, preprocess_for
-        from ..embeddings import EmbeddingHead, spec_for
+        from ..backbones import preprocess_for
+        from ..embeddings import EmbeddingHead, spec_of
         from ..image_data import ImageData
 
         opts: TransferOptions = ctx.options
         size = ctx.image_size
-        check_size(opts.backbone, size)
+        encoder = opts.backbone.open()
+        encoder.check_size(size)  # before any image is decoded
+        if not encoder.trainable:
+            self.preflight(opts)
         devices = prepare_devices(ctx)
         data = ImageData.load(train, val, ctx)
-        preprocess = preprocess_for(opts.backbone)
+        preprocess = preprocess_for(encoder.preprocess_name)
         with devices.scope():
-            if opts.weights != "none" and not opts.fine_tune_layers and not opts.augment_head:
+            if (opts.weights != "none" and not opts.fine_tune_layers and not opts.augment_head
+                    and is_application(opts.backbone)):
                 return _fit_frozen(opts, train, data, size, ctx, devices)
-            backbone = build_backbone(opts.backbone, opts.weights, size, ctx.seed)
-            head = _Head(opts, len(train.classes))
+            backbone = encoder.build(opts.weights, size, ctx.seed)
+            head = _Head(opts, len(train.classes), len(backbone.output_shape) == 4)
             if opts.weights == "none":
                 if opts.fine_tune_layers:
                     log.warning("weights: none trains every layer in one stage; fine_tune_layers, "
                                 "fine_tune_epochs and fine_tune_learning_rate are not used")
+                backbone.trainable = True
                 scratch_batchnorm(backbone)
                 model = head.attach(backbone, frozen=False)
                 stages = {"scratch": _train_images(model, data, preprocess, ctx, devices, "scratch")}
@@ -117,7 +154,8 @@ class Transfer(Family):
                 if opts.augment_head:
                     stages = {"head": _train_images(model, data, preprocess, ctx, devices, "head")}
                 else:
-                    stages = {"head": _train_head_on_embeddings(head, lambda: backbone, data, ctx, devices)}
+                    stages = {"head": _train_head_on_embeddings(head, lambda: backbone, data, ctx, devices,
+                                                                encoder)}
                 if opts.fine_tune_layers:
                     n = unfreeze_top(backbone, opts.fine_tune_layers)
                     log.info("fine-tuning the top %d layers of %s (%d trainable weights)",
@@ -127,11 +165,14 @@ class Transfer(Family):
                         epochs=opts.fine_tune_epochs, learning_rate=opts.fine_tune_learning_rate)
             shortcut = None
             if opts.weights != "none" and not opts.fine_tune_layers:
-                shortcut = EmbeddingHead(spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices),
+                shortcut = EmbeddingHead(spec_of(encoder, opts.weights, opts.pooling, ctx.seed, devices.policy),
                                          head.on_embeddings(backbone.output_shape[-1]), lambda: backbone)
-        info = {"backbone": opts.backbone, "weights": weights_label(opts.weights),
+        info = {"backbone": str(opts.backbone), "weights": weights_label(opts.weights, opts.backbone),
                 "stages": stages}
-        return KerasClassifier(train.classes, model, size, opts.backbone, info, shortcut)
+        if not is_application(opts.backbone):
+            info["encoder"] = {"kind": opts.backbone.kind,
+                               "identity": encoder.identity(opts.weights, ctx.seed)}
+        return KerasClassifier(train.classes, model, size, encoder.preprocess_name, info, shortcut)
 
     @staticmethod
     def load(folder: Path, recipe, ctx) -> KerasClassifier:
@@ -142,12 +183,13 @@ class _Head:
     """Pooling, dropout and softmax layers, shared by the full model and the model that
     trains them on cached embeddings."""
 
-    def __init__(self, opts: TransferOptions, n_classes: int):
+    def __init__(self, opts: TransferOptions, n_classes: int, feature_map: bool = True):
         from keras import layers
 
         from ..embeddings import pooling_layer
 
-        self.pool = pooling_layer(opts.pooling)
+        #: None when the encoder already gives a vector (a file with its own pooling)
+        self.pool = pooling_layer(opts.pooling) if feature_map else None
         self.dropout = layers.Dropout(opts.dropout, name="head_dropout")
         self.dense = layers.Dense(n_classes, activation="softmax", dtype="float32",
                                   name="probabilities")
@@ -158,7 +200,9 @@ class _Head:
 
         inputs = keras.Input(backbone.input_shape[1:], name="image")
         x = backbone(inputs, training=False) if frozen else backbone(inputs)
-        return keras.Model(inputs, self.dense(self.dropout(self.pool(x))), name="transfer")
+        if self.pool is not None:
+            x = self.pool(x)
+        return keras.Model(inputs, self.dense(self.dropout(x)), name="transfer")
 
     def on_embeddings(self, dims: int):
         import keras
@@ -214,7 +258,7 @@ def _fit_frozen(opts: TransferOptions, train: Subset, data, size: int, ctx, devi
     from ..embeddings import EmbeddingHead, spec_for
     from ..keras_model import FrozenModel
 
-    spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
+    spec = spec_for(opts.backbone.name, opts.weights, opts.pooling, ctx, devices)
     backbone = FrozenBackbone.prepare(opts, size, ctx, devices, spec.identity)
     head = _Head(opts, len(train.classes))
     stages = {"head": _train_head_on_embeddings(head, backbone.get, data, ctx, devices)}
@@ -222,8 +266,8 @@ def _fit_frozen(opts: TransferOptions, train: Subset, data, size: int, ctx, devi
     reference = {"weights": opts.weights, "weights_identity": spec.identity, "seed": ctx.seed,
                  "pooling": opts.pooling, "n_backbone_parameters": backbone.facts["n_parameters"]}
     frozen = FrozenModel(head_model, reference, lambda: head.attach(backbone.get(), frozen=True))
-    info = {"backbone": opts.backbone, "weights": weights_label(opts.weights), "stages": stages}
-    return KerasClassifier(train.classes, None, size, opts.backbone, info,
+    info = {"backbone": opts.backbone.name, "weights": weights_label(opts.weights), "stages": stages}
+    return KerasClassifier(train.classes, None, size, opts.backbone.name, info,
                            EmbeddingHead(spec, head_model, backbone.get), frozen)
 
 
@@ -245,11 +289,11 @@ class FrozenBackbone:
         from importlib.metadata import version
 
         def build():
-            model = build_backbone(opts.backbone, opts.weights, size, ctx.seed)
+            model = build_backbone(opts.backbone.name, opts.weights, size, ctx.seed)
             model.trainable = False
             return model
 
-        key = key_for("bmbench.backbone_build", 1, opts.backbone, identity, size, devices.policy, _rng_state(),
+        key = key_for("bmbench.backbone_build", 1, opts.backbone.name, identity, size, devices.policy, _rng_state(),
                       version("keras"), version("tensorflow"))
         cache = JsonCache(Path(ctx.cache_dir) / "backbones")
         facts = cache.get(key)
@@ -297,14 +341,14 @@ def _set_rng_state(state: list) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def _train_head_on_embeddings(head: _Head, build_backbone, data, ctx, devices) -> dict:
+def _train_head_on_embeddings(head: _Head, build_backbone, data, ctx, devices, encoder=None) -> dict:
     from ...deep.pipeline import steps_per_epoch
     from ...deep.training import compile_model, fit_stage
-    from ..embeddings import embed, embedding_batches, spec_for
+    from ..embeddings import embed, embedding_batches, spec_of
 
     t = ctx.train
     opts: TransferOptions = ctx.options
-    spec = spec_for(opts.backbone, opts.weights, opts.pooling, ctx, devices)
+    spec = spec_of(encoder or opts.backbone.open(), opts.weights, opts.pooling, ctx.seed, devices.policy)
     x = embed(data.train, spec, ctx, build_backbone, t.batch_size, "train embeddings")[data.train_rows]
     head_model = head.on_embeddings(x.shape[1])
     steps = steps_per_epoch(len(x), t.batch_size)

@@ -126,7 +126,7 @@ def test_mismatched_weights_file_is_refused(recipe, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.backbone=Densenet121", r"model.backbone: unknown value 'Densenet121' \(did you mean 'DenseNet121'\?\)"),
+    ("model.backbone=Densenet121", r"model.backbone: unknown keras.applications backbone 'Densenet121' \(did you mean 'DenseNet121'\?\)"),
     ("model.pooling=mean", r"model.pooling: invalid value 'mean'"),
     ("model.fine_tune_layers=-1", r"model.fine_tune_layers: value -1 is out of range"),
 ])
