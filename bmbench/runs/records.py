@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.untrusted import damaged
 from ..metrics.scores import HEADLINE
@@ -156,3 +157,9 @@ def require(record, what: str, *keys: str) -> None:
     if missing:
         raise damaged(record.path / "metrics.json", f"lacks the field '{missing[0]}', which {what} needs",
                       "a damaged run record: restore the file or delete that run folder")
+
+
+def data_root(record) -> Path:
+    """The data set root of a :class:`~bmbench.runs.store.RunRecord`, where its
+    ``predictions.csv`` paths lie."""
+    return Path(str((record.info.get("dataset") or {}).get("root") or "."))

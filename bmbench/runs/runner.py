@@ -67,10 +67,10 @@ def run_recipe(recipe: Recipe | str | Path, results: str | Path | None = None,
         recipe = recipe.with_overrides(list(overrides))
     store = results_dir(results)
     with using_results(store):  # a stored-run encoder named in the recipe is looked up here
-        return _run_recipe(recipe, store, tags)
+        return _run_recipe(recipe, store, tags, tuning)
 
 
-def _run_recipe(recipe: Recipe, store: Path, tags: dict | None) -> Path:
+def _run_recipe(recipe: Recipe, store: Path, tags: dict | None, tuning: dict | None = None) -> Path:
     started = time.perf_counter()
     _seed_everything(recipe.seed)
     family = get_family(recipe.model.family)()

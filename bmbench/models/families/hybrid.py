@@ -253,6 +253,7 @@ class HybridModel:
         from ...core.loaders import integer, list_of, of_type, read_model_json, shaped
 
         spec = {f.name: of_type(str) for f in fields(EmbeddingSpec)}
+        spec["preprocess"] = of_type(str, type(None))  # None: the encoder takes RGB [0, 255] as it is
         embedding = shaped({k: v for k, v in spec.items() if k in ("backbone", "identity")}, spec)
 
         def check(value):

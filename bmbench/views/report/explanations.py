@@ -21,7 +21,7 @@ import pandas as pd
 from ...core.paths import rows_inside
 from . import html as H
 from . import plots
-from .run_report import data_root
+from ...runs.records import data_root
 
 log = logging.getLogger(__name__)
 N_CORRECT = 2

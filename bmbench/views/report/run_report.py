@@ -24,7 +24,7 @@ from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ...core.atomic import write_bytes, write_text
 from ...core.paths import rows_inside
 from ...core.untrusted import damaged, inside
-from ...runs.records import require
+from ...runs.records import data_root, require
 from ...runs.store import RunRecord, load_record
 from ..cells import format_amount
 from . import html as H
@@ -286,11 +286,6 @@ def _mistakes(record: RunRecord, n: int, figure) -> str:
             + (f"; {missing} could not be found there" if missing else "")
             + (f"; {len(outside)} point outside it and are not shown" if outside else "") + ".</p>")
     return note + figure("mistakes", plots.mistakes_figure(items), "most confident mistakes")
-
-
-def data_root(record: RunRecord) -> Path:
-    """The run's data set root, where its ``predictions.csv`` paths lie."""
-    return Path(str((record.info.get("dataset") or {}).get("root") or "."))
 
 
 def _warn_outside(record: RunRecord) -> None:

@@ -70,7 +70,8 @@ def test_weights_file_loads_through_the_recipe_and_stays_frozen(recipe, tmp_path
     assert info["settings"] == "32px, MobileNetV2 file MobileNetV2.weights.h5, head only"
     # train and validation embeddings train the head; the test images go through the
     # cached-embedding path too (the backbone is frozen), checked against the full model below
-    assert info["notes"]["embedding_cache"] == {"hits": 0, "computed": 48}
+    # (the validation images are read again, from the cache, for the stored validation probabilities)
+    assert info["notes"]["embedding_cache"] == {"hits": info["validation"]["n"], "computed": 48}
     ref = reference(weights_file)
     for w in saved_backbone(run).weights:
         assert np.array_equal(w.numpy(), ref[w.path]), f"{w.path} differs from the file"
@@ -81,7 +82,8 @@ def test_weights_file_loads_through_the_recipe_and_stays_frozen(recipe, tmp_path
     # a rerun and a head ablation reuse every cached embedding: the backbone never runs
     monkeypatch.setattr(embeddings, "_compute", lambda *a: pytest.fail("embeddings recomputed"))
     again = run_recipe(recipe, tmp_path / "results")
-    assert json.loads((again / "run.json").read_text())["notes"]["embedding_cache"] == {"hits": 48, "computed": 0}
+    assert json.loads((again / "run.json").read_text())["notes"]["embedding_cache"] == {
+        "hits": 48 + info["validation"]["n"], "computed": 0}
     assert (again / "predictions.csv").read_text() == (run / "predictions.csv").read_text()
     ablation = run_recipe(recipe, tmp_path / "results", ("model.dropout=0.6", "train.learning_rate=0.01"))
     assert json.loads((ablation / "run.json").read_text())["notes"]["embedding_cache"]["computed"] == 0
