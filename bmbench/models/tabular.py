@@ -290,29 +290,45 @@ def held_out_validation(opts: TabularOptions, ctx, x: np.ndarray, train, x_val: 
     n_classes = len(train.classes)
     settings = ClassifierSettings(ctx.seed, os.cpu_count() or 1)
     out = np.full((len(val), n_classes), np.nan)
-    for part in _parts(val.labels, ctx.seed):
+    parts = _parts(val.labels, ctx.seed, ctx.cache_dir)
+    for part in parts:
         rest = np.setdiff1d(np.arange(len(val)), part)
         fitted = fit_classifier(name, options, settings, np.concatenate([x, x_val[rest]]),
                                 np.concatenate([train.labels, val.labels[rest]]), None, None, n_classes,
                                 ctx.train.class_weight, ctx.cache_dir)
         out[part] = predict_proba(fitted, x_val[part], n_classes)
-    log.info("validation probabilities: out-of-fold, %d cross-fits of %s", len(_parts(val.labels, ctx.seed)),
-             name)
+    log.info("validation probabilities: out-of-fold, %d cross-fits of %s", len(parts), name)
     return out
 
 
-def _parts(labels: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Row indices of the cross-fit's parts of ``labels``: stratified where every class has
-    enough images, else shuffled."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
+def _parts(labels: np.ndarray, seed: int, cache_dir: Path | None = None) -> list[np.ndarray]:
+    """Row indices (sorted) of the cross-fit's parts of ``labels``: stratified where every
+    class has enough images, else shuffled. The assignment is cached, so a cached rerun
+    imports no scikit-learn."""
     k = min(CROSS_FIT_FOLDS, len(labels))
     if k < 2:
         return [np.arange(len(labels))]
+    cache = ArrayCache(Path(cache_dir) / "crossfit") if cache_dir is not None else None
+    key = key_for("bmbench.crossfit_parts", k, seed, _array_bytes(np.asarray(labels)))
+    part_of = cache.get(key, shape=(len(labels),), check=lambda a: None if a.dtype.kind == "i" and len(a)
+                        and a.min() == 0 and a.max() == k - 1 else "not part numbers 0..k-1") if cache else None
+    if part_of is None:
+        part_of = _assign_parts(labels, seed, k)
+        if cache is not None:
+            _quietly(cache.put, key, part_of)
+    return [np.flatnonzero(part_of == i) for i in range(k)]
+
+
+def _assign_parts(labels: np.ndarray, seed: int, k: int) -> np.ndarray:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     counts = np.bincount(labels)
     splitter = (StratifiedKFold(k, shuffle=True, random_state=seed) if counts[counts > 0].min() >= k
                 else KFold(k, shuffle=True, random_state=seed))
-    return [test for _, test in splitter.split(np.zeros(len(labels)), labels)]
+    part_of = np.zeros(len(labels), np.int64)
+    for i, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        part_of[test] = i
+    return part_of
 
 
 def predict_proba(fitted, x: np.ndarray, n_classes: int) -> np.ndarray:

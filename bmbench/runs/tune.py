@@ -23,6 +23,8 @@ scored on the validation images only, stored in a database, and ended by one ord
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import dataclasses
 import hashlib
 import json
@@ -157,6 +159,23 @@ def _storage(url: str):
                                       grace_period=HEARTBEAT[1])
 
 
+@contextmanager
+def _schema_lock(plan: StudyPlan):
+    """Held while Optuna creates its tables: two processes opening a new SQLite study at once
+    would both create them ("table studies already exists")."""
+    if not plan.storage.startswith("sqlite:///") or not plan.folder.is_dir():
+        yield
+        return
+    import fcntl
+
+    with open(plan.folder / ".schema.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def open_study(plan: StudyPlan, worker: int = 0, create: bool = False):
     """The Optuna study of ``plan`` (TPE seeded with ``tune.seed + worker``)."""
     import optuna
@@ -166,10 +185,11 @@ def open_study(plan: StudyPlan, worker: int = 0, create: bool = False):
         plan.folder.mkdir(parents=True, exist_ok=True)
     sampler = optuna.samplers.TPESampler(seed=plan.tune.seed + worker, constant_liar=True)
     try:
-        storage = _storage(plan.storage)
-        if create:
-            return optuna.create_study(study_name=plan.id, storage=storage, sampler=sampler,
-                                       pruner=_pruner(plan), direction=plan.direction, load_if_exists=True)
+        with _schema_lock(plan):
+            storage = _storage(plan.storage)
+            if create:
+                return optuna.create_study(study_name=plan.id, storage=storage, sampler=sampler,
+                                           pruner=_pruner(plan), direction=plan.direction, load_if_exists=True)
         return optuna.load_study(study_name=plan.id, storage=storage, sampler=sampler, pruner=_pruner(plan))
     except Exception as exc:  # noqa: BLE001 - a database that cannot be opened
         raise BmbenchError(f"{plan.storage}: cannot open study {plan.id} ({type(exc).__name__}: "
