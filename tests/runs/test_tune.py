@@ -299,5 +299,9 @@ def test_jobs_run_trials_in_worker_processes_sharing_the_study(recipe_path):
     plan = tune_module.plan_study(load_recipe(recipe_path), results, trials=4)
     study = tune_module.run_study(plan, results, jobs=2)
     done = tune_module.finished(study)
-    assert 4 <= len(done) <= 5 and len({t.user_attrs["worker"] for t in done}) == 2
+    workers = {t.user_attrs["worker"] for t in done}
+    # which worker takes which trial is the scheduler's business (one may finish all four
+    # before the other starts on a loaded machine); what holds is: no trial ran in this process
+    assert 4 <= len(done) <= 5 and 1 <= len(workers) <= 2
+    assert all(int(w.rpartition(":")[2]) != os.getpid() for w in workers)
     assert len(tune_module.counted(study, plan.trials)) == 4
