@@ -15,7 +15,8 @@ model, and turns any damage (missing, truncated, bit-flipped, crafted) into one
 * :func:`load_npz`: ``.npz`` arrays without pickle, each key's dtype, shape and finiteness
   checked, sizes checked before anything is decompressed.
 * :func:`read_model_json`: the JSON beside a model (``model.json``, ``classical.json``...),
-  through :func:`~bmbench.core.untrusted.read_json` with a shape check.
+  through :func:`~bmbench.core.untrusted.read_json` with a shape declared in
+  :mod:`bmbench.core.shapes`.
 
 Heavy libraries are imported inside the functions, so importing this module stays cheap.
 """
@@ -26,10 +27,11 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from . import shapes
 from .untrusted import DamagedFile, MAX_JSON_BYTES, damaged, read_json, read_json_bytes
 
 #: What to do about a damaged model file in a run folder.
@@ -39,63 +41,10 @@ RERUN = "the run folder was damaged or edited; restore it or rerun its recipe"
 SKOPS_SCHEMA = "schema.json"
 
 
-# --- shape checks for JSON values ------------------------------------------------------------
-
-def list_of(kind: type, non_empty: bool = True) -> Callable[[object], str | None]:
-    """A value check: a JSON list of ``kind`` (non-empty unless told)."""
-    def check(value) -> str | None:
-        if not isinstance(value, list) or (non_empty and not value):
-            return f"expected a{' non-empty' if non_empty else ''} list of {kind.__name__}"
-        if not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
-            return f"expected a list of {kind.__name__}, found {sorted({type(v).__name__ for v in value})}"
-        return None
-    return check
-
-
-def integer(low: int, high: int) -> Callable[[object], str | None]:
-    """A value check: an integer in ``[low, high]``."""
-    def check(value) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            return f"expected an integer from {low} to {high}, found {value!r:.40}"
-        return None
-    return check
-
-
-def of_type(*kinds: type) -> Callable[[object], str | None]:
-    """A value check: one of the JSON ``kinds`` (``type(None)`` for null; no bool for numbers)."""
-    def check(value) -> str | None:
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            return f"expected {' or '.join('null' if k is type(None) else k.__name__ for k in kinds)}, " \
-                   f"found {type(value).__name__}"
-        return None
-    return check
-
-
-def shaped(required: dict[str, Callable], optional: dict[str, Callable] | None = None
-           ) -> Callable[[object], str | None]:
-    """A :func:`read_json` check: an object whose ``required`` (and, where present,
-    ``optional``) keys pass their value checks."""
-    optional = optional or {}
-
-    def check(value) -> str | None:
-        if not isinstance(value, dict):
-            return f"expected a JSON object, found {type(value).__name__}"
-        for key, test in [*required.items(), *optional.items()]:
-            if key not in value:
-                if key in required:
-                    return f"lacks the field '{key}'"
-                continue
-            problem = test(value[key])
-            if problem:
-                return f"field '{key}': {problem}"
-        return None
-    return check
-
-
-def read_model_json(path: str | os.PathLike, check: Callable[[object], str | None] | None,
-                    fix: str = RERUN):
-    """The JSON beside a model (``model.json``, ``classical.json``...), shape-checked."""
-    return read_json(path, check, fix)
+def read_model_json(path: str | os.PathLike, spec, fix: str = RERUN):
+    """The JSON beside a model (``model.json``, ``classical.json``...), checked against
+    ``spec`` (:mod:`bmbench.core.shapes`)."""
+    return read_json(path, shapes.shape(spec), fix)
 
 
 # --- skops ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Paths built from data: labels as folder names, rows of a table as files under a root.
 
-Built on :func:`~bmbench.core.untrusted.safe_name` and :func:`~bmbench.core.untrusted.inside`:
-
+* :func:`safe_name` makes one folder or file name of any text, and :func:`inside` resolves a
+  path (links followed) and refuses it when it leaves its root;
 * :func:`folder_names` turns every label into one folder name and refuses, with one line,
   two labels that would share a folder (``a/b`` and ``a_b``; ``Blast`` and ``blast`` on a
   case-insensitive disk), so classes never merge silently;
@@ -14,11 +14,35 @@ Built on :func:`~bmbench.core.untrusted.safe_name` and :func:`~bmbench.core.untr
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .errors import BmbenchError
-from .untrusted import inside, safe_name
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+
+
+def safe_name(text: str, what: str = "label") -> str:
+    """``text`` as one folder or file name: no separators, control characters, ``.``/``..``
+    or leading dots; refused with one line when nothing usable is left."""
+    name = _UNSAFE.sub("_", unicodedata.normalize("NFC", str(text))).strip().lstrip(".")
+    if not name or len(name.encode()) > 200:
+        raise BmbenchError(f"{what} {text!r} cannot be a folder name; rename it (1-200 bytes, "
+                           "not only dots)")
+    return name
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike, what: str = "path") -> Path:
+    """``path`` (relative paths are taken from ``root``) resolved, when it lies inside
+    ``root``; otherwise one line saying where it points. Symbolic links are followed."""
+    base = Path(root).resolve()
+    full = (base / path).resolve()
+    if full != base and base not in full.parents:
+        raise BmbenchError(f"{what} {os.fspath(path)!r} points outside {base}; "
+                           "files from data or run folders must stay inside their folder")
+    return full
 
 
 def folder_names(labels: Iterable, what: str = "label") -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from ..core.errors import BmbenchError, DatasetError
-from ..core.untrusted import inside
+from ..core.paths import inside
 
 
 def read_manifest(csv_path) -> tuple[Path, pd.DataFrame]:

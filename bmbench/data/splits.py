@@ -24,7 +24,8 @@ from ..core.atomic import write_text
 from ..core.cache import JsonCache, default_root, key_for
 from ..core.errors import DatasetError, RecipeError
 from ..core.registry import Registry
-from ..core.untrusted import damaged, fields, read_json
+from ..core.shapes import ListOf, problem
+from ..core.untrusted import damaged, read_json
 from .table import DatasetTable
 
 SPLIT_FORMAT = 1
@@ -329,20 +330,9 @@ def _read(path: Path, fp: str, table: DatasetTable, settings: dict, spec: SplitS
 
 
 def _split_shape(value) -> str | None:
-    problem = fields(value, {"fingerprint": str, "dataset_fingerprint": str, "settings": dict,
-                             "classes": list, "folds": list})
-    if problem:
-        return problem
-    if not value["folds"]:
-        return "has no folds"
-    for n, fold in enumerate(value["folds"], 1):
-        problem = fields(fold, {"train": list, "val": list, "test": list})
-        if problem:
-            return f"fold {n} {problem}"
-        for part in ("train", "val", "test"):
-            if not all(isinstance(p, str) for p in fold[part]):
-                return f"fold {n} {part} holds something other than image paths"
-    return None
+    paths = ListOf(str)
+    return problem(value, {"fingerprint": str, "dataset_fingerprint": str, "settings": dict, "classes": list,
+                           "folds": ListOf({"train": paths, "val": paths, "test": paths}, non_empty=True)})
 
 
 def _check_partition(path: Path, n: int, parts: list[np.ndarray], size: int, fix: str) -> None:

@@ -119,12 +119,12 @@ class KerasClassifier:
 
 
 def _model_json_shape():
-    from ..core.loaders import integer, list_of, of_type, shaped
+    from ..core.shapes import ListOf, integer
 
-    frozen = shaped({"weights": of_type(str), "weights_identity": of_type(str), "seed": integer(0, 2**63 - 1),
-                     "pooling": of_type(str)}, {"n_backbone_parameters": integer(0, 2**63 - 1)})
-    return shaped({"classes": list_of(str), "image_size": integer(8, 4096), "backbone": of_type(str, type(None))},
-                  {"info": of_type(dict), "frozen_backbone": frozen})
+    count = integer(0, 2**63 - 1)
+    frozen = {"weights": str, "weights_identity": str, "seed": count, "pooling": str, "n_backbone_parameters?": count}
+    return {"classes": ListOf(str, non_empty=True), "image_size": integer(8, 4096), "backbone": (str, None),
+            "info?": dict, "frozen_backbone?": frozen}
 
 
 #: The shape of ``model.json``.

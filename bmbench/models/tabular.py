@@ -41,7 +41,7 @@ import numpy as np
 from ..core.atomic import building_dir, write_json
 from ..core.cache import ArrayCache, key_for
 from ..core.hashing import file_sha256
-from ..core.loaders import of_type, shaped
+from ..core.shapes import shape
 from ..core.untrusted import DamagedFile, read_json
 from ..config.schema import Context, option
 from .classifiers import ClassifierChoice, ClassifierSettings, class_weights, get_classifier, parse_classifier
@@ -191,7 +191,7 @@ class CachedFit:
     def best_iteration(self) -> int | None:
         path = self.folder / "meta" / "best_iteration.json"
         try:
-            return read_json(path, shaped({"best_iteration": of_type(int, type(None))}))["best_iteration"]
+            return read_json(path, shape({"best_iteration": (int, None)}))["best_iteration"]
         except DamagedFile:
             best = getattr(self.model, "best_iteration", None)
             best = int(best) if best is not None else None

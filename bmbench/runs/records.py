@@ -6,88 +6,21 @@ damaged record is one :class:`~bmbench.core.untrusted.DamagedFile` line naming t
 the field, never a traceback deep inside the leaderboard or a report. Fields are optional
 unless a view cannot do without them; unknown fields are allowed (newer bmbench versions).
 
-A spec is a type or tuple of types (``None`` for JSON null), a dict of specs (keys ending
-in ``?`` are optional), :class:`ListOf` or :class:`MapOf`.
+The shapes are declared in :mod:`bmbench.core.shapes`' vocabulary.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.shapes import ListOf, MapOf, problem
 from ..core.untrusted import damaged
 from ..metrics.scores import HEADLINE
 
 NUMBER = (int, float)
 _EVALUATION_FOLDER = re.compile(r"evaluations/[A-Za-z0-9_][A-Za-z0-9_.-]*")
 MAYBE_NUMBER = (int, float, type(None))
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item: object
-    length: int | None = None
-
-
-@dataclass(frozen=True)
-class MapOf:
-    """An object whose every value has the shape ``item`` (keys are strings in JSON)."""
-
-    item: object
-
-
-def problem(value, spec, where: str = "") -> str | None:
-    """What is wrong with ``value`` against ``spec`` (None when nothing), naming the field
-    path, e.g. ``field 'dataset.kind' is a int, expected str``."""
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            return _wrong(value, "object", where)
-        for key, sub in spec.items():
-            name = key.rstrip("?")
-            if name not in value:
-                if key.endswith("?"):
-                    continue
-                return f"lacks the field '{where}{name}'"
-            found = problem(value[name], sub, f"{where}{name}.")
-            if found:
-                return found
-        return None
-    if isinstance(spec, ListOf):
-        if not isinstance(value, list):
-            return _wrong(value, "list", where)
-        if spec.length is not None and len(value) != spec.length:
-            return f"field '{where.rstrip('.')}' has {len(value)} values, expected {spec.length}"
-        for i, item in enumerate(value):
-            found = problem(item, spec.item, f"{where}{i}.")
-            if found:
-                return found
-        return None
-    if isinstance(spec, MapOf):
-        if not isinstance(value, dict):
-            return _wrong(value, "object", where)
-        for key, item in value.items():
-            found = problem(item, spec.item, f"{where}{key}.")
-            if found:
-                return found
-        return None
-    kinds = spec if isinstance(spec, tuple) else (spec,)
-    kinds = tuple(type(None) if k is None else k for k in kinds)
-    shaped = [k for k in kinds if not isinstance(k, type)]
-    if shaped:  # alternatives: a shape or plain types (e.g. an interval or null)
-        plain = tuple(k for k in kinds if isinstance(k, type))
-        if plain and problem(value, plain, where) is None:
-            return None
-        found = [problem(value, k, where) for k in shaped]
-        return None if None in found else found[0]
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-        return _wrong(value, " or ".join("null" if k is type(None) else k.__name__ for k in kinds), where)
-    return None
-
-
-def _wrong(value, expected: str, where: str) -> str:
-    found = "null" if value is None else type(value).__name__
-    return f"field '{where.rstrip('.') or '(top)'}' is a {found}, expected {expected}"
 
 
 _EVALUATION = {"folder": str, "kind": str, "n_images": int, "macro_f1?": MAYBE_NUMBER,

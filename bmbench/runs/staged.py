@@ -18,7 +18,8 @@ from ..config.recipe import StepSpec
 from ..config.schema import Context, build
 from ..core.atomic import write_json
 from ..core.errors import BmbenchError
-from ..core.loaders import RERUN, of_type, shaped
+from ..core.loaders import RERUN
+from ..core.shapes import ListOf, anything, shape
 from ..core.untrusted import damaged, read_json
 from ..data.imageio import is_image_file
 from ..data.preprocessing import FittedStep, fit_rows, fit_steps, needs_fit, rebuild
@@ -103,11 +104,4 @@ def load_steps(folder: Path) -> tuple[FittedStep, ...]:
         raise damaged(path, f"damaged preprocessing record ({type(exc).__name__}: {exc})", RERUN) from None
 
 
-def _steps_shape(value) -> str | None:
-    if not isinstance(value, list):
-        return f"expected a list of preprocessing steps, found {type(value).__name__}"
-    for i, record in enumerate(value):
-        problem = shaped({"name": of_type(str), "options": of_type(dict), "state": lambda v: None})(record)
-        if problem:
-            return f"step {i}: {problem}"
-    return None
+_steps_shape = shape(ListOf({"name": str, "options": dict, "state": anything}))

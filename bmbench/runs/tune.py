@@ -140,7 +140,7 @@ def plan_study(recipe: Recipe, results: Path, trials: int | None = None, minutes
     if study_id is None:
         what = [recipe.fingerprint(), tune.space.to_plain(), tune.metric, tune.cv, tune.seed, tune.pruner]
         study_id = f"{recipe.name}-{hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
-    from ..core.untrusted import safe_name
+    from ..core.paths import safe_name
 
     folder = Path(results).resolve() / STUDIES / safe_name(study_id)
     url = storage or f"sqlite:///{folder / 'study.db'}"
@@ -514,7 +514,7 @@ def run_study(plan: StudyPlan, results: Path, backend: str = "local", jobs: int 
     """Prepare the study, run its trials on the backend, return the Optuna study."""
     from .backends import connect, cpu_count, thread_share
 
-    study = prepare(plan, resume)
+    prepare(plan, resume)
     deadline = time.time() + plan.minutes * 60 if plan.minutes else None
     if backend == "local":
         if jobs == -1:
@@ -611,7 +611,7 @@ def study_summary(results: Path, study_id: str, storage: str | None = None) -> d
     import optuna
     from optuna.trial import TrialState
 
-    from ..core.untrusted import safe_name
+    from ..core.paths import safe_name
 
     folder = Path(results).resolve() / STUDIES / safe_name(study_id)
     try:

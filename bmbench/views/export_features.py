@@ -158,7 +158,7 @@ def overlay_folders(source: ExportSource, folder: str | os.PathLike) -> dict[str
     written, when two labels would share a folder or a class folder there is a link that
     leads out of ``folder``."""
     from ..core.paths import folder_names
-    from ..core.untrusted import inside
+    from ..core.paths import inside
 
     names = folder_names(source.dataset.frame["label"].unique(), "label")
     for name in names.values():
@@ -175,7 +175,7 @@ def write_overlays(source: ExportSource, folder: str | os.PathLike, per_class: i
     from ..core.atomic import write_bytes
     from ..core.errors import DatasetError
     from ..core.paths import unique_file_name
-    from ..core.untrusted import inside
+    from ..core.paths import inside
     from ..data.imageio import resize_longest
     from ..features.segmentation import overlay, segment
 

@@ -3,7 +3,6 @@ objective (no test image decoded or predicted during a study), SQLite storage th
 kill -9 and is shared by two processes, the best trial stored as an ordinary run."""
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess

@@ -120,30 +120,23 @@ def test_leaderboard_lists_the_healthy_runs_and_warns_once_about_the_damaged_one
     assert digest(results) == before
 
 
-@pytest.mark.parametrize("kind", list(DAMAGE))
-def test_report_of_a_damaged_run_is_one_error_line(results, kind):
-    _, victim = runs_of(results)
-    name, damage = DAMAGE[kind]
-    damage(victim)
-    before = digest(results)
-    res = CliRunner().invoke(main, ["report", victim.name, "--no-explain"])
-    assert res.exit_code == 2, res.output
-    out = lines(res.output)
-    assert len(out) == 1 and out[0].startswith("Error: ") and name in out[0], res.output
-    assert not (victim / "report.html").exists() and not (victim / "figures").exists()
-    assert digest(results) == before
+#: Commands that read one damaged run (and a healthy one): ``(healthy, victim) -> arguments``.
+READERS = {"report": lambda healthy, victim: ["report", victim, "--no-explain"],
+           "compare": lambda healthy, victim: ["compare", healthy, victim]}
 
 
+@pytest.mark.parametrize("command", list(READERS))
 @pytest.mark.parametrize("kind", list(DAMAGE))
-def test_compare_with_a_damaged_run_is_one_error_line(results, kind):
+def test_report_or_compare_of_a_damaged_run_is_one_error_line(results, kind, command):
     healthy, victim = runs_of(results)
     name, damage = DAMAGE[kind]
     damage(victim)
     before = digest(results)
-    res = CliRunner().invoke(main, ["compare", healthy.name, victim.name])
+    res = CliRunner().invoke(main, READERS[command](healthy.name, victim.name))
     assert res.exit_code == 2, res.output
     out = lines(res.output)
     assert len(out) == 1 and out[0].startswith("Error: ") and name in out[0], res.output
+    assert not (victim / "report.html").exists() and not (victim / "figures").exists()
     assert digest(results) == before
 
 

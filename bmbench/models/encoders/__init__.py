@@ -152,8 +152,6 @@ _OPENED: dict = {}
 
 
 def _open(choice: EncoderChoice) -> Encoder:
-    from pathlib import Path
-
     stamp_of = getattr(choice.options, "stamp", None)
     key = (choice._key(), stamp_of() if callable(stamp_of) else None)
     if key not in _OPENED:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ...config.schema import option
-from ...core.loaders import RERUN, integer, list_of, load_npz, read_model_json, shaped
+from ...core.loaders import RERUN, load_npz, read_model_json
+from ...core.shapes import ListOf, integer
 from ...core.untrusted import damaged
 from ...config.space import choice, floats
 from ...core.progress import progress
@@ -116,7 +117,7 @@ class BaselineModel:
 
     @classmethod
     def load(cls, folder: Path) -> "BaselineModel":
-        meta = read_model_json(folder / "baseline.json", shaped({"classes": list_of(str), "pixels": integer(2, 128)}))
+        meta = read_model_json(folder / "baseline.json", {"classes": ListOf(str, non_empty=True), "pixels": integer(2, 128)})
         n, d = len(meta["classes"]), 3 * meta["pixels"] ** 2
         z = load_npz(folder / "baseline.npz", {"mean": ("f", (d,)), "scale": ("f", (d,)), "coef": ("f", (n, d)),
                                                 "intercept": ("f", (n,))})

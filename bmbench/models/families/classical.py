@@ -214,10 +214,11 @@ class ClassicalModel:
 
     @classmethod
     def load(cls, folder: Path, options: ClassicalOptions) -> "ClassicalModel":
-        from ...core.loaders import list_of, read_model_json, shaped
+        from ...core.loaders import read_model_json
+        from ...core.shapes import ListOf
 
-        meta = read_model_json(folder / "classical.json", shaped({"classes": list_of(str),
-                                                                  "feature_names": list_of(str)}))
+        names = ListOf(str, non_empty=True)
+        meta = read_model_json(folder / "classical.json", {"classes": names, "feature_names": names})
         fitted = get_classifier(options.classifier.name).load(folder)
         check_fitted(fitted, len(meta["feature_names"]), len(meta["classes"]), folder / "classical.json")
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"], folder)

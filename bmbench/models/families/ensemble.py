@@ -32,7 +32,8 @@ import numpy as np
 
 from ...config.schema import option
 from ...core.errors import RecipeError, StoreError
-from ...core.untrusted import damaged, fields, read_json
+from ...core import shapes
+from ...core.untrusted import damaged, read_json
 from ..registry import Family, Subset, register_family
 
 METHODS = ("mean", "select", "stack")
@@ -187,7 +188,7 @@ class EnsembleModel:
         """The ensemble saved in ``folder`` with its loaded ``members`` (in saved order);
         ``ensemble.json`` is untrusted: every array must have the shape its members give it."""
         path = Path(folder) / FILE
-        d = read_json(path, lambda v: fields(v, {"classes": list, "members": list, "combiners": list}),
+        d = read_json(path, shapes.shape({"classes": list, "members": list, "combiners": list}),
                       "re-create it with bmbench ensemble")
         try:
             combiners = [Combiner.from_dict(c) for c in d["combiners"]]

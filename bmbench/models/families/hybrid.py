@@ -250,19 +250,20 @@ class HybridModel:
 
         from dataclasses import fields
 
-        from ...core.loaders import integer, list_of, of_type, read_model_json, shaped
+        from ...core.loaders import read_model_json
+        from ...core.shapes import ListOf, integer, problem
 
-        spec = {f.name: of_type(str) for f in fields(EmbeddingSpec)}
-        spec["preprocess"] = of_type(str, type(None))  # None: the encoder takes RGB [0, 255] as it is
-        embedding = shaped({k: v for k, v in spec.items() if k in ("backbone", "identity")}, spec)
+        kinds = {f.name: str for f in fields(EmbeddingSpec)}
+        kinds["preprocess"] = (str, None)  # None: the encoder takes RGB [0, 255] as it is
+        names = ListOf(str, non_empty=True)
 
-        def check(value):
-            extra = set(value.get("embedding", {}) if isinstance(value, dict) else {}) - set(spec)
-            return (f"field 'embedding': unknown key {sorted(extra)[0]!r}" if extra else
-                    shaped({"classes": list_of(str), "feature_names": list_of(str), "seed": integer(0, 2**63 - 1),
-                            "embedding": embedding})(value))
+        def embedding(value):
+            extra = set(value if isinstance(value, dict) else {}) - set(kinds)
+            return (f"unknown key {sorted(extra)[0]!r}" if extra else
+                    problem(value, {k if k in ("backbone", "identity") else f"{k}?": v for k, v in kinds.items()}))
 
-        meta = read_model_json(folder / "hybrid.json", check)
+        meta = read_model_json(folder / "hybrid.json", {"classes": names, "feature_names": names,
+                                                        "seed": integer(0, 2**63 - 1), "embedding": embedding})
         fitted = get_classifier(options.classifier.name).load(folder)
         check_fitted(fitted, len(meta["feature_names"]), len(meta["classes"]), folder / "hybrid.json")
         return cls(tuple(meta["classes"]), options, fitted, meta["feature_names"],

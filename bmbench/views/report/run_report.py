@@ -22,8 +22,8 @@ from ...core.errors import BmbenchError
 from ...metrics.bootstrap import LEVEL
 from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
 from ...core.atomic import write_bytes, write_text
-from ...core.paths import rows_inside
-from ...core.untrusted import damaged, inside
+from ...core.paths import inside, rows_inside
+from ...core.untrusted import damaged
 from ...runs.records import data_root, require
 from ...runs.store import RunRecord, load_record
 from ..cells import format_amount
