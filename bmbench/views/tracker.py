@@ -10,6 +10,8 @@ MLflow is imported only here, and only when a run is sent.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -179,7 +181,8 @@ def _send(client, experiment_id: str, record: RunRecord) -> Sent:
     client.set_tag(mid, DONE_TAG, "true")
     seconds = (record.info.get("timings") or {}).get("total_seconds")
     end = start + int(1000 * seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None
-    client.set_terminated(mid, "FINISHED", end_time=end)
+    with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints its own "View run" lines
+        client.set_terminated(mid, "FINISHED", end_time=end)
     return Sent(run_id, mid, experiment_id, new=True)
 
 

@@ -17,6 +17,7 @@ from bmbench.cli import main
 from bmbench.runs.runner import run_recipe
 
 pytest.importorskip("mlflow", reason="MLflow is not installed (pip install 'bmbench[mlflow]')")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")  # MLflow's SQLAlchemy use
 from mlflow import MlflowClient  # noqa: E402
 
 
@@ -200,6 +201,7 @@ def test_run_track_sends_the_run_to_an_mlflow_server(mlflow_server, recipe_path,
     run = the_run(client, folder.name)
     url = f"{mlflow_server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert f"{folder.name}: sent to MLflow, {url}" in res.output
+    assert "View run" not in res.output  # MLflow's own link lines are not printed besides bmbench's
     assert run.data.metrics == expected_metrics(folder)
     assert run.data.tags["bmbench.split_fingerprint"] == json.loads((folder / "run.json").read_text())["split_fingerprint"]
     assert {"report.html", "MODEL_CARD.md", "predictions.csv", "figures/confusion_matrix.png"} <= artifacts(
