@@ -122,8 +122,9 @@ def run(recipe, overrides, repeats, results_dir, quiet, track, tracking_uri, exp
 
     _setup(quiet)
     if track or metrics_out:
-        recipe = _check_run_outputs(recipe, overrides, repeats, track, metrics_out)
-        overrides = ()
+        from .views.tracker import check_run_outputs
+
+        recipe, overrides = check_run_outputs(recipe, tuple(overrides), repeats, track, metrics_out), ()
     for folder in run_repeats(recipe, results_dir, tuple(overrides), repeats):
         m = load_record(folder).metrics
         click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
@@ -135,46 +136,13 @@ def run(recipe, overrides, repeats, results_dir, quiet, track, tracking_uri, exp
                        if e.get("adaptation") else "")
             click.echo(f"  tested on {e['kind']} ({e['n_images']} images{adapted}): macro_f1={e['macro_f1']:.4f}")
         if metrics_out:
-            _copy_metrics(folder, metrics_out)
+            from .views.tracker import copy_metrics
+
+            click.echo(f"wrote {copy_metrics(folder, metrics_out)}", err=True)
         if track:
             from .views.tracker import track_run
 
             _echo_sent([track_run(folder, tracking_uri, experiment)], tracking_uri)
-
-
-def _check_run_outputs(recipe, overrides, repeats, track, metrics_out):
-    """Before any work: MLflow importable for --track, one run and a writable folder for
-    --metrics-out. Returns the validated recipe."""
-    import importlib.util
-    from pathlib import Path
-    from .config.recipe import load_recipe
-
-    loaded = load_recipe(recipe, tuple(overrides))
-    if track and importlib.util.find_spec(track) is None:
-        raise BmbenchError(f"--track {track}: MLflow is not installed; pip install 'bmbench[mlflow]'")
-    n = repeats or loaded.repeats
-    if metrics_out and n > 1:
-        raise BmbenchError(f"--metrics-out {metrics_out}: takes one run, this makes {n} (repeats); "
-                           "give --repeats 1 or leave --metrics-out out")
-    if metrics_out:
-        parent = Path(metrics_out).absolute().parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BmbenchError(f"{parent}: cannot make the --metrics-out folder ({exc.strerror})") from None
-        if not os.access(parent, os.W_OK):
-            raise BmbenchError(f"{parent}: cannot write --metrics-out there; choose another FILE")
-    return loaded
-
-
-def _copy_metrics(folder, out: str) -> None:
-    from .core.atomic import write_bytes
-
-    try:
-        write_bytes(out, (folder / "metrics.json").read_bytes())
-    except OSError as exc:
-        raise BmbenchError(f"{out}: cannot write --metrics-out ({exc.strerror}); the run is stored in {folder}") from None
-    click.echo(f"wrote {out}", err=True)
 
 
 def _echo_sent(sent, tracking_uri) -> None:

@@ -1,4 +1,5 @@
-"""Stored runs sent to MLflow: ``bmbench run --track mlflow`` and ``bmbench export mlflow``.
+"""Stored runs sent to MLflow (``bmbench run --track mlflow``, ``bmbench export mlflow``),
+and a run's metrics at a fixed path for DVC (``bmbench run --metrics-out``).
 
 The run folder stays the truth: an MLflow run is a copy made from the folder through the
 safe readers (``run.json``/``metrics.json`` checked by :func:`~bmbench.runs.store.load_record`,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -24,9 +26,11 @@ from pathlib import Path
 
 from ..config.recipe import load_recipe, read_yaml
 from ..core.errors import BmbenchError
-from ..core.version import __version__
 from ..config.locations import results_dir
+from ..core.version import __version__
 from ..runs.store import RunRecord, load_record, resolve_run, run_folders
+
+log = logging.getLogger(__name__)
 
 #: The MLflow experiment runs go to unless ``--experiment`` or ``$MLFLOW_EXPERIMENT_NAME`` names one.
 EXPERIMENT = "bmbench"
@@ -54,6 +58,43 @@ class Sent:
     new: bool
 
 
+def check_run_outputs(recipe: str | os.PathLike, overrides: tuple[str, ...], repeats: int | None,
+                      track: str | None, metrics_out: str | None):
+    """Before any work: the tracker's client importable for ``--track``, one run and a
+    writable folder for ``--metrics-out``. Returns the validated recipe."""
+    import importlib.util
+
+    loaded = load_recipe(recipe, overrides)
+    if track and importlib.util.find_spec(track) is None:
+        raise BmbenchError(f"--track {track}: MLflow is not installed; pip install 'bmbench[mlflow]'")
+    n = repeats or loaded.repeats
+    if metrics_out and n > 1:
+        raise BmbenchError(f"--metrics-out {metrics_out}: takes one run, this makes {n} (repeats); "
+                           "give --repeats 1 or leave --metrics-out out")
+    if metrics_out:
+        parent = Path(metrics_out).absolute().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BmbenchError(f"{parent}: cannot make the --metrics-out folder ({exc.strerror})") from None
+        if not os.access(parent, os.W_OK):
+            raise BmbenchError(f"{parent}: cannot write --metrics-out there; choose another FILE")
+    return loaded
+
+
+def copy_metrics(folder: Path, out: str | os.PathLike) -> Path:
+    """The run's ``metrics.json`` (checked by :func:`load_record`), byte for byte, at ``out``."""
+    from ..core.atomic import write_bytes
+
+    load_record(folder)
+    try:
+        write_bytes(out, (Path(folder) / "metrics.json").read_bytes())
+    except OSError as exc:
+        raise BmbenchError(f"{out}: cannot write --metrics-out ({exc.strerror}); "
+                           f"the run is stored in {folder}") from None
+    return Path(out)
+
+
 def experiment_name(name: str | None = None) -> str:
     return name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
 
@@ -62,8 +103,6 @@ def stored_runs(results: str | os.PathLike | None, refs: tuple[str, ...] = ()) -
     """The run folders ``refs`` name (folders, ids, recipe names, ``latest``), or every run of
     the store (cross-data-set evaluations travel with their run; damaged folders are skipped
     with a warning line)."""
-    import logging
-
     store = results_dir(results)
     if refs:
         return [resolve_run(store, ref) for ref in refs]
@@ -75,7 +114,7 @@ def stored_runs(results: str | os.PathLike | None, refs: tuple[str, ...] = ()) -
             load_record(folder)
             found.append(folder)
         except BmbenchError as exc:
-            logging.getLogger("bmbench").warning("skipping %s", exc)
+            log.warning("skipping %s", exc)
     return found
 
 
@@ -92,13 +131,11 @@ def send_runs(folders: list[Path], tracking_uri: str | None = None, experiment: 
 def track_run(folder: Path, tracking_uri: str | None = None, experiment: str | None = None) -> Sent | None:
     """:func:`send_runs` for a run just stored: a failure is one warning line, never an error
     (the run is stored whatever MLflow says)."""
-    import logging
-
     try:
         return send_runs([folder], tracking_uri, experiment)[0]
     except BmbenchError as exc:
-        logging.getLogger("bmbench").warning("%s; the run is stored in %s: send it later with "
-                                             "`bmbench export mlflow %s`", exc, folder, Path(folder).name)
+        log.warning("%s; the run is stored in %s: send it later with `bmbench export mlflow %s`",
+                    exc, folder, Path(folder).name)
         return None
 
 
@@ -172,15 +209,16 @@ def _send(client, experiment_id: str, record: RunRecord) -> Sent:
         if old.data.tags.get(DONE_TAG) == "true":
             return Sent(run_id, old.info.run_id, experiment_id, new=False)
         client.delete_run(old.info.run_id)  # an earlier send cut short: sent again in full
-    start = _start_ms(record)
-    run = client.create_run(experiment_id, start_time=start, tags=tags(record), run_name=run_id)
-    mid = run.info.run_id
-    _log(client, mid, params(record), metrics(record), start)
     with tempfile.TemporaryDirectory(prefix="bmbench-mlflow-") as tmp:
-        client.log_artifacts(mid, str(_stage_artifacts(record, Path(tmp))))
+        # everything is read (and a damaged file refused) before MLflow hears of the run
+        start, params_, metrics_ = _start_ms(record), params(record), metrics(record)
+        files = _stage_artifacts(record, Path(tmp))
+        mid = client.create_run(experiment_id, start_time=start, tags=tags(record), run_name=run_id).info.run_id
+        _log(client, mid, params_, metrics_, start)
+        client.log_artifacts(mid, str(files))
     client.set_tag(mid, DONE_TAG, "true")
     seconds = (record.info.get("timings") or {}).get("total_seconds")
-    end = start + int(1000 * seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None
+    end = start + int(1000 * seconds) if _number(seconds) else None
     with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints its own "View run" lines
         client.set_terminated(mid, "FINISHED", end_time=end)
     return Sent(run_id, mid, experiment_id, new=True)

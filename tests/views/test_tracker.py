@@ -149,6 +149,17 @@ def test_a_tracker_that_is_down_is_one_warning_and_the_run_is_stored(recipe_path
     assert down.exit_code == 2 and down.stderr.strip() == f"Error: MLflow at {uri} cannot be reached (ConnectionError)"
 
 
+def test_track_without_mlflow_installed_stops_before_the_run(recipe_path, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    res = cli("run", recipe_path, "--results-dir", tmp_path / "results", "--track", "mlflow")
+    assert res.exit_code == 2
+    assert res.stderr == "Error: --track mlflow: MLflow is not installed; pip install 'bmbench[mlflow]'\n"
+    assert not (tmp_path / "results").exists()
+
+
 def test_export_with_nothing_stored_or_a_damaged_run_is_one_line(tmp_path, local_store, recipe_path):
     res = cli("export", "mlflow", "--results-dir", tmp_path / "results", "--tracking-uri", local_store)
     assert res.exit_code == 2 and res.stderr.startswith("Error: no runs stored yet")
@@ -203,7 +214,8 @@ def test_run_track_sends_the_run_to_an_mlflow_server(mlflow_server, recipe_path,
     assert f"{folder.name}: sent to MLflow, {url}" in res.output
     assert "View run" not in res.output  # MLflow's own link lines are not printed besides bmbench's
     assert run.data.metrics == expected_metrics(folder)
-    assert run.data.tags["bmbench.split_fingerprint"] == json.loads((folder / "run.json").read_text())["split_fingerprint"]
+    info = json.loads((folder / "run.json").read_text())
+    assert run.data.tags["bmbench.split_fingerprint"] == info["split_fingerprint"]
     assert {"report.html", "MODEL_CARD.md", "predictions.csv", "figures/confusion_matrix.png"} <= artifacts(
         client, run.info.run_id)
     again = cli("export", "mlflow", "latest", "--results-dir", tmp_path / "results", "--tracking-uri", mlflow_server)
