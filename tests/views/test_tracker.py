@@ -121,10 +121,14 @@ def test_a_run_round_trips_through_a_local_store(cross_recipe, tmp_path, local_s
 
 def test_sending_again_finds_the_run_and_replaces_a_send_cut_short(recipe_path, tmp_path, local_store):
     folder = run_recipe(recipe_path, tmp_path / "results")
+    (tmp_path / "secret.txt").write_text("not for the tracker")
+    (folder / "MODEL_CARD.md").unlink()
+    (folder / "MODEL_CARD.md").symlink_to(tmp_path / "secret.txt")  # a crafted run folder
     args = ("export", "mlflow", folder, "--tracking-uri", local_store, "--experiment", "bmbench")
     assert cli(*args).exit_code == 0
     client = MlflowClient(local_store)
     first = the_run(client, folder.name).info.run_id
+    assert "MODEL_CARD.md" not in artifacts(client, first) and "predictions.csv" in artifacts(client, first)
     res = cli(*args)
     assert res.exit_code == 0 and f"{folder.name}: already in MLflow, run {first}" in res.output
     client.delete_tag(first, "bmbench.complete")  # as if the first send had stopped half-way
