@@ -271,13 +271,26 @@ def metrics(record: RunRecord) -> dict[str, float]:
     """Every score of ``metrics.json`` under its own name (``macro_f1``), with its interval
     (``macro_f1_ci_low``, ``macro_f1_ci_high``), per class (``per_class.<class>.f1``), the
     positive class's (``binary.sensitivity``), fold mean and spread
-    (``fold_summary.macro_f1.mean``), and each evaluation's under ``eval.<folder>.``."""
+    (``fold_summary.macro_f1.mean``), and each evaluation's under ``eval.<folder>.``. An
+    evaluation's ``metrics.json`` holds no interval: its interval is the one the leaderboard
+    shows, computed from its ``predictions.csv`` (same resamples and seed)."""
     found = _scores(record.metrics)
     for e in record.info.get("evaluations", []):
         name = e["folder"].split("/", 1)[1]
         evaluation = load_record(record.path / e["folder"])
-        found.update({f"eval.{_key(name)}.{k}": v for k, v in _scores(evaluation.metrics).items()})
+        scores = dict(evaluation.metrics)
+        if "ci" not in scores:
+            scores["ci"] = _intervals(evaluation)
+        found.update({f"eval.{_key(name)}.{k}": v for k, v in _scores(scores).items()})
     return found
+
+
+def _intervals(record: RunRecord) -> dict:
+    from ..metrics.bootstrap import bootstrap_ci
+    from .compare import load_scored
+
+    s = load_scored(record)
+    return bootstrap_ci(s.y, s.proba, s.classes) if len(s.y) else {}
 
 
 def _scores(m: dict) -> dict[str, float]:

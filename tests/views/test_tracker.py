@@ -95,9 +95,17 @@ def test_a_run_round_trips_through_a_local_store(cross_recipe, tmp_path, local_s
     client = MlflowClient(local_store)
     run = the_run(client, folder.name)
 
-    assert run.data.metrics == expected_metrics(folder)
-    assert run.data.metrics["eval.0-folder.macro_f1"] == json.loads(
+    sent = run.data.metrics
+    eval_ci = {k: v for k, v in sent.items() if k.startswith("eval.") and "_ci_" in k}
+    assert {k: v for k, v in sent.items() if k not in eval_ci} == expected_metrics(folder)
+    assert sent["eval.0-folder.macro_f1"] == json.loads(
         (folder / "evaluations/0-folder/metrics.json").read_text())["macro_f1"]
+    # an evaluation stores no interval: the one sent is the one the leaderboard shows
+    board = json.loads(cli("leaderboard", "--results-dir", tmp_path / "results", "--format", "json").output)
+    (row,) = [r for b in board for r in b["rows"] if r["run"] == f"{folder.name}/evaluations/0-folder"]
+    assert len(eval_ci) == 24 and row["macro_f1_ci_low"] < row["macro_f1_ci_high"]
+    for bound in ("low", "high"):
+        assert sent[f"eval.0-folder.macro_f1_ci_{bound}"] == pytest.approx(row[f"macro_f1_ci_{bound}"], abs=1e-9)
     recipe = flat(yaml.safe_load((folder / "recipe.yaml").read_text()))
     params = run.data.params
     assert params.keys() == recipe.keys() and params["model.family"] == "baseline"
