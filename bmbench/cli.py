@@ -96,6 +96,13 @@ def _binary_line(b: dict) -> str:
     return f"{b['positive_class']} vs rest: {shown}  (TP={b['tp']} FP={b['fp']} FN={b['fn']} TN={b['tn']})"
 
 
+def tracking_options(f):
+    f = click.option("--experiment", default=None, metavar="NAME",
+                     help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else bmbench).")(f)
+    return click.option("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's own).")(f)
+
+
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
@@ -103,12 +110,21 @@ def _binary_line(b: dict) -> str:
               help="Run with this many seeds (seed, seed+1, ...) on the same split.")
 @results_option
 @quiet_option
-def run(recipe, overrides, repeats, results_dir, quiet):
+@click.option("--track", type=click.Choice(["mlflow"]), default=None,
+              help="Also log each stored run to this experiment tracker; if it fails: one warning, the run is kept.")
+@tracking_options
+@click.option("--metrics-out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also copy the run's metrics.json to FILE, a fixed path for DVC (one run only).")
+def run(recipe, overrides, repeats, results_dir, quiet, track, tracking_uri, experiment, metrics_out):
     """Train and score RECIPE (a YAML file); store the run under results/runs/."""
     from .runs.runner import run_repeats
     from .runs.store import load_record
 
     _setup(quiet)
+    if track or metrics_out:
+        from .views.tracker import check_run_outputs
+
+        recipe, overrides = check_run_outputs(recipe, tuple(overrides), repeats, track, metrics_out), ()
     for folder in run_repeats(recipe, results_dir, tuple(overrides), repeats):
         m = load_record(folder).metrics
         click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
@@ -119,6 +135,45 @@ def run(recipe, overrides, repeats, results_dir, quiet):
             adapted = (f", adapted with {e['adaptation']['n_per_class']}/class (seed {e['adaptation']['seed']})"
                        if e.get("adaptation") else "")
             click.echo(f"  tested on {e['kind']} ({e['n_images']} images{adapted}): macro_f1={e['macro_f1']:.4f}")
+        if metrics_out:
+            from .views.tracker import copy_metrics
+
+            click.echo(f"wrote {copy_metrics(folder, metrics_out)}", err=True)
+        if track:
+            from .views.tracker import track_run
+
+            _echo_sent([track_run(folder, tracking_uri, experiment)], tracking_uri)
+
+
+def _echo_sent(sent, tracking_uri) -> None:
+    from .views.tracker import run_url
+
+    for s in sent:
+        if s is not None:
+            where = run_url(tracking_uri, s) or f"run {s.mlflow_run_id}"
+            click.echo(f"{s.run_id}: {'sent to' if s.new else 'already in'} MLflow, {where}")
+
+
+@main.group()
+def export():
+    """Send stored runs to an experiment tracker (see the docs' Experiment trackers page)."""
+
+
+@export.command("mlflow")
+@click.argument("runs", nargs=-1)
+@tracking_options
+@results_option
+def export_mlflow(runs, tracking_uri, experiment, results_dir):
+    """Send stored RUNS (folders, ids, recipe names or latest; default: every run) to MLflow.
+
+    Each run once: a run already sent (found by its bmbench.run_id tag) is not sent again."""
+    from .views.tracker import send_runs, stored_runs
+
+    _setup(False)
+    folders = stored_runs(results_dir, tuple(runs))
+    if not folders:
+        raise BmbenchError("no runs stored yet; run `bmbench run RECIPE` first, or give --results-dir")
+    _echo_sent(send_runs(folders, tracking_uri, experiment), tracking_uri)
 
 
 @main.command()

@@ -36,20 +36,20 @@ THUMBNAIL = 160
 
 
 def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int = N_MISTAKES,
-                 explain: bool = True) -> Path:
+                 explain: bool = True, figures: str | Path | None = None) -> Path:
     """Write the report of the run folder ``run`` to ``out`` (default ``<run>/report.html``)
-    and its figures to ``<run>/figures/*.png``; return the HTML path. ``explain``: add the
-    explanations section (loads the model and reads test images)."""
+    and its figures to ``figures`` (default ``<run>/figures``) as PNG files; return the HTML
+    path. ``explain``: add the explanations section (loads the model and reads test images)."""
     record = load_record(Path(run))
     require(record, "`bmbench report`", "macro_f1", "accuracy", "n", "classes", "per_class", "confusion_matrix")
     out = Path(out) if out else record.path / "report.html"
-    inside(record.path, "figures", "the report's figures folder")  # checked before any work
+    folder = Path(figures) if figures else inside(record.path, "figures", "the report's figures folder")
     _warn_outside(record)
-    figures: dict[str, bytes] = {}
+    pngs: dict[str, bytes] = {}
 
     def figure(name: str, fig, alt: str) -> str:
-        figures[name] = plots.png_bytes(fig)
-        return H.image(figures[name], alt)
+        pngs[name] = plots.png_bytes(fig)
+        return H.image(pngs[name], alt)
 
     scored = _scored(record)
     metrics = dict(record.metrics)
@@ -94,10 +94,11 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     info = record.info
     text = H.page(f"bmbench report: {info['name']}", "".join(body),
                   f"run {record.id} - {info['dataset']['kind']} - {info['family']}")
-    folder = inside(record.path, "figures", "the report's figures folder")  # not a link leading elsewhere
+    if not figures:  # checked again: not a link leading elsewhere
+        folder = inside(record.path, "figures", "the report's figures folder")
     try:
-        folder.mkdir(exist_ok=True)
-        for name, png in figures.items():
+        folder.mkdir(parents=bool(figures), exist_ok=True)
+        for name, png in pngs.items():
             write_bytes(folder / f"{name}.png", png)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, text)
