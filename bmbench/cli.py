@@ -288,20 +288,38 @@ def plugins(fmt):
               help="The reference's pixel size, µm/px (default: its kind's documented one).")
 @click.option("--scale-sample", type=click.IntRange(1, 10_000), default=40, show_default=True,
               help="Images per class segmented for the scale estimate.")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+              help="Check the split settings of this recipe (default: the default split).")
+@click.option("--split", "split_options", multiple=True, metavar="KEY=VALUE",
+              help="A split setting, e.g. --split folds=5 (on top of --recipe's).")
 @quiet_option
 def datasets_check(root, kind, ids, options, decode, scale_reference, reference_microns_per_pixel,
-                   scale_sample, quiet):
-    """Count images per class in ROOT and list unreadable files; with --scale-reference,
-    estimate its pixel size relative to another data set."""
-    from .data.check import check_dataset
+                   scale_sample, recipe_path, split_options, quiet):
+    """Count images per class in ROOT, check that every class has the images the split needs
+    and list unreadable files; with --scale-reference, estimate its pixel size relative to
+    another data set."""
+    from .data.check import check_dataset, check_split
 
     _setup(quiet)
+    spec = _check_split_spec(recipe_path, split_options)
     report = check_dataset(root, kind, ids, options, decode)
+    check_split(report, spec)
     click.echo(report.text())
     if scale_reference:
         click.echo(_scale_text(report.table, scale_reference, reference_microns_per_pixel, scale_sample))
-    if report.unreadable:
+    if report.unreadable or report.split_fails:
         sys.exit(1)
+
+
+def _check_split_spec(recipe_path, split_options):
+    import dataclasses
+
+    from .config.recipe import load_recipe, split_spec
+    from .data.check import key_values
+
+    raw = dataclasses.asdict(load_recipe(recipe_path).split) if recipe_path else {}
+    raw.update(key_values(split_options, "--split"))
+    return split_spec(raw, "--split" if split_options else (recipe_path or "default split"))
 
 
 def _scale_text(table, reference: str, reference_mpp, per_class: int) -> str:

@@ -762,6 +762,14 @@ def dataset_spec(raw: dict, source: str = "command line") -> DatasetSpec:
     return dataset_spec_at(raw, Context(source, "dataset"))
 
 
+def split_spec(raw: dict, source: str = "command line") -> SplitSpec:
+    """Validate a ``split`` mapping on its own (``bmbench datasets check --split``)."""
+    ctx = Context(source, "split")
+    spec = build(SplitSpec, raw, ctx)
+    _check_split(spec, ctx)
+    return spec
+
+
 def dataset_spec_at(raw: dict, ctx: Context) -> DatasetSpec:
     """Validate a flat ``dataset``-like mapping found at ``ctx`` (errors name that key path,
     e.g. ``dataset.parts[1].label_map``)."""
