@@ -734,16 +734,20 @@ def tune(recipe, overrides, trials, minutes, jobs, backend, scheduler, storage, 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
-def validate(recipe, overrides):
-    """Check RECIPE and print it fully resolved (defaults filled in)."""
+@click.option("--all", "show_all", is_flag=True,
+              help="Print every key, those the model family does not read included (as the run "
+                   "stores and fingerprints it).")
+def validate(recipe, overrides, show_all):
+    """Check RECIPE and print it fully resolved (defaults filled in), with only the keys its
+    model family reads."""
     from .config.recipe import dump_recipe, load_recipe
-
     from .models.registry import get_family
+    from .views.recipe import shown_recipe_text
 
     r = load_recipe(recipe, tuple(overrides))
     get_family(r.model.family).preflight(r.model.options)
-    click.echo(f"# {recipe}: valid")
-    click.echo(dump_recipe(r), nl=False)
+    click.echo(f"# {recipe}: valid" + ("" if show_all else f"; the keys {r.model.family} reads (--all: every key)"))
+    click.echo(dump_recipe(r) if show_all else shown_recipe_text(r), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover
