@@ -194,7 +194,7 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, dataset, results_dir):
 
     _setup(False)
     store = resolve(results_dir)
-    a, b = (load_record(resolve_run(store, ref, dataset)) for ref in (run_a, run_b))
+    a, b = (load_record(resolve_run(store, ref, dataset, "--dataset")) for ref in (run_a, run_b))
     result = compare_runs(a, b, metric, resamples, seed=seed)
     click.echo(json.dumps(result, indent=2) if fmt == "json" else format_comparison(result),
                nl=fmt == "json")
@@ -220,7 +220,7 @@ def report(run_ref, out, mistakes, explain, dataset, results_dir):
     from .runs.store import resolve_run
 
     _setup(False)
-    folder = resolve_run(resolve(results_dir), run_ref, dataset)
+    folder = resolve_run(resolve(results_dir), run_ref, dataset, "--dataset")
     path = write_report(folder, out, mistakes, explain)
     click.echo(f"wrote {path} (figures in {folder / 'figures'})")
 
@@ -501,7 +501,8 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
 @main.command()
 @click.argument("run_ref", metavar="RUN")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
+@click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="CSV to write; - prints it on stdout.")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Classes listed per image: the predicted one, then top2_..., topK_ columns.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
@@ -521,7 +522,10 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
 def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, explain_dir, method, results_dir,
             quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
-    (a run folder, an id prefix, or latest)."""
+    (a run folder, an id prefix, or latest); the CSV goes to --out, or to stdout."""
+    import shutil
+    import tempfile
+
     from .runs.predict import NothingPredicted, expand_inputs, load_run, predict_to_csv
     from .core.progress import progress
 
@@ -530,17 +534,25 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, 
     if microns_per_pixel is not None:
         run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
-    try:
-        with progress(len(paths), "predicting") as bar:
-            n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method,
-                                        digits)
-    except NothingPredicted as exc:
-        _echo_skipped(exc.skipped)
-        raise
+    to_stdout = out == "-"
+    with tempfile.TemporaryDirectory(prefix="bmbench-predict-") as tmp:
+        target = os.path.join(tmp, "predictions.csv") if to_stdout else out
+        try:
+            with progress(len(paths), "predicting") as bar:
+                n, skipped = predict_to_csv(run, paths, target, top_k, batch_size, bar.update, explain_dir,
+                                            method, digits)
+        except NothingPredicted as exc:
+            _echo_skipped(exc.skipped)
+            raise
+        if to_stdout:
+            with open(target, newline="") as fh:
+                shutil.copyfileobj(fh, sys.stdout)
     if explain_dir is not None:
-        click.echo(f"wrote the explanations into {explain_dir}")
+        click.echo(f"wrote the explanations into {explain_dir}", err=to_stdout)
     _echo_skipped(skipped)
-    click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
+    where = "predicted" if to_stdout else f"wrote {out}:"
+    click.echo(f"{where} {n} image(s)" + ("" if to_stdout else " predicted") + f", {len(skipped)} skipped",
+               err=to_stdout)
 
 
 def _echo_skipped(skipped: dict[str, str]) -> None:

@@ -158,3 +158,20 @@ def test_a_model_needing_a_feature_this_bmbench_lacks_stops_with_one_line(env):
     assert f"{run / 'model'}: the saved model uses 1 feature(s)" in message
     assert "(first: shape_nucleus_gone); re-run its recipe to retrain it" in message
     assert not out.exists()
+
+
+def test_without_out_the_csv_goes_to_stdout_and_a_misspelt_run_gets_a_did_you_mean(env):
+    from bmbench.runs.runner import run_recipe
+
+    run = run_recipe(write_recipe(env, "baseline"), env / "results")
+    _, paths = stored(run)
+    res = CliRunner().invoke(main, ["predict", "p_baseline", *paths[:2], "-q"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(__import__("io").StringIO(res.stdout))
+    assert len(table) == 2 and table.columns[0] == "path"
+    assert "predicted 2 image(s), 0 skipped" in res.stderr
+    dash = CliRunner().invoke(main, ["predict", "p_baseline", *paths[:2], "-q", "--out", "-"])
+    assert dash.stdout == res.stdout
+    typo = CliRunner().invoke(main, ["predict", "p_baselien", *paths[:2]])
+    assert typo.exit_code == 2 and "(did you mean 'p_baseline'?)" in typo.output
+    assert "--dataset" not in typo.output
