@@ -374,6 +374,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
 
     from .views.export_features import (export_features, overlay_folders, source_from_folder,
                                         source_from_recipe, write_overlays)
+    from .data.check import key_values
 
     _setup(quiet)
     if backbone:
@@ -382,7 +383,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
         if Path(source).suffix.lower() in (".yaml", ".yml"):
             job = job_from_recipe(source, tuple(overrides), results_dir, backbone, weights, image_size, jobs)
         else:
-            job = job_from_folder(source, kind, _parse_options(options), backbone, weights, image_size, jobs)
+            job = job_from_folder(source, kind, key_values(options, "--option"), backbone, weights, image_size, jobs)
         path = export_embeddings(job, out)
         click.echo(f"wrote {path} ({len(job.table)} images) and {path.with_suffix('.features.json')}")
         return
@@ -391,7 +392,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
     if Path(source).suffix.lower() in (".yaml", ".yml"):
         src = source_from_recipe(source, tuple(overrides), results_dir)
     else:
-        src = source_from_folder(source, kind, _parse_options(options),
+        src = source_from_folder(source, kind, key_values(options, "--option"),
                                  families.split(",") if families else None, segmentation, feature_size)
     if overlays:
         overlay_folders(src, overlays)  # a label that cannot be a folder stops before the export
@@ -439,9 +440,12 @@ def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak,
     from .audit import audit_source
     from .audit.report import render_text, to_dict, write_reports
     from .config.locations import results_dir as resolve
+    from .core.atomic import check_writable
+    from .data.check import key_values
 
     _setup(quiet)
-    result = audit_source(source, kind, _parse_options(options), tuple(overrides), results_dir, jobs)
+    check_writable(out or resolve(results_dir) / "audits", "the audit report", folder=True)  # before any work
+    result = audit_source(source, kind, key_values(options, "--option"), tuple(overrides), results_dir, jobs)
     folder = Path(out) if out else resolve(results_dir) / "audits" / f"{result.name}-{result.split.fingerprint[:8]}"
     write_reports(result, folder, sheet)
     if fmt == "json":
@@ -455,18 +459,6 @@ def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak,
         click.echo(f"wrote {folder}/ ({', '.join(FILES.values())})")
     if fail_on_leak and result.verdict.level == "leak":
         sys.exit(1)
-
-
-def _parse_options(options) -> dict:
-    import yaml
-
-    out = {}
-    for text in options:
-        key, sep, value = text.partition("=")
-        if not sep:
-            raise BmbenchError(f"--option {text!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
 
 
 @main.command()

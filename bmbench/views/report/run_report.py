@@ -21,7 +21,7 @@ import pandas as pd
 from ...core.errors import BmbenchError
 from ...metrics.bootstrap import LEVEL
 from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
-from ...core.atomic import write_bytes, write_text
+from ...core.atomic import check_writable, write_bytes, write_text
 from ...core.paths import rows_inside
 from ...core.untrusted import damaged, inside
 from ...runs.records import data_root, require
@@ -43,7 +43,9 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     record = load_record(Path(run))
     require(record, "`bmbench report`", "macro_f1", "accuracy", "n", "classes", "per_class", "confusion_matrix")
     out = Path(out) if out else record.path / "report.html"
-    inside(record.path, "figures", "the report's figures folder")  # checked before any work
+    figures_folder = inside(record.path, "figures", "the report's figures folder")  # checked before any work
+    check_writable(out, "the report")
+    check_writable(figures_folder, "the report's figures", folder=True)
     _warn_outside(record)
     figures: dict[str, bytes] = {}
 
