@@ -41,7 +41,8 @@ def stored(run):
     return preds, [f"{root}/{p}" for p in preds["path"]]
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_RECIPES))
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.deep) if f in ("cnn", "transfer", "hybrid")
+                                    else f for f in sorted(FAMILY_RECIPES)])
 def test_predict_reproduces_the_stored_predictions(env, family):
     run = bmbench.run_recipe(write_recipe(env, family))
     preds, paths = stored(run)
