@@ -1,5 +1,6 @@
-"""`python -m benchmarks docs-outputs [--write] [--data DIR] PAGE...`: re-run the commands a
-documentation page shows and compare (or, with --write, replace) the outputs it pastes.
+"""`python -m benchmarks docs-outputs [--write] [--data DIR] [--skip TEXT]... PAGE...`: re-run
+the commands a documentation page shows and compare (or, with --write, replace) the outputs
+it pastes; ``--skip TEXT`` leaves the markers whose command holds TEXT alone.
 
 A page marks every pasted output with the command that printed it, right above its fence::
 
@@ -137,10 +138,11 @@ def _run(block: Block, folder: Path, env: dict, log) -> str:
     return elide(out, block.options["elide"]) if "elide" in block.options else out
 
 
-def regenerate(page: Path, data: Path = DATA, log=print) -> tuple[str, list[str]]:
-    """Run the page's marked commands; return (the page with fresh outputs, differences)."""
+def regenerate(page: Path, data: Path = DATA, log=print, skip: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """Run the page's marked commands; return (the page with fresh outputs, differences).
+    Markers whose command contains one of ``skip`` neither run nor change."""
     text = page.read_text()
-    blocks = parse(text)
+    blocks = [b for b in parse(text) if not any(s in b.command for s in skip)]
     shown = shown_commands(text)
     missing = [b.command for b in blocks if b.kind == "output" and b.command not in shown]
     if missing:
@@ -170,13 +172,14 @@ def _stamp(text: str) -> str:
 def run(argv: list[str]) -> str:
     write = "--write" in argv
     data = Path(argv[argv.index("--data") + 1]) if "--data" in argv else DATA
-    pages = [a for i, a in enumerate(argv) if not a.startswith("--") and (i == 0 or argv[i - 1] != "--data")]
+    skip = tuple(argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--skip")
+    pages = [a for i, a in enumerate(argv) if not a.startswith("--") and (i == 0 or argv[i - 1] not in ("--data", "--skip"))]
     if not pages:
-        return "usage: python -m benchmarks docs-outputs [--write] [--data DIR] PAGE..."
+        return "usage: python -m benchmarks docs-outputs [--write] [--data DIR] [--skip TEXT]... PAGE..."
     report, failed = [], False
     for name in pages:
         page = Path(name)
-        fresh, diffs = regenerate(page, data, log=lambda s: print(s, file=sys.stderr))
+        fresh, diffs = regenerate(page, data, log=lambda s: print(s, file=sys.stderr), skip=skip)
         if write:
             page.write_text(fresh)
             report.append(f"{page}: {len(diffs)} output(s) rewritten")

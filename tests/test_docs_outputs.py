@@ -43,6 +43,13 @@ def test_a_stale_output_is_found_and_rewritten(tmp_path):
     assert regenerate(page, log=lambda s: None)[1] == []
 
 
+def test_skipped_commands_neither_run_nor_change_their_block(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(PAGE)
+    fresh, diffs = regenerate(page, log=lambda s: None, skip=("missing.yaml",))
+    assert diffs == [] and "Error: somewhere else" in fresh
+
+
 def test_an_unexpected_exit_code_or_an_unshown_command_stops_the_check(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(PAGE.replace("exit=2", "exit=0"))
