@@ -20,7 +20,8 @@ TEXT and puts ``...`` between; ``exit=N`` is the expected exit code (default 0);
 marks outputs whose numbers vary with CPU non-determinism (the CNN's), so the comparison
 ignores their numbers. Run ids, durations and rates differ on every run and are always
 ignored. ``<!-- outputs-stamp -->...<!-- /outputs-stamp -->`` is rewritten with the
-bmbench version and date.
+bmbench version and date. Paths of the scratch folder and of the real data folder are shown
+as the page's relative paths, and only a progress bar's last line is kept (see :func:`tidy`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ VOLATILE = (
     (re.compile(r"\b\d+(\.\d+)? (s|min)\b"), "<time> s"),
 )
 NUMBER = re.compile(r"\d[\d,]*(\.\d+)?(e[+-]?\d+)?")
+PROGRESS = re.compile(r"^.*\(\d+%\), .*ETA .*\n", re.M)  # a progress bar's intermediate lines
 
 
 @dataclass
@@ -135,7 +137,19 @@ def _run(block: Block, folder: Path, env: dict, log) -> str:
         raise RuntimeError(f"`{block.command}` exited {proc.returncode}, expected {expected}:\n"
                            f"{proc.stdout[-3000:]}{proc.stderr[-3000:] if proc.stderr else ''}")
     out = (folder / block.options["file"]).read_text() if "file" in block.options else proc.stdout
+    out = tidy(out, folder, Path(env["BMBENCH_DOCS_DATA"]))
     return elide(out, block.options["elide"]) if "elide" in block.options else out
+
+
+def tidy(out: str, folder: Path, data: Path) -> str:
+    """What differs with the machine, not with bmbench: the scratch folder's absolute path
+    (shown relative to it), the real data folder that ``data/`` links to (shown as
+    ``data/``) and the intermediate lines of a progress bar (only its last line stays)."""
+    for base in {str(folder.resolve()), str(folder)}:
+        out = out.replace(base + "/", "")
+    for base in {str(data.resolve()), str(data)}:
+        out = out.replace(base + "/", "data/")
+    return PROGRESS.sub("", out)
 
 
 def regenerate(page: Path, data: Path = DATA, log=print, skip: tuple[str, ...] = ()) -> tuple[str, list[str]]:
