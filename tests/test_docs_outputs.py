@@ -1,7 +1,7 @@
 """The outputs the documentation pastes are what the commands print today
-(`python -m benchmarks docs-outputs`): the quick start and the README's three-method
-leaderboard (it trains a CNN: marked deep) in the default suite, the tutorial on the real
-PBC images as realdata and slow."""
+(`python -m benchmarks docs-outputs`): the quick start in the default suite, the README's
+three-method leaderboard (it trains a CNN) as deep and slow, the tutorial on the real PBC
+images as realdata and slow."""
 
 from pathlib import Path
 
@@ -88,7 +88,8 @@ def test_the_quick_start_page_shows_what_its_commands_print():
     _assert_current(ROOT / "docs" / "getting-started.md")
 
 
-@pytest.mark.deep  # trains the small CNN (a few minutes): in CI, not in the quick subset
+@pytest.mark.deep
+@pytest.mark.slow  # trains the small CNN; not yet run against the current README block (see docs/development.md)
 def test_the_readme_leaderboard_is_what_the_three_quick_start_runs_print():
     _assert_current(ROOT / "README.md")
 
