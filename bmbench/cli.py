@@ -307,8 +307,8 @@ def datasets_check(root, kind, ids, options, decode, scale_reference, reference_
     click.echo(report.text())
     if scale_reference:
         click.echo(_scale_text(report.table, scale_reference, reference_microns_per_pixel, scale_sample))
-    if report.unreadable or report.split_fails:
-        sys.exit(1)
+    if report.unreadable or (report.split_fails and (recipe_path or split_options)):
+        sys.exit(1)  # the default split only informs: the set may be meant for evaluation only
 
 
 def _check_split_spec(recipe_path, split_options):

@@ -100,11 +100,13 @@ def test_check_names_every_class_too_small_for_the_split_the_run_then_refuses(tm
 
     root = _small_classes(tmp_path, make_tree)
     out = CliRunner().invoke(main, ["datasets", "check", str(root), "--kind", "folder", "-q"])
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 0, out.output  # the default split informs; a recipe's split decides
     assert "split (stratified, val=0.1, seed=0, test=0.2) fails" in out.output
     assert "every class needs at least 3 images; too few in b (2), c (2)" in out.output
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"dataset: {{kind: folder, root: {root}}}\nmodel: {{family: baseline}}\n")
+    given = CliRunner().invoke(main, ["datasets", "check", str(root), "--kind", "folder", "-q", "--recipe", str(recipe)])
+    assert given.exit_code == 1 and "too few in b (2), c (2)" in given.output
     run = CliRunner().invoke(main, ["run", str(recipe), "-q", "--results-dir", str(tmp_path / "res")])
     assert run.exit_code != 0
     # the run counts what the user sees: all of the class's images, then what the test split left
