@@ -3,7 +3,9 @@
 `python -m benchmarks NAME --option ...` passes the options to that one benchmark (see its
 module docstring); `all` runs every benchmark except `reference` (hours of training),
 `bigdata` (about an hour on 2 cores: a 100,000-image tree) and `tuning` (a 40-trial study on
-the real PBC images).
+the real PBC images). `python -m benchmarks docs-outputs [--write] PAGE...` re-runs the
+commands a documentation page shows and checks (or rewrites) the outputs it pastes
+(see benchmarks/docs_outputs.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ QUICK = tuple(b for b in BENCHMARKS if b not in ("reference", "bigdata", "tuning
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["docs-outputs"]:
+        print(importlib.import_module("benchmarks.docs_outputs").run(argv[1:]))
+        return 0
     if argv and argv[0] in BENCHMARKS and len(argv) > 1 and argv[1].startswith("-"):
         print(importlib.import_module(f"benchmarks.{argv[0]}").run(argv[1:]))
         return 0

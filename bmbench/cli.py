@@ -249,7 +249,7 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, dataset, results_dir):
 
     _setup(False)
     store = resolve(results_dir)
-    a, b = (load_record(resolve_run(store, ref, dataset)) for ref in (run_a, run_b))
+    a, b = (load_record(resolve_run(store, ref, dataset, "--dataset")) for ref in (run_a, run_b))
     result = compare_runs(a, b, metric, resamples, seed=seed)
     click.echo(json.dumps(result, indent=2) if fmt == "json" else format_comparison(result),
                nl=fmt == "json")
@@ -275,7 +275,7 @@ def report(run_ref, out, mistakes, explain, dataset, results_dir):
     from .runs.store import resolve_run
 
     _setup(False)
-    folder = resolve_run(resolve(results_dir), run_ref, dataset)
+    folder = resolve_run(resolve(results_dir), run_ref, dataset, "--dataset")
     path = write_report(folder, out, mistakes, explain)
     click.echo(f"wrote {path} (figures in {folder / 'figures'})")
 
@@ -343,20 +343,38 @@ def plugins(fmt):
               help="The reference's pixel size, µm/px (default: its kind's documented one).")
 @click.option("--scale-sample", type=click.IntRange(1, 10_000), default=40, show_default=True,
               help="Images per class segmented for the scale estimate.")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+              help="Check the split settings of this recipe (default: the default split).")
+@click.option("--split", "split_options", multiple=True, metavar="KEY=VALUE",
+              help="A split setting, e.g. --split folds=5 (on top of --recipe's).")
 @quiet_option
 def datasets_check(root, kind, ids, options, decode, scale_reference, reference_microns_per_pixel,
-                   scale_sample, quiet):
-    """Count images per class in ROOT and list unreadable files; with --scale-reference,
-    estimate its pixel size relative to another data set."""
-    from .data.check import check_dataset
+                   scale_sample, recipe_path, split_options, quiet):
+    """Count images per class in ROOT, check that every class has the images the split needs
+    and list unreadable files; with --scale-reference, estimate its pixel size relative to
+    another data set."""
+    from .data.check import check_dataset, check_split
 
     _setup(quiet)
+    spec = _check_split_spec(recipe_path, split_options)
     report = check_dataset(root, kind, ids, options, decode)
+    check_split(report, spec)
     click.echo(report.text())
     if scale_reference:
         click.echo(_scale_text(report.table, scale_reference, reference_microns_per_pixel, scale_sample))
-    if report.unreadable:
-        sys.exit(1)
+    if report.unreadable or (report.split_fails and (recipe_path or split_options)):
+        sys.exit(1)  # the default split only informs: the set may be meant for evaluation only
+
+
+def _check_split_spec(recipe_path, split_options):
+    import dataclasses
+
+    from .config.recipe import load_recipe, split_spec
+    from .data.check import key_values
+
+    raw = dataclasses.asdict(load_recipe(recipe_path).split) if recipe_path else {}
+    raw.update(key_values(split_options, "--split"))
+    return split_spec(raw, "--split" if split_options else (recipe_path or "default split"))
 
 
 def _scale_text(table, reference: str, reference_mpp, per_class: int) -> str:
@@ -411,6 +429,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
 
     from .views.export_features import (export_features, overlay_folders, source_from_folder,
                                         source_from_recipe, write_overlays)
+    from .data.check import key_values
 
     _setup(quiet)
     if backbone:
@@ -419,7 +438,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
         if Path(source).suffix.lower() in (".yaml", ".yml"):
             job = job_from_recipe(source, tuple(overrides), results_dir, backbone, weights, image_size, jobs)
         else:
-            job = job_from_folder(source, kind, _parse_options(options), backbone, weights, image_size, jobs)
+            job = job_from_folder(source, kind, key_values(options, "--option"), backbone, weights, image_size, jobs)
         path = export_embeddings(job, out)
         click.echo(f"wrote {path} ({len(job.table)} images) and {path.with_suffix('.features.json')}")
         return
@@ -428,7 +447,7 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
     if Path(source).suffix.lower() in (".yaml", ".yml"):
         src = source_from_recipe(source, tuple(overrides), results_dir)
     else:
-        src = source_from_folder(source, kind, _parse_options(options),
+        src = source_from_folder(source, kind, key_values(options, "--option"),
                                  families.split(",") if families else None, segmentation, feature_size)
     if overlays:
         overlay_folders(src, overlays)  # a label that cannot be a folder stops before the export
@@ -476,9 +495,12 @@ def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak,
     from .audit import audit_source
     from .audit.report import render_text, to_dict, write_reports
     from .config.locations import results_dir as resolve
+    from .core.atomic import check_writable
+    from .data.check import key_values
 
     _setup(quiet)
-    result = audit_source(source, kind, _parse_options(options), tuple(overrides), results_dir, jobs)
+    check_writable(out or resolve(results_dir) / "audits", "the audit report", folder=True)  # before any work
+    result = audit_source(source, kind, key_values(options, "--option"), tuple(overrides), results_dir, jobs)
     folder = Path(out) if out else resolve(results_dir) / "audits" / f"{result.name}-{result.split.fingerprint[:8]}"
     write_reports(result, folder, sheet)
     if fmt == "json":
@@ -492,18 +514,6 @@ def audit(source, kind, options, overrides, jobs, out, fmt, sheet, fail_on_leak,
         click.echo(f"wrote {folder}/ ({', '.join(FILES.values())})")
     if fail_on_leak and result.verdict.level == "leak":
         sys.exit(1)
-
-
-def _parse_options(options) -> dict:
-    import yaml
-
-    out = {}
-    for text in options:
-        key, sep, value = text.partition("=")
-        if not sep:
-            raise BmbenchError(f"--option {text!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
 
 
 @main.command()
@@ -538,7 +548,8 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
 @main.command()
 @click.argument("run_ref", metavar="RUN")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
+@click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="CSV to write; - prints it on stdout.")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Classes listed per image: the predicted one, then top2_..., topK_ columns.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
@@ -558,7 +569,10 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
 def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, explain_dir, method, results_dir,
             quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
-    (a run folder, an id prefix, or latest)."""
+    (a run folder, an id prefix, or latest); the CSV goes to --out, or to stdout."""
+    import shutil
+    import tempfile
+
     from .runs.predict import NothingPredicted, expand_inputs, load_run, predict_to_csv
     from .core.progress import progress
 
@@ -567,17 +581,25 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, 
     if microns_per_pixel is not None:
         run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
-    try:
-        with progress(len(paths), "predicting") as bar:
-            n, skipped = predict_to_csv(run, paths, out, top_k, batch_size, bar.update, explain_dir, method,
-                                        digits)
-    except NothingPredicted as exc:
-        _echo_skipped(exc.skipped)
-        raise
+    to_stdout = out == "-"
+    with tempfile.TemporaryDirectory(prefix="bmbench-predict-") as tmp:
+        target = os.path.join(tmp, "predictions.csv") if to_stdout else out
+        try:
+            with progress(len(paths), "predicting") as bar:
+                n, skipped = predict_to_csv(run, paths, target, top_k, batch_size, bar.update, explain_dir,
+                                            method, digits)
+        except NothingPredicted as exc:
+            _echo_skipped(exc.skipped)
+            raise
+        if to_stdout:
+            with open(target, newline="") as fh:
+                shutil.copyfileobj(fh, sys.stdout)
     if explain_dir is not None:
-        click.echo(f"wrote the explanations into {explain_dir}")
+        click.echo(f"wrote the explanations into {explain_dir}", err=to_stdout)
     _echo_skipped(skipped)
-    click.echo(f"wrote {out}: {n} image(s) predicted, {len(skipped)} skipped")
+    where = "predicted" if to_stdout else f"wrote {out}:"
+    click.echo(f"{where} {n} image(s)" + ("" if to_stdout else " predicted") + f", {len(skipped)} skipped",
+               err=to_stdout)
 
 
 def _echo_skipped(skipped: dict[str, str]) -> None:
@@ -771,16 +793,20 @@ def tune(recipe, overrides, trials, minutes, jobs, backend, scheduler, storage, 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @set_option
-def validate(recipe, overrides):
-    """Check RECIPE and print it fully resolved (defaults filled in)."""
+@click.option("--all", "show_all", is_flag=True,
+              help="Print every key, those the model family does not read included (as the run "
+                   "stores and fingerprints it).")
+def validate(recipe, overrides, show_all):
+    """Check RECIPE and print it fully resolved (defaults filled in), with only the keys its
+    model family reads."""
     from .config.recipe import dump_recipe, load_recipe
-
     from .models.registry import get_family
+    from .views.recipe import shown_recipe_text
 
     r = load_recipe(recipe, tuple(overrides))
     get_family(r.model.family).preflight(r.model.options)
-    click.echo(f"# {recipe}: valid")
-    click.echo(dump_recipe(r), nl=False)
+    click.echo(f"# {recipe}: valid" + ("" if show_all else f"; the keys {r.model.family} reads (--all: every key)"))
+    click.echo(dump_recipe(r) if show_all else shown_recipe_text(r), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

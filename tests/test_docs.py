@@ -35,6 +35,19 @@ def test_ci_runs_the_readme_test_command_and_builds_the_docs():
     assert "pip install -e '.[docs]'" in ci and "mkdocs build --strict" in ci
 
 
+QUICK_COMMAND = 'pytest -m "not deep and not realdata"'
+
+
+def test_the_quick_subset_is_given_beside_the_full_suite_with_how_long_each_takes():
+    markers = (ROOT / "setup.cfg").read_text()
+    for name in re.findall(r"not (\w+)", QUICK_COMMAND):
+        assert f"\n    {name}: " in markers, f"the quick subset names the unregistered marker {name}"
+    for page in (README, (DOCS / "getting-started.md").read_text()):
+        assert f"```bash\n{QUICK_COMMAND}\n```" in page
+        tests = page[page.index(TEST_COMMAND):page.index(QUICK_COMMAND) + 200]
+        assert len(re.findall(r"\d+ minutes", tests)) >= 2, "say how long the full suite and the quick subset take"
+
+
 def test_readme_is_a_front_page():
     assert len(README.splitlines()) <= 250, "the README is for visitors: move reference text into docs/"
     for target in re.findall(r"\]\(((?!https?:)[^)#]+)", README):

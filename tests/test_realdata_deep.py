@@ -10,7 +10,7 @@ from bmbench.runs.runner import run_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.deep]
 
 
 def test_small_cnn_clearly_beats_the_floor_on_real_cells(shared_datasets, tmp_path, monkeypatch):

@@ -584,13 +584,16 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
 
 def _without_switched_specifics(base: dict, top: dict) -> dict:
     """A recipe that extends another with a different dataset kind or model family does not
-    inherit the base kind's or family's own options (as ``--set dataset.kind=...`` does)."""
+    inherit the base kind's or family's own options (as ``--set dataset.kind=...`` does), nor,
+    with another family, the base's description (it describes the base's method)."""
     out = dict(base)
     for (section, key), common_cls in SELECTORS.items():
         old, new = base.get(section), top.get(section)
         if isinstance(old, dict) and isinstance(new, dict) and key in new and new[key] != old.get(key):
             out[section] = dict(old)
             _drop_specific(out[section], common_cls)
+            if section == "model":  # the base's description names the base's method
+                out.pop("description", None)
     return out
 
 
@@ -759,6 +762,14 @@ def dump_recipe(recipe: Recipe) -> str:
 def dataset_spec(raw: dict, source: str = "command line") -> DatasetSpec:
     """Validate a flat ``dataset`` mapping on its own (for commands that take no recipe)."""
     return dataset_spec_at(raw, Context(source, "dataset"))
+
+
+def split_spec(raw: dict, source: str = "command line") -> SplitSpec:
+    """Validate a ``split`` mapping on its own (``bmbench datasets check --split``)."""
+    ctx = Context(source, "split")
+    spec = build(SplitSpec, raw, ctx)
+    _check_split(spec, ctx)
+    return spec
 
 
 def dataset_spec_at(raw: dict, ctx: Context) -> DatasetSpec:

@@ -240,10 +240,27 @@ def _warn_small_classes(y, k: int, table) -> None:
 
 def _need_members(y, k: int, table, what: str) -> None:
     counts = np.bincount(y, minlength=len(table.classes))
+    totals = np.bincount(table.labels, minlength=len(table.classes))
     for i, c in enumerate(table.classes):
         if 0 < counts[i] < k:
-            raise DatasetError(f"{table.root}: class '{c}' has {counts[i]} image(s), too few for "
-                               f"{what} (needs {k}); add images or drop it with dataset.classes")
+            left = f" ({counts[i]} left once the test images are held out)" if counts[i] != totals[i] else ""
+            raise DatasetError(f"{table.root}: class '{c}' has {totals[i]} image(s){left}, too few for "
+                               f"{what} (needs {k}); add images or drop it with dataset.classes "
+                               "(`bmbench datasets check` lists every class too small for a split)")
+
+
+def images_needed(spec: SplitSpec, strategy: str) -> int | None:
+    """The fewest images a class needs so that a stratified split under ``spec`` always keeps
+    it in training (and validation), however the shares round; None where patient groups or
+    a predefined split decide instead."""
+    if strategy != "stratified":
+        return None
+    held = 1.0 / spec.folds if spec.folds else spec.test
+    keep = 2 if spec.val > 0 else 1  # the validation draw is itself a stratified split
+    n = spec.folds or 2
+    while n - math.ceil(n * held - 1e-9) < keep:  # a class's share rounds up by at most one
+        n += 1
+    return n
 
 
 def _with_val(rest, test, y, groups, spec: SplitSpec, table: DatasetTable) -> Fold:

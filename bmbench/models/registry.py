@@ -130,6 +130,8 @@ class Family:
     tuned_train: ClassVar[tuple[str, ...]] = ()
     #: whether its models honour ``predict.tta`` (test-time augmentation over image views)
     supports_tta: ClassVar[bool] = False
+    #: the ``train`` keys its runs read (``bmbench validate`` shows only these); None: all
+    train_keys: ClassVar[tuple[str, ...] | None] = None
 
     @staticmethod
     def summary(options) -> str:

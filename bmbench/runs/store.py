@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.errors import StoreError
+from ..core.registry import did_you_mean
 from ..core.untrusted import DamagedFile, read_json
 from .records import check_info, check_metrics
 
@@ -273,10 +274,12 @@ def run_folders(results: Path) -> list[Path]:
     return [base / rel for rel in out]
 
 
-def resolve_run(results: Path, ref: str, dataset: str | None = None) -> Path:
-    """A run folder from a path, an id (or unique id prefix), a recipe name, or ``latest``
-    (with ``dataset``, among the runs on that data set kind only). A recipe name that
-    several runs share means its newest run, with a note naming the others."""
+def resolve_run(results: Path, ref: str, dataset: str | None = None, dataset_option: str | None = None) -> Path:
+    """A run folder from a path, an id (or unique id prefix, or its last 6 characters), a
+    recipe name, or ``latest`` (with ``dataset``, among the runs on that data set kind only).
+    A recipe name that several runs share means its newest run, with a note naming the
+    others. ``dataset_option``: the caller's option that sets ``dataset`` (``--dataset``),
+    named in a hint only where it would tell the matching runs apart."""
     if Path(ref).is_dir() and (Path(ref) / "run.json").exists():
         return Path(ref)
     runs = sorted((p for p in (Path(results) / "runs").glob("[!.]*") if p.is_dir()), key=_age)
@@ -293,18 +296,29 @@ def resolve_run(results: Path, ref: str, dataset: str | None = None) -> Path:
     if exact or len(hits) == 1:
         return (exact or hits)[0]
     if not hits:
-        raise StoreError(f"no run matches '{ref}' in {Path(results).resolve()}/runs"
+        names = sorted({_recipe_of(p) for p in runs} | {"latest"})
+        raise StoreError(f"no run matches '{ref}'{did_you_mean(ref, names)} in {Path(results).resolve()}/runs"
                          + (f" on data set kind '{dataset}'" if dataset else "")
                          + "; use a folder, an id, a recipe name, or latest")
     hits = [p for p in hits if _recipe_of(p) == ref] or hits
     if len(hits) == 1:
         return hits[0]
+    how = _how_to_choose(hits, dataset, dataset_option)
     if all(_recipe_of(p) == ref for p in hits):
-        log.warning("'%s' names %d runs; using the newest, %s (others: %s); give --dataset or the run id "
-                    "to choose", ref, len(hits), hits[-1].name, ", ".join(p.name for p in hits[:-1]))
+        log.warning("'%s' names %d runs; using the newest, %s (others: %s); to choose, %s",
+                    ref, len(hits), hits[-1].name, ", ".join(p.name for p in hits[:-1]), how)
         return hits[-1]
-    raise StoreError(f"'{ref}' matches {len(hits)} runs: {', '.join(p.name for p in hits)}; "
-                     "give more of the id, or --dataset")
+    raise StoreError(f"'{ref}' matches {len(hits)} runs: {', '.join(p.name for p in hits)}; {how}")
+
+
+def _how_to_choose(hits: list[Path], dataset: str | None, dataset_option: str | None) -> str:
+    """What tells ``hits`` apart: always the id (its last 6 characters are unique enough),
+    the data set option only where the runs are on different kinds."""
+    how = f"give the run id or its end (e.g. {hits[-1].name.rsplit('-', 1)[-1]})"
+    kinds = sorted({k for k in map(_kind_of, hits) if k})
+    if dataset_option and dataset is None and len(kinds) > 1:
+        how += f", or {dataset_option} " + "|".join(kinds)
+    return how
 
 
 def _age(folder: Path) -> tuple:

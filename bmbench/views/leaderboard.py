@@ -166,12 +166,14 @@ def _board(runs: list[RunRecord], metric: str, best_per_recipe: bool, n_resample
 
 def _seed_spreads(runs: list[RunRecord], metric: str) -> dict[str, str]:
     """``seed_group -> "mean ± SD (n=k)"`` of ``metric`` over the runs of the same recipe
-    that differ only in their training seed; groups of a single seed are left out."""
-    groups: dict[str, list] = {}
-    for r in runs:
+    that differ only in their training seed; groups of a single seed are left out. Reruns
+    with the same seed are one result (the newest), not a spread: only seeds make one."""
+    groups: dict[str, dict] = {}
+    for r in sorted(runs, key=lambda r: r.id):  # ids start with their UTC time: newest last
         value = r.metrics.get(metric)
         if r.info.get("seed_group") and value is not None:
-            groups.setdefault(r.info["seed_group"], []).append(value)
+            groups.setdefault(r.info["seed_group"], {})[r.info.get("seed", r.id)] = value
+    groups = {g: list(by_seed.values()) for g, by_seed in groups.items()}
     if not any(len(v) >= 2 for v in groups.values()):
         return {}
     import numpy as np

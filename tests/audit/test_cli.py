@@ -158,3 +158,14 @@ def test_bad_input_is_one_error_line(planted, audit_env, args, message):
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1 and message in lines[0], res.stderr
+
+
+@pytest.mark.parametrize("out", ["{tmp}/afile/audit", "{tmp}/afile"])
+def test_an_unwritable_out_is_refused_before_the_audit_runs(planted, audit_env, monkeypatch, out):
+    import bmbench.audit
+
+    root, _ = planted
+    (audit_env / "afile").write_text("x")
+    monkeypatch.setattr(bmbench.audit, "audit_source", lambda *a, **k: pytest.fail("audited before checking --out"))
+    res = invoke("audit", root, "--out", out.format(tmp=audit_env))
+    assert res.exit_code == 2 and res.stderr.count("Error:") == 1, res.output

@@ -86,3 +86,58 @@ def test_bad_options(folder):
 def test_missing_root(tmp_path):
     with pytest.raises(DatasetError, match=r"nowhere: dataset\.root does not exist"):
         check_dataset(tmp_path / "nowhere", "folder")
+
+
+def _small_classes(tmp_path, make_tree):
+    files = [f"a/{i}.png" for i in range(10)] + ["b/1.png", "b/2.png", "c/1.png", "c/2.png"]
+    return make_tree(tmp_path / "small", files)
+
+
+def test_check_names_every_class_too_small_for_the_split_the_run_then_refuses(tmp_path, make_tree):
+    from click.testing import CliRunner
+
+    from bmbench.cli import main
+
+    root = _small_classes(tmp_path, make_tree)
+    out = CliRunner().invoke(main, ["datasets", "check", str(root), "--kind", "folder", "-q"])
+    assert out.exit_code == 0, out.output  # the default split informs; a recipe's split decides
+    assert "split (stratified, val=0.1, seed=0, test=0.2) fails" in out.output
+    assert "every class needs at least 3 images; too few in b (2), c (2)" in out.output
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"dataset: {{kind: folder, root: {root}}}\nmodel: {{family: baseline}}\n")
+    given = CliRunner().invoke(main, ["datasets", "check", str(root), "--kind", "folder", "-q", "--recipe", str(recipe)])
+    assert given.exit_code == 1 and "too few in b (2), c (2)" in given.output
+    run = CliRunner().invoke(main, ["run", str(recipe), "-q", "--results-dir", str(tmp_path / "res")])
+    assert run.exit_code != 0
+    # the run counts what the user sees: all of the class's images, then what the test split left
+    assert "class 'b' has 2 image(s) (1 left once the test images are held out)" in run.output
+
+
+def test_check_reads_the_split_of_a_recipe_and_split_options(tmp_path, make_tree):
+    from click.testing import CliRunner
+
+    from bmbench.cli import main
+
+    root = _small_classes(tmp_path, make_tree)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"dataset: {{kind: folder, root: {root}}}\nmodel: {{family: baseline}}\n"
+                      "split: {test: 0.5, val: 0.0}\n")
+    args = ["datasets", "check", str(root), "--kind", "folder", "-q", "--no-decode"]
+    ok = CliRunner().invoke(main, [*args, "--recipe", str(recipe)])
+    assert ok.exit_code == 0, ok.output
+    assert "split (stratified, val=0.0, seed=0, test=0.5): works (every class needs at least 2 images)" in ok.output
+    folds = CliRunner().invoke(main, [*args, "--recipe", str(recipe), "--split", "folds=5"])
+    assert folds.exit_code == 1 and "needs at least 5 images; too few in b (2), c (2)" in folds.output
+    bad = CliRunner().invoke(main, [*args, "--split", "tset=0.5"])
+    assert bad.exit_code == 2 and "split.tset: unknown key (did you mean 'test'?)" in bad.output
+
+
+def test_a_class_that_splits_only_by_rounding_luck_is_named_with_its_parts(tmp_path, make_tree):
+    from bmbench.config.recipe import SplitSpec
+    from bmbench.data.check import check_split
+
+    root = make_tree(tmp_path / "luck", [f"a/{i}.png" for i in range(10)] + ["b/1.png", "b/2.png"])
+    report = check_dataset(root, "folder", decode=False)
+    check_split(report, SplitSpec())
+    assert not report.split_fails
+    assert "works by rounding luck for b (2: 2 train, 0 val, 0 test)" in report.text()

@@ -51,6 +51,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from bmbench.runs.runner import run_recipe
+
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
 run = run_recipe(sys.argv[1], sys.argv[2])
 print("RUN=" + str(run))
 """

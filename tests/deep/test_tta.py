@@ -12,6 +12,8 @@ from bmbench.core.errors import RecipeError
 from bmbench.data.images import ImageSet
 from bmbench.deep.tta import averaged, view_of, views
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 RECIPE = ("name: {name}\ndataset: {{kind: synthetic, n_per_class: 10, render_size: 64, image_size: 32}}\n"
           "split: {{test: 0.3, val: 0.2}}\n{model}\n")
 CNN = "model: {family: cnn, depth: 2, width: 8}\ntrain: {epochs: 1, batch_size: 16}"

@@ -9,6 +9,8 @@ from bmbench.core.errors import BmbenchError, RecipeError
 from bmbench.models.backbones import (BACKBONES, build_backbone, get_backbone, keras_models_dir,
                                         preprocess_for, weights_identity)
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 FAST = ("MobileNetV3Small", "MobileNetV2", "InceptionV3", "ResNet50V2")
 REPO = Path(__file__).resolve().parents[2]
 

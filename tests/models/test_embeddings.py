@@ -10,6 +10,8 @@ from bmbench.models.backbones import build_backbone
 from bmbench.models.embeddings import EmbeddingSpec, embed
 from bmbench.config.recipe import recipe_from_dict
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 
 @pytest.fixture
 def setup(tmp_path, make_image):

@@ -10,6 +10,8 @@ from bmbench.models.backbones import build_backbone, preprocess_for
 from bmbench.models.families.cnn import build_cnn
 from bmbench.models.gradcam import explain_images, feature_layer, heatmaps, overlay
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 SIZE = 48
 
 

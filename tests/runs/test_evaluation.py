@@ -71,6 +71,20 @@ def test_repeats_use_consecutive_seeds_on_one_split(two_sets, tmp_path):
     assert "across seeds" in render([board], "table", TableView(width=120)).splitlines()[1]
 
 
+def test_reruns_with_the_same_seed_are_one_result_not_a_spread_across_seeds(two_sets, tmp_path):
+    a, _ = two_sets
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: rep\nseed: 5\ndataset: {{kind: folder, root: {a}, image_size: 16}}\n"
+                 "model: {family: baseline, pixels: 4}\n")
+    for _ in range(2):
+        run_recipe(p, tmp_path / "results")
+    (board,) = build_boards(list_runs(tmp_path / "results"), n_resamples=50)
+    assert len(board.rows) == 2 and (board.rows["across_seeds"] == "").all()
+    run_recipe(p, tmp_path / "results", ("seed=6",))
+    (board,) = build_boards(list_runs(tmp_path / "results"), n_resamples=50)
+    assert board.rows["across_seeds"].str.endswith("(n=2)").all()  # seeds 5 and 6, not 3 runs
+
+
 def test_each_evaluation_set_is_resampled_from_its_own_pixel_size(two_sets, tmp_path):
     """Lab A photographed again at twice the resolution: declared at 0.5 µm/px it is brought
     back to the run's 1 µm/px and predicted like the originals; declared wrongly (1 µm/px)

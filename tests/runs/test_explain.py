@@ -8,6 +8,8 @@ from PIL import Image
 import bmbench
 from bmbench.cli import main
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 MODELS = {
     "classical": "model: {family: classical, features: [shape, texture], n_estimators: 40}",
     "cnn": "model: {family: cnn, depth: 2, width: 8}\ntrain: {epochs: 1, batch_size: 16}",

@@ -41,7 +41,8 @@ def stored(run):
     return preds, [f"{root}/{p}" for p in preds["path"]]
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_RECIPES))
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.deep) if f in ("cnn", "transfer", "hybrid")
+                                    else f for f in sorted(FAMILY_RECIPES)])
 def test_predict_reproduces_the_stored_predictions(env, family):
     run = bmbench.run_recipe(write_recipe(env, family))
     preds, paths = stored(run)
@@ -158,3 +159,20 @@ def test_a_model_needing_a_feature_this_bmbench_lacks_stops_with_one_line(env):
     assert f"{run / 'model'}: the saved model uses 1 feature(s)" in message
     assert "(first: shape_nucleus_gone); re-run its recipe to retrain it" in message
     assert not out.exists()
+
+
+def test_without_out_the_csv_goes_to_stdout_and_a_misspelt_run_gets_a_did_you_mean(env):
+    from bmbench.runs.runner import run_recipe
+
+    run = run_recipe(write_recipe(env, "baseline"), env / "results")
+    _, paths = stored(run)
+    res = CliRunner().invoke(main, ["predict", "p_baseline", *paths[:2], "-q"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(__import__("io").StringIO(res.stdout))
+    assert len(table) == 2 and table.columns[0] == "path"
+    assert "predicted 2 image(s), 0 skipped" in res.stderr
+    dash = CliRunner().invoke(main, ["predict", "p_baseline", *paths[:2], "-q", "--out", "-"])
+    assert dash.stdout == res.stdout
+    typo = CliRunner().invoke(main, ["predict", "p_baselien", *paths[:2]])
+    assert typo.exit_code == 2 and "(did you mean 'p_baseline'?)" in typo.output
+    assert "--dataset" not in typo.output

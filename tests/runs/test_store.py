@@ -78,12 +78,37 @@ def test_a_recipe_name_shared_by_runs_means_its_newest_and_dataset_narrows(tmp_p
     assert "names 2 runs; using the newest" in caplog.text and old.name in caplog.text
     assert resolve_run(tmp_path, "quickstart", dataset="matek_bm") == old
     with pytest.raises(StoreError) as err:
-        resolve_run(tmp_path, "quick")  # a part of two recipe names: ambiguous, every match listed
-    assert all(p.name in str(err.value) for p in (old, new, other)) and "--dataset" in str(err.value)
+        resolve_run(tmp_path, "quick", dataset_option="--dataset")  # ambiguous: every match listed
+    assert all(p.name in str(err.value) for p in (old, new, other))
+    assert "--dataset matek_bm|pbc" in str(err.value)
     with pytest.raises(StoreError, match="on data set kind 'bloodcells4'"):
         resolve_run(tmp_path, "quickstart", dataset="bloodcells4")
     assert resolve_run(tmp_path, "latest", dataset="matek_bm") == old
     assert resolve_run(tmp_path, "quickstart_big") == other
+
+
+def test_hints_name_only_options_that_exist_and_tell_the_runs_apart(tmp_path, caplog):
+    one = fake_run(tmp_path, "pbc_one", kind="pbc")
+    two = fake_run(tmp_path, "pbc_two", kind="pbc")
+    with pytest.raises(StoreError) as err:  # both on pbc: --dataset pbc would not help
+        resolve_run(tmp_path, "pbc", dataset_option="--dataset")
+    assert "--dataset" not in str(err.value)
+    assert f"give the run id or its end (e.g. {two.name[-6:]})" in str(err.value)
+    assert resolve_run(tmp_path, two.name[-6:]) == two and resolve_run(tmp_path, one.name[-6:]) == one
+    fake_run(tmp_path, "pbc_three", kind="matek_bm")
+    with pytest.raises(StoreError) as err:  # a caller without the option (predict) never names it
+        resolve_run(tmp_path, "pbc")
+    assert "--dataset" not in str(err.value)
+    fake_run(tmp_path, "pbc_one", kind="pbc")
+    caplog.clear()
+    resolve_run(tmp_path, "pbc_one", dataset_option="--dataset")
+    assert "to choose, give the run id" in caplog.text and "--dataset" not in caplog.text
+
+
+def test_an_unknown_run_gets_a_did_you_mean(tmp_path):
+    fake_run(tmp_path, "pbc_classical")
+    with pytest.raises(StoreError, match=r"no run matches 'pbc_clasical' \(did you mean 'pbc_classical'\?\)"):
+        resolve_run(tmp_path, "pbc_clasical")
 
 
 def test_unwritable_results_folder_is_a_clear_error(tmp_path):

@@ -47,6 +47,7 @@ def pixel_matrix(paths, ctx, pixels: int, label: str) -> np.ndarray:
 @register_family
 class Baseline(Family):
     name = "baseline"
+    train_keys = ("class_weight", "jobs", "fraction")
     libraries = ("sklearn.linear_model",)
     description = "logistic regression on downsampled pixels (the floor)"
     Options = BaselineOptions

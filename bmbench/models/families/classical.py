@@ -111,6 +111,7 @@ def saved_columns(x: np.ndarray, saved: list[str], current: list[str], source: P
 @register_family
 class Classical(Family):
     name = "classical"
+    train_keys = ("class_weight", "jobs", "fraction")
     # No library imported before timing fit: the classifier's (XGBoost, scikit-learn) is
     # imported only when its fit is not in the fit cache, so a cached rerun never pays for it;
     # a first run's fit_seconds then includes that import beside the feature extraction.

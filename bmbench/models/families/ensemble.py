@@ -220,6 +220,7 @@ def _shape_problem(combiners: list[Combiner], m: int, k: int) -> str | None:
 @register_family
 class Ensemble(Family):
     name = "ensemble"
+    train_keys = ()
     description = "weighted combination of stored runs (mean, greedy selection or stacking on validation)"
     Options = EnsembleOptions
     uses_image_size = False

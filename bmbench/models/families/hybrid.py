@@ -60,6 +60,8 @@ class HybridOptions(ClassicalOptions):
 @register_family
 class Hybrid(Family):
     name = "hybrid"
+    train_keys = ("batch_size", "class_weight", "jobs", "fraction", "mixed_precision", "jit_compile",
+                  "deterministic")
     libraries = ("keras", "xgboost")
     description = "handcrafted features + frozen-backbone embeddings (cached) + XGBoost or another classifier"
     Options = HybridOptions

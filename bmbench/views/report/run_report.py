@@ -21,7 +21,7 @@ import pandas as pd
 from ...core.errors import BmbenchError
 from ...metrics.bootstrap import LEVEL
 from ...metrics.scores import HEADLINE, LOWER_IS_BETTER
-from ...core.atomic import write_bytes, write_text
+from ...core.atomic import check_writable, write_bytes, write_text
 from ...core.paths import inside, rows_inside
 from ...core.untrusted import damaged
 from ...runs.records import data_root, require
@@ -44,6 +44,8 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     require(record, "`bmbench report`", "macro_f1", "accuracy", "n", "classes", "per_class", "confusion_matrix")
     out = Path(out) if out else record.path / "report.html"
     folder = Path(figures) if figures else inside(record.path, "figures", "the report's figures folder")
+    check_writable(out, "the report")  # before any work
+    check_writable(folder, "the report's figures", folder=True)
     _warn_outside(record)
     pngs: dict[str, bytes] = {}
 

@@ -17,6 +17,8 @@ from bmbench.models.embeddings import embed, spec_of
 
 from .conftest import tiny_keras, tiny_onnx, tiny_run
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 CTX = Context("r.yaml", "model.backbone")
 
 

@@ -14,6 +14,8 @@ from bmbench.runs.runner import run_recipe
 
 from .conftest import tiny_keras, tiny_onnx
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 DATA = "dataset: {kind: synthetic, n_per_class: 12, render_size: 48, image_size: 32}\nsplit: {test: 0.25, val: 0.2}\n"
 
 

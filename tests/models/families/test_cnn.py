@@ -11,6 +11,8 @@ from bmbench.core.errors import RecipeError
 from bmbench.config.recipe import load_recipe
 from bmbench.runs.runner import run_recipe
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 RECIPE = """
 name: cnn_tiny
 dataset: {kind: synthetic, n_per_class: 40, render_size: 64, image_size: 32}

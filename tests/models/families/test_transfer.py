@@ -10,6 +10,8 @@ from bmbench.models.backbones import build_backbone
 from bmbench.config.recipe import load_recipe
 from bmbench.runs.runner import run_recipe
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 RECIPE = """
 name: transfer_tiny
 dataset: {kind: synthetic, n_per_class: 12, render_size: 64, image_size: 32}

@@ -11,6 +11,8 @@ from bmbench.runs.runner import run_recipe
 from bmbench.views.report import write_report
 from bmbench.views.report.explanations import pick_examples
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 BASE = ("dataset: {kind: synthetic, n_per_class: 12, render_size: 64, image_size: 32}\n"
         "split: {test: 0.25, val: 0.15}\n")
 RECIPES = {

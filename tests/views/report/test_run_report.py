@@ -132,3 +132,14 @@ def test_report_of_a_run_stored_before_intervals_recomputes_them(runs, tmp_path)
 def test_durations_are_rounded_as_in_the_leaderboard_and_long_ones_in_minutes():
     from bmbench.views.report.run_report import _duration
     assert [_duration(s) for s in (0.868, 12.34, 927.913)] == ["0.87 s", "12.3 s", "928 s (15.5 min)"]
+
+
+def test_an_unwritable_out_is_refused_before_anything_is_computed(runs, tmp_path, monkeypatch):
+    from bmbench.core.errors import BmbenchError
+    from bmbench.views.report import run_report
+
+    single, _ = runs
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(run_report, "_scored", lambda record: pytest.fail("computed before checking --out"))
+    with pytest.raises(BmbenchError, match="cannot write the report"):
+        write_report(single, tmp_path / "afile" / "report.html", explain=False)
