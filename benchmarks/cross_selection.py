@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import HERE, bmbench, machine, measure
+from .common import HERE, bmbench, machine, measure, require_checkout_with_data
 
 REPO = HERE.parent
 SHARED = REPO.parent / "shared" / "datasets"
@@ -308,10 +308,7 @@ def run(argv: list[str] | None = None) -> str:
                         help="families to run (the CNN rows take about 4 minutes a run on 2 cores)")
     parser.add_argument("--tables", action="store_true", help="only rebuild the table from stored runs")
     opts = parser.parse_args(argv or [])
-    if Path.cwd().resolve() != REPO:
-        raise SystemExit(f"run from the repository root: cd {REPO}")
-    if not SHARED.is_dir():
-        raise SystemExit(f"needs the real data sets under {SHARED}")
+    require_checkout_with_data(REPO, SHARED)
     if not opts.tables:
         build(tuple(opts.families))
     section = tables()
