@@ -12,7 +12,7 @@ Images drawn into training by ``adapt`` leave both halves. Runs go to
 skipped, so an interrupted study resumes. The table replaces the generated section of
 ``results/reference/cross.md``.
 
-    python -m benchmarks cross_selection [--families classical cnn] [--tables]
+    python -m benchmarks cross_selection [--families classical cnn] [--sources single multi] [--tables]
 
 New setups (``model.norm``, transductive ``adapt`` modes, encoders) are new rows of
 :data:`SETUPS`: a name, the family, the sources and the ``--set`` overrides.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import time
@@ -124,10 +125,10 @@ def _log() -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def build(families: tuple[str, ...]) -> None:
+def build(families: tuple[str, ...], sources: tuple[str, ...] = ("single", "multi")) -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for setup in sorted(SETUPS, key=_cost):
-        if setup.family not in families:
+        if setup.family not in families or setup.sources not in sources:
             continue
         for direction in DIRECTIONS:
             for seed in range(setup.seeds):
@@ -142,9 +143,33 @@ def _cost(setup: Setup) -> tuple:
 
 
 def _run_one(key: str, args: list[str]) -> None:
-    log = _log()
-    if key in log:
+    if key in _log() or not _claim(key):
         return
+    try:
+        _run_claimed(key, args)
+    finally:
+        (RUNS / f"{key}.lock").unlink(missing_ok=True)
+
+
+def _claim(key: str) -> bool:
+    """Two studies may run side by side (e.g. ``--sources multi`` beside the rest): a key runs
+    in one of them; a lock whose process is gone is taken over."""
+    lock = RUNS / f"{key}.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return False
+        except (ProcessLookupError, ValueError, FileNotFoundError):
+            lock.unlink(missing_ok=True)
+            return _claim(key)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def _run_claimed(key: str, args: list[str]) -> None:
     store = RUNS / key
     shutil.rmtree(store, ignore_errors=True)  # a run interrupted before it was logged
     args = [*args, "--results-dir", str(store.relative_to(REPO))]
@@ -229,7 +254,8 @@ def _ci(values: list[float], y=None, p=None) -> tuple[float, float]:
 
 
 def score(setup: Setup, direction: Direction, images: dict[str, str], dev: set[str]) -> dict | None:
-    runs = [s for s in range(setup.seeds) if _run_dirs(setup.key(direction, s))]
+    log = _log()  # a run still going (not logged yet) is not scored
+    runs = [s for s in range(setup.seeds) if setup.key(direction, s) in log]
     if len(runs) < setup.seeds:
         return None
     dev_f1, rep_f1, own, last = [], [], [], None
@@ -306,11 +332,13 @@ def run(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks cross_selection")
     parser.add_argument("--families", nargs="+", default=["classical"], choices=("classical", "cnn"),
                         help="families to run (the CNN rows take about 4 minutes a run on 2 cores)")
+    parser.add_argument("--sources", nargs="+", default=["single", "multi"], choices=("single", "multi"),
+                        help="only the setups trained on the other lab (single) or every other lab (multi)")
     parser.add_argument("--tables", action="store_true", help="only rebuild the table from stored runs")
     opts = parser.parse_args(argv or [])
     require_checkout_with_data(REPO, SHARED)
     if not opts.tables:
-        build(tuple(opts.families))
+        build(tuple(opts.families), tuple(opts.sources))
     section = tables()
     write_cross(section)
     return section

@@ -169,6 +169,8 @@ def test_cross_selection_chooses_on_the_dev_half_and_reports_the_other(tmp_path,
 
     write(a, right_on_dev=True)
     write(b, right_on_dev=False)
+    logged = {s.key(direction, 0): {"command": "bmbench run", "wall_s": 1.0} for s in (a, b)}
+    (tmp_path / "commands.json").write_text(json.dumps(logged))
     text = cs.tables()
     assert "**a** (other lab) - report half 0.000" in text
     assert "| PBC -> Matek | classical | zero-shot | every other lab | b | 0.000 | 1.000" in text
