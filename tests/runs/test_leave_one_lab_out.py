@@ -71,3 +71,18 @@ def test_the_shipped_recipe_and_ablation_name_the_three_labs():
 
     study = load_ablation(REPO / "recipes" / "ablations" / "leave_one_lab_out.yaml")
     assert [v.recipes[0].dataset.options.leave_out for v in study.variants] == list(LABS)
+
+
+@pytest.mark.realdata
+def test_the_shipped_recipe_on_the_shared_sets_keeps_bloodcells4_roles(shared_datasets):
+    from bmbench.data import load_dataset
+
+    recipe = REPO / "recipes" / "cross_leave_one_lab_out.yaml"
+    counts = {}
+    for lab in LABS:
+        frame = load_dataset(load_recipe(recipe, [f"dataset.leave_out={lab}"]).dataset).frame
+        counts[lab] = frame.groupby(["lab", "split"]).size().to_dict()
+        trained = frame[frame["split"] == "train"]["relpath"]
+        assert not trained.str.contains("/TEST/").any()  # bloodcells4's own test images never train
+    assert counts["BCCD"][("BCCD", "test")] == 400 + 348  # its official TEST and the crops (no basophils)
+    assert counts["Matek"] == {("BCCD", "train"): 1200 + 348, ("Matek", "test"): 800, ("PBC", "train"): 800}
