@@ -12,7 +12,7 @@ Images drawn into training by ``adapt`` leave both halves. Runs go to
 skipped, so an interrupted study resumes. The table replaces the generated section of
 ``results/reference/cross.md``.
 
-    python -m benchmarks cross_selection [--families classical cnn] [--sources single multi] [--tables]
+    python -m benchmarks cross_selection [--families classical cnn] [--sources single multi] [--only TEXT] [--tables]
 
 New setups (``model.norm``, transductive ``adapt`` modes, encoders) are new rows of
 :data:`SETUPS`: a name, the family, the sources and the ``--set`` overrides.
@@ -125,14 +125,15 @@ def _log() -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def build(families: tuple[str, ...], sources: tuple[str, ...] = ("single", "multi")) -> None:
+def build(families: tuple[str, ...], sources: tuple[str, ...] = ("single", "multi"), only: str = "") -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for setup in sorted(SETUPS, key=_cost):
         if setup.family not in families or setup.sources not in sources:
             continue
         for direction in DIRECTIONS:
             for seed in range(setup.seeds):
-                _run_one(setup.key(direction, seed), setup.argv(direction, seed))
+                if only in setup.key(direction, seed):
+                    _run_one(setup.key(direction, seed), setup.argv(direction, seed))
 
 
 def _cost(setup: Setup) -> tuple:
@@ -334,11 +335,13 @@ def run(argv: list[str] | None = None) -> str:
                         help="families to run (the CNN rows take about 4 minutes a run on 2 cores)")
     parser.add_argument("--sources", nargs="+", default=["single", "multi"], choices=("single", "multi"),
                         help="only the setups trained on the other lab (single) or every other lab (multi)")
+    parser.add_argument("--only", default="", metavar="TEXT",
+                        help="only the runs whose key contains TEXT (e.g. _k10-: the k = 10 draws)")
     parser.add_argument("--tables", action="store_true", help="only rebuild the table from stored runs")
     opts = parser.parse_args(argv or [])
     require_checkout_with_data(REPO, SHARED)
     if not opts.tables:
-        build(tuple(opts.families), tuple(opts.sources))
+        build(tuple(opts.families), tuple(opts.sources), opts.only)
     section = tables()
     write_cross(section)
     return section

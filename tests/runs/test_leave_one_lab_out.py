@@ -49,6 +49,11 @@ def test_a_run_tests_on_the_lab_it_left_out(three_labs, tmp_path):
     split = json.loads((tmp_path / "r" / "splits" / f"{info['split_fingerprint']}.json").read_text())
     trained = split["folds"][0]["train"] + split["folds"][0]["val"]
     assert {p.split("/")[0] for p in trained} == {"matek", "bccd"}
+    assert info["dataset"]["leave_out"] == "PBC"
+    assert info["dataset"]["labs"]["PBC"] == {"train": 0, "val": 0, "test": 18}
+    assert sum(n["train"] + n["val"] for n in info["dataset"]["labs"].values()) == 2 * 18
+    board = _run("leaderboard", "--results-dir", str(tmp_path / "r"))
+    assert "tested on the lab left out: PBC" in board
 
 
 def test_the_ablation_leaves_each_lab_out_in_turn(three_labs, tmp_path):
