@@ -48,16 +48,15 @@ BEGIN, END = "<!-- cross_selection: begin (generated) -->", "<!-- cross_selectio
 class Direction:
     name: str
     target: str           # lab name in cross_leave_one_lab_out.yaml (its test lab)
-    target_folder: str    # folder under ../shared/datasets
     single: str           # recipe training on the other lab alone
     single_sets: tuple[str, ...]
 
 
 DIRECTIONS = (
-    Direction("PBC -> Matek", "Matek", "matek_bm", "recipes/cross_pbc_to_matek.yaml",
+    Direction("PBC -> Matek", "Matek", "recipes/cross_pbc_to_matek.yaml",
               ("dataset.microns_per_pixel=null", "dataset.target_microns_per_pixel=null",
                "dataset.field_um=null", "evaluate.0.microns_per_pixel=null")),
-    Direction("Matek -> PBC", "PBC", "pbc", "recipes/cross_matek_to_pbc.yaml",
+    Direction("Matek -> PBC", "PBC", "recipes/cross_matek_to_pbc.yaml",
               ("dataset.microns_per_pixel=null", "dataset.target_microns_per_pixel=null",
                "dataset.field_um=null", "evaluate.0.microns_per_pixel=null")),
 )
@@ -223,12 +222,18 @@ def _scored(setup: Setup, direction: Direction, seed: int, images: dict[str, str
     else:
         folder, own = run, None
     frame = pd.read_csv(folder / "predictions.csv", keep_default_na=False)
-    prefix = direction.target_folder + "/"
-    rel = [p[len(prefix):] if setup.sources == "multi" and p.startswith(prefix) else p for p in frame["path"]]
-    unknown = [r for r in rel if r not in images]
+    rel = [_target_key(p, images) for p in frame["path"]]
+    unknown = [p for p, r in zip(frame["path"], rel) if r is None]
     if unknown:
         raise SystemExit(f"{folder}: {unknown[0]} is not an image of the target {direction.target}")
     return np.array(rel), frame["true_label"].to_numpy(str), frame["predicted_label"].to_numpy(str), own
+
+
+def _target_key(path: str, images: dict[str, str]) -> str | None:
+    """``path`` as the target's own relpath: a merged run's paths start with the part's folder
+    (``pbc/PBC_dataset_normal_DIB/...``) under the parts' common folder."""
+    parts = path.split("/")
+    return next(("/".join(parts[i:]) for i in range(len(parts)) if "/".join(parts[i:]) in images), None)
 
 
 def _macro_f1(y: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -161,7 +161,7 @@ def test_cross_selection_chooses_on_the_dev_half_and_reports_the_other(tmp_path,
         folder.mkdir(parents=True)
         (run / "run.json").write_text("{}")
         (run / "metrics.json").write_text(json.dumps({"macro_f1": 0.9}))
-        prefix = "" if setup.sources == "single" else direction.target_folder + "/"
+        prefix = "" if setup.sources == "single" else "matek_bm/"
         wrong = {"EOS": "LYT", "LYT": "MON", "MON": "NGS", "NGS": "EOS"}
         pred = [c if (r in dev) == right_on_dev else wrong[c] for r, c in images.items()]
         pd.DataFrame({"path": [prefix + r for r in images], "true_label": list(images.values()),
