@@ -145,12 +145,7 @@ def load_merged(root, spec):
                            "remove dataset.root")
     opts: MergedOptions = spec.options
     labs = opts.parts.labs
-    if opts.leave_out is not None and opts.leave_out not in labs:
-        raise DatasetError(f"dataset.leave_out: '{opts.leave_out}' is not a lab of dataset.parts "
-                           f"({', '.join(dict.fromkeys(labs))}); name one of them or give a part lab: NAME")
-    if opts.leave_out is not None and opts.part_splits == "keep":
-        raise DatasetError("dataset.leave_out makes the split itself (the left-out lab is the test set); "
-                           "remove part_splits: keep")
+    _check_leave_out(opts, labs)
     tables = [_load_part(i, part) for i, part in enumerate(opts.parts)]
     roots = [t.root.resolve() for t in tables]
     common = Path(os.path.commonpath([str(r) for r in roots]))
@@ -172,6 +167,15 @@ def load_merged(root, spec):
     if opts.leave_out is not None:
         rows = _leave_out(rows, opts.leave_out, labs)
     return common, rows
+
+
+def _check_leave_out(opts: MergedOptions, labs: tuple[str, ...]) -> None:
+    if opts.leave_out is not None and opts.leave_out not in labs:
+        raise DatasetError(f"dataset.leave_out: '{opts.leave_out}' is not a lab of dataset.parts "
+                           f"({', '.join(dict.fromkeys(labs))}); name one of them or give a part lab: NAME")
+    if opts.leave_out is not None and opts.part_splits == "keep":
+        raise DatasetError("dataset.leave_out makes the split itself (the left-out lab is the test set); "
+                           "remove part_splits: keep")
 
 
 def _leave_out(rows: pd.DataFrame, lab: str, labs: tuple[str, ...]) -> pd.DataFrame:
