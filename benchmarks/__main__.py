@@ -3,7 +3,8 @@
 `python -m benchmarks NAME --option ...` passes the options to that one benchmark (see its
 module docstring); `all` runs every benchmark except `reference` (hours of training),
 `bigdata` (about an hour on 2 cores: a 100,000-image tree) and `tuning` (a 40-trial study on
-the real PBC images). `python -m benchmarks docs-outputs [--write] PAGE...` re-runs the
+the real PBC images) and `cross_selection` (hours on 2 cores: the cross-lab setups chosen on a
+dev half of the target). `python -m benchmarks docs-outputs [--write] PAGE...` re-runs the
 commands a documentation page shows and checks (or rewrites) the outputs it pastes
 (see benchmarks/docs_outputs.py).
 """
@@ -14,8 +15,8 @@ import importlib
 import sys
 
 BENCHMARKS = ("features", "caches", "startup", "pipeline", "statistics", "memory", "bigdata", "end_to_end",
-              "encoders", "reference", "tuning")
-QUICK = tuple(b for b in BENCHMARKS if b not in ("reference", "bigdata", "tuning"))
+              "encoders", "reference", "tuning", "cross_selection")
+QUICK = tuple(b for b in BENCHMARKS if b not in ("reference", "bigdata", "tuning", "cross_selection"))
 
 
 def main(argv: list[str]) -> int:

@@ -56,3 +56,11 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)
+
+
+def require_checkout_with_data(repo: Path, shared: Path) -> None:
+    """Real-data benchmarks run from the repository root, beside ``../shared/datasets``."""
+    if Path.cwd().resolve() != repo:
+        raise SystemExit(f"run from the repository root: cd {repo}")
+    if not shared.is_dir():
+        raise SystemExit(f"needs the real data sets under {shared}")

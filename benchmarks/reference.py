@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import HERE, bmbench, machine, measure, write_section
+from .common import HERE, bmbench, machine, measure, require_checkout_with_data, write_section
 
 REPO = HERE.parent
 SHARED = REPO.parent / "shared" / "datasets"
@@ -129,10 +129,7 @@ def run(argv: list[str] | None = None) -> str:
     parser.add_argument("--force", action="store_true", help="rerun commands already logged")
     parser.add_argument("--tables", action="store_true", help="only rebuild the tables")
     opts = parser.parse_args(argv or [])
-    if Path.cwd().resolve() != REPO:
-        raise SystemExit(f"run from the repository root: cd {REPO}")
-    if not SHARED.is_dir():
-        raise SystemExit(f"needs the real data sets under {SHARED}")
+    require_checkout_with_data(REPO, SHARED)
     if not opts.tables:
         build(tuple(opts.only), tuple(opts.sets), opts.force)
     return tables()

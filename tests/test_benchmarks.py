@@ -107,3 +107,70 @@ def test_bigdata_benchmark_end_to_end_on_a_small_tree(tmp_path, monkeypatch):
     assert "Tables identical, cell by cell: **yes**" in body
     assert "Within the documented bound at every size: **yes**" in body
     assert list(tmp_path.iterdir()) == []  # the trees and caches are gone
+
+
+def test_cross_selection_dev_half_is_fixed_half_of_each_class_and_seeded():
+    from benchmarks.cross_selection import dev_half
+
+    rel = [f"{c}/{i}.jpg" for c in "ab" for i in range(9)]
+    labels = [r[0] for r in rel]
+    dev = dev_half(rel, labels)
+    assert dev == dev_half(list(reversed(rel)), list(reversed(labels)))  # order of listing is irrelevant
+    assert sum(r.startswith("a/") for r in dev) == sum(r.startswith("b/") for r in dev) == 4
+    assert dev != dev_half(rel, labels, seed=1)
+
+
+def test_cross_selection_commands_are_valid_recipes():
+    from benchmarks.cross_selection import DIRECTIONS, REPO, SETUPS
+    from bmbench.config.recipe import load_recipe
+
+    for setup in SETUPS:
+        for direction in DIRECTIONS:
+            args = setup.argv(direction, 1)
+            recipe = load_recipe(REPO / args[1], [args[i + 1] for i, a in enumerate(args) if a == "--set"])
+            assert recipe.model.family == setup.family and recipe.seed == 1
+            if setup.sources == "multi":
+                assert recipe.dataset.options.leave_out == direction.target
+            else:
+                assert recipe.evaluate[0].adapt.n_per_class == setup.k
+                assert recipe.dataset.target_microns_per_pixel is None
+
+
+def test_cross_selection_chooses_on_the_dev_half_and_reports_the_other(tmp_path, monkeypatch):
+    """Setup 'a' is better on the dev half, 'b' on the report half: 'a' is chosen, and the
+    figure given for it is its report-half score."""
+    import json
+
+    import pandas as pd
+
+    from benchmarks import cross_selection as cs
+
+    direction = cs.DIRECTIONS[0]
+    images = {f"{c}/{i}.jpg": c for c in cs.CLASSES for i in range(10)}
+    dev = cs.dev_half(list(images), list(images.values()))
+    a = cs.Setup("a", "classical", "single", ())
+    b = cs.Setup("b", "classical", "multi", ())
+    monkeypatch.setattr(cs, "RUNS", tmp_path)
+    monkeypatch.setattr(cs, "SETUPS", (a, b))
+    monkeypatch.setattr(cs, "DIRECTIONS", (direction,))
+    monkeypatch.setattr(cs, "_target_images", lambda d: images)
+
+    def write(setup, right_on_dev: bool):
+        run = tmp_path / setup.key(direction, 0) / "runs" / "r1"
+        folder = run / "evaluations" / "0-matek_bm" if setup.sources == "single" else run
+        folder.mkdir(parents=True)
+        (run / "run.json").write_text("{}")
+        (run / "metrics.json").write_text(json.dumps({"macro_f1": 0.9}))
+        prefix = "" if setup.sources == "single" else "matek_bm/"
+        wrong = {"EOS": "LYT", "LYT": "MON", "MON": "NGS", "NGS": "EOS"}
+        pred = [c if (r in dev) == right_on_dev else wrong[c] for r, c in images.items()]
+        pd.DataFrame({"path": [prefix + r for r in images], "true_label": list(images.values()),
+                      "predicted_label": pred}).to_csv(folder / "predictions.csv", index=False)
+
+    write(a, right_on_dev=True)
+    write(b, right_on_dev=False)
+    logged = {s.key(direction, 0): {"command": "bmbench run", "wall_s": 1.0} for s in (a, b)}
+    (tmp_path / "commands.json").write_text(json.dumps(logged))
+    text = cs.tables()
+    assert "**a** (other lab) - report half 0.000" in text
+    assert "| PBC -> Matek | classical | zero-shot | every other lab | b | 0.000 | 1.000" in text

@@ -746,7 +746,7 @@ def _override_child(node: dict | list, part: str, list_next: bool, text: str, wh
 
 def _drop_specific(section: dict, common_cls: type) -> None:
     """Switching kind or family drops the old one's own keys; the common keys stay."""
-    common = {f.name for f in dataclasses.fields(common_cls)}
+    common = {f.name for f in dataclasses.fields(common_cls)} | {"lab"}  # a merged part's lab stays
     for key in [k for k in section if k not in common]:
         del section[key]
 

@@ -10,6 +10,13 @@ Patient groups keep their part (``<part index>:<group>``) so ids of two sets nev
 A part's predefined split is dropped by default (the merged set is re-split like any other);
 ``part_splits: keep`` keeps every part's own train/test split instead and needs one in every
 part. Image size, pixel size and preprocessing are the run's, given once under ``dataset``.
+
+Every image carries its part's ``lab`` (a part key; default: the part's kind) in the table's
+``lab`` column; parts cut from one lab's slides share a name. ``leave_out: LAB`` makes the
+split itself: that lab's images are the test set and the other labs' the training images
+(validation drawn from them), so a model is scored on a lab it never saw. A part with its own
+split keeps its roles apart: its own test images are never trained on and, in the left-out
+lab, only its own test images are tested (bloodcells4: TRAIN trains, TEST tests).
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
+import numpy as np
 import pandas as pd
 
 from ..config.recipe import DatasetSpec, dataset_spec_at
@@ -30,16 +39,23 @@ from .labels import apply_label_map
 from .load import load_dataset
 from .registry import get_kind, register_kind
 
-#: The keys a part takes besides its kind's own; the others belong to the whole run.
+#: The keys a part takes besides its kind's own and ``lab``; the others belong to the whole run.
 PART_KEYS = ("kind", "root", "ids", "classes", "label_map")
+_LAB = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RUN_KEYS = tuple(f.name for f in dataclasses.fields(DatasetSpec) if f.name not in (*PART_KEYS, "options"))
 
 
 class Parts:
-    """Validated ``dataset.parts``: one :class:`DatasetSpec` per part, in the given order."""
+    """Validated ``dataset.parts``: one :class:`DatasetSpec` per part, in the given order, and
+    the lab each part was given (None: its kind names it)."""
 
-    def __init__(self, specs):
+    def __init__(self, specs, labs=None):
         self.specs = tuple(specs)
+        self.given_labs = tuple(labs) if labs is not None else (None,) * len(self.specs)
+
+    @property
+    def labs(self) -> tuple[str, ...]:
+        return tuple(lab or spec.kind for spec, lab in zip(self.specs, self.given_labs))
 
     def __iter__(self):
         return iter(self.specs)
@@ -58,11 +74,11 @@ class Parts:
 
     def to_plain(self) -> list[dict]:
         """The recipe form: one flat mapping per part (unset keys left out)."""
-        return [plain_part(s) for s in self.specs]
+        return [plain_part(s, lab) for s, lab in zip(self.specs, self.given_labs)]
 
 
-def plain_part(spec: DatasetSpec) -> dict:
-    out: dict[str, Any] = {}
+def plain_part(spec: DatasetSpec, lab: str | None = None) -> dict:
+    out: dict[str, Any] = {} if lab is None else {"lab": lab}
     for key in PART_KEYS:
         value = getattr(spec, key)
         if value is not None:
@@ -78,7 +94,7 @@ def parse_parts(value: Any, ctx) -> Parts:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) < 2:
         raise ctx.error("expected a list of at least 2 data sets, e.g. [{kind: pbc, root: DIR, "
                         "label_map: {...}}, {kind: raabin, root: DIR, label_map: {...}}]")
-    specs = []
+    specs, labs = [], []
     for i, raw in enumerate(value):
         here = ctx.child(i)
         if not isinstance(raw, Mapping):
@@ -90,8 +106,17 @@ def parse_parts(value: Any, ctx) -> Parts:
                 raise here.child(key).error(
                     f"give it once under dataset, for the whole merged set; a part takes "
                     f"{', '.join(PART_KEYS)} and its kind's own keys")
-        specs.append(dataset_spec_at(dict(raw), here))
-    return Parts(specs)
+        raw = dict(raw)
+        labs.append(_lab(raw.pop("lab", None), here.child("lab")))
+        specs.append(dataset_spec_at(raw, here))
+    return Parts(specs, labs)
+
+
+def _lab(value: Any, ctx) -> str | None:
+    if value is not None and not (isinstance(value, str) and _LAB.fullmatch(value)):
+        raise ctx.error("expected a short name of letters, digits, '_', '.' or '-' (e.g. BCCD); "
+                        "parts cut from one lab's slides take the same name")
+    return value
 
 
 @dataclass(frozen=True)
@@ -101,6 +126,9 @@ class MergedOptions:
     part_splits: Literal["drop", "keep"] = option(
         "drop", doc="drop: re-split the merged images; keep: every part's own predefined "
                     "train/test split (each part must have one)")
+    leave_out: Optional[str] = option(
+        None, doc="a lab (a part's lab, default its kind): its images are the test set, the "
+                  "other labs' the training images; a part's own test images never train")
 
 
 @register_kind(
@@ -116,6 +144,8 @@ def load_merged(root, spec):
         raise DatasetError("dataset.root: kind 'merged' reads its folders from dataset.parts; "
                            "remove dataset.root")
     opts: MergedOptions = spec.options
+    labs = opts.parts.labs
+    _check_leave_out(opts, labs)
     tables = [_load_part(i, part) for i, part in enumerate(opts.parts)]
     roots = [t.root.resolve() for t in tables]
     common = Path(os.path.commonpath([str(r) for r in roots]))
@@ -131,8 +161,38 @@ def load_merged(root, spec):
         frames.append(pd.DataFrame({"relpath": rel.to_numpy(), "label": table.frame["label"].to_numpy(),
                                     "group": [None if g is None or g != g else f"{i}:{g}"
                                               for g in table.frame["group"]],
-                                    "split": _split_column(i, table, part, opts.part_splits)}))
-    return common, pd.concat(frames, ignore_index=True)
+                                    "split": _split_column(i, table, part, opts),
+                                    "lab": labs[i]}))
+    rows = pd.concat(frames, ignore_index=True)
+    if opts.leave_out is not None:
+        rows = _leave_out(rows, opts.leave_out, labs)
+    return common, rows
+
+
+def _check_leave_out(opts: MergedOptions, labs: tuple[str, ...]) -> None:
+    if opts.leave_out is not None and opts.leave_out not in labs:
+        raise DatasetError(f"dataset.leave_out: '{opts.leave_out}' is not a lab of dataset.parts "
+                           f"({', '.join(dict.fromkeys(labs))}); name one of them or give a part lab: NAME")
+    if opts.leave_out is not None and opts.part_splits == "keep":
+        raise DatasetError("dataset.leave_out makes the split itself (the left-out lab is the test set); "
+                           "remove part_splits: keep")
+
+
+def _leave_out(rows: pd.DataFrame, lab: str, labs: tuple[str, ...]) -> pd.DataFrame:
+    """The left-out lab's images -> test, the others' -> train; a part's own split (in the
+    ``split`` column here) decides which of its images may take that role."""
+    out = (rows["lab"] == lab).to_numpy()
+    own = rows["split"]
+    free = own.isna().to_numpy()
+    keep = np.where(out, free | (own == "test"), free | own.isin(["train", "val"]))
+    role = np.where(out, "test", np.where(own == "val", "val", "train"))
+    rows = rows.assign(split=role)[keep]
+    if not (rows["split"] == "train").any():
+        raise DatasetError(f"dataset.leave_out: {lab} is every part's lab ({', '.join(labs)}); "
+                           "nothing is left to train on")
+    # the same images can take other roles under another leave_out: the split enters the fingerprint
+    rows.attrs["fingerprint_key"] = f"leave_out={lab}"
+    return rows.reset_index(drop=True)
 
 
 def _load_part(i: int, part: DatasetSpec):
@@ -152,9 +212,11 @@ def _load_part(i: int, part: DatasetSpec):
     return dataclasses.replace(table, frame=frame)
 
 
-def _split_column(i: int, table, part: DatasetSpec, mode: str) -> list:
+def _split_column(i: int, table, part: DatasetSpec, opts: MergedOptions) -> list:
     kind = get_kind(part.kind)
-    if mode == "keep":
+    if opts.leave_out is not None:  # a part's own split only limits which images take which role
+        return table.frame["split"].tolist()
+    if opts.part_splits == "keep":
         if not table.has_predefined_split:
             raise DatasetError(f"dataset.parts[{i}] ({part.kind}) has no predefined split, so "
                                "part_splits: keep cannot keep it; use part_splits: drop")

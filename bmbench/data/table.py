@@ -13,6 +13,8 @@ import pandas as pd
 from ..core.errors import DatasetError
 
 COLUMNS = ("relpath", "label", "group", "split")
+#: Columns a loader may add: ``lab`` (kind ``merged``: the lab each image came from).
+OPTIONAL_COLUMNS = ("lab",)
 SPLITS = ("train", "val", "test")
 
 
@@ -59,6 +61,7 @@ def make_table(kind: str, root: Path, rows: pd.DataFrame, classes: tuple[str, ..
 
     ``classes`` fixes the class order (default: sorted labels); ``keep`` selects a subset.
     """
+    key = rows.attrs.get("fingerprint_key")
     rows = rows.copy()
     for col in ("group", "split"):
         if col not in rows:
@@ -82,7 +85,8 @@ def make_table(kind: str, root: Path, rows: pd.DataFrame, classes: tuple[str, ..
                            f"{int(rows['relpath'].isin(rows['relpath'][twice]).sum())} times; list every image once")
     rows = rows.sort_values("relpath", kind="stable").reset_index(drop=True)
     rows.insert(0, "path", join_paths(root, rows["relpath"]))
-    return DatasetTable(kind, root, rows[["path", *COLUMNS]], order, fingerprint(rows, root))
+    columns = ["path", *COLUMNS, *[c for c in OPTIONAL_COLUMNS if c in rows]]
+    return DatasetTable(kind, root, rows[columns], order, fingerprint(rows, root, key))
 
 
 def join_paths(root: Path, relpaths) -> list[str]:
@@ -124,8 +128,12 @@ def _class_order(rows: pd.DataFrame, classes: tuple[str, ...] | None, keep) -> t
     return tuple(sorted(present))
 
 
-def fingerprint(rows: pd.DataFrame, root: Path) -> str:
-    """sha256 over ``relpath, size, label`` lines, sorted by path; 16 hex characters."""
+def fingerprint(rows: pd.DataFrame, root: Path, key: str | None = None) -> str:
+    """sha256 over ``relpath, size, label`` lines, sorted by path; 16 hex characters. A loader
+    whose options give the same images other roles (``rows.attrs["fingerprint_key"]``, e.g.
+    merged's ``leave_out``) adds that ``key`` and every image's ``split``."""
+    if key is not None:
+        return _keyed_fingerprint(rows, root, key)
     h = hashlib.sha256()
     pairs = sorted(zip(rows["relpath"], rows["label"]))
     for (rel, label), path in zip(pairs, join_paths(root, [rel for rel, _ in pairs])):
@@ -135,3 +143,10 @@ def fingerprint(rows: pd.DataFrame, root: Path) -> str:
             raise DatasetError(f"{path}: listed image does not exist or cannot be read") from None
         h.update(f"{rel}\t{size}\t{label}\n".encode())
     return h.hexdigest()[:16]
+
+
+def _keyed_fingerprint(rows: pd.DataFrame, root: Path, key: str) -> str:
+    plain = fingerprint(rows, root)
+    roles = sorted(zip(rows["relpath"], rows["split"].astype(str)))
+    text = "\n".join([plain, key, *(f"{rel}\t{split}" for rel, split in roles)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

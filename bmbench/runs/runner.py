@@ -298,7 +298,7 @@ def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> 
         "seed_group": recipe.fingerprint(ignore=("seed",)),
         "dataset": {"kind": table.kind, "root": str(table.root), "fingerprint": table.fingerprint,
                     "n_images": len(table), "classes": list(table.classes),
-                    "class_counts": table.class_counts()},
+                    "class_counts": table.class_counts(), **_lab_facts(recipe, table, fold0)},
         "split_fingerprint": split.fingerprint, "split": split.settings,
         "n_folds": len(split.folds),
         "n_train": int(len(fold0.train)), "n_val": int(len(fold0.val)), "n_test": int(n_test),
@@ -310,6 +310,17 @@ def _run_info(run_id, recipe, table, split, folds, ctx, elapsed, n_unscored) -> 
         "model": [f.details for f in folds] if len(folds) > 1 else folds[0].details,
         "notes": ctx.notes.as_dict(), "bmbench_version": __version__,
     }
+
+
+def _lab_facts(recipe, table, fold) -> dict:
+    """Kind ``merged``: images per lab in each part of the (first) fold, and the lab left out."""
+    if "lab" not in table.frame:
+        return {}
+    lab = table.frame["lab"].to_numpy()
+    counts = {str(name): {part: int((lab[getattr(fold, part)] == name).sum()) for part in ("train", "val", "test")}
+              for name in dict.fromkeys(lab)}
+    leave_out = getattr(recipe.dataset.options, "leave_out", None)
+    return {"labs": counts, **({"leave_out": leave_out} if leave_out else {})}
 
 
 def settings_summary(recipe: Recipe) -> str:

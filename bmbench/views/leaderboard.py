@@ -348,7 +348,8 @@ def _title(r: RunRecord) -> str:
         return r.info["title"]
     d, s = r.info["dataset"], r.info["split"]
     settings = ", ".join(f"{k}={v}" for k, v in s.items() if k != "strategy")
-    return (f"{d['kind']} ({len(d['classes'])} classes, {d['n_images']} images) - "
+    left_out = f", tested on the lab left out: {d['leave_out']}" if isinstance(d.get("leave_out"), str) else ""
+    return (f"{d['kind']} ({len(d['classes'])} classes, {d['n_images']} images{left_out}) - "
             f"{s['strategy']} split ({settings}) - split {r.info['split_fingerprint']}")
 
 

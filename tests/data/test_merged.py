@@ -102,3 +102,84 @@ def test_recipe_paths_overrides_and_fingerprint_round_trip(sets, tmp_path, monke
     assert moved.dataset.options.parts.specs[1].root == str(tmp_path / "elsewhere")
     assert moved.dataset.options.parts.specs[0].kind == "folder"  # pbc's own 'labels' dropped
     assert moved.fingerprint() != r.fingerprint()
+
+
+# --- labs and leave_out ------------------------------------------------------------------
+
+BC4 = ["TRAIN/EOSINOPHIL/_0_1.jpeg", "TRAIN/NEUTROPHIL/_1_1.jpeg", "TEST/EOSINOPHIL/_2_1.jpeg",
+       "TEST/NEUTROPHIL/_3_1.jpeg", "TEST_SIMPLE/EOSINOPHIL/_4_1.jpeg"]
+BC4_MAP = {"EOSINOPHIL": "EO", "NEUTROPHIL": "NE"}
+CROPS = ["Eosinophil/BloodImage_00001_1.jpg", "Neutrophil/BloodImage_00002_1.jpg"]
+
+
+@pytest.fixture
+def labs(sets, make_tree):
+    """Three labs: PBC, Raabin and BCCD (bloodcells4 with its own split, plus crops of it)."""
+    make_tree(sets / "bc4" / "images", BC4)
+    make_tree(sets / "crops", CROPS)
+    return parts(sets, lab="Raabin") + [
+        {"kind": "bloodcells4", "root": str(sets / "bc4"), "label_map": BC4_MAP, "lab": "BCCD"},
+        {"kind": "folder", "root": str(sets / "crops"), "label_map": {"Eosinophil": "EO", "Neutrophil": "NE"},
+         "lab": "BCCD"}]
+
+
+def roles(table) -> dict:
+    return dict(zip(table.frame["relpath"], zip(table.frame["lab"], table.frame["split"])))
+
+
+def test_every_image_carries_its_lab(labs, load):
+    t = load(kind="merged", parts=labs[:2] + labs[3:])  # bloodcells4 alone needs part_splits: keep
+    assert dict(zip(t.frame["relpath"], t.frame["lab"])) == {
+        **{f"pbc/PBC_dataset_normal_DIB/{p}": "pbc" for p in PBC},  # no lab given: the kind
+        **{f"raabin/{p}": "Raabin" for p in RAABIN if "Neutrophil" not in p},
+        **{f"crops/{p}": "BCCD" for p in CROPS}}
+    assert not t.has_predefined_split
+
+
+def test_leave_out_tests_the_lab_and_trains_on_the_others(labs, load):
+    t = load(kind="merged", parts=labs, leave_out="BCCD")
+    assert roles(t) == {
+        **{f"pbc/PBC_dataset_normal_DIB/{p}": ("pbc", "train") for p in PBC},
+        # a part's own test images never train (Raabin's TestA), its own training images never test
+        "raabin/Train/Basophil/a.jpg": ("Raabin", "train"),
+        # bloodcells4's own TRAIN is never tested; its TEST and the crops are the test set
+        "bc4/images/TEST/EOSINOPHIL/_2_1.jpeg": ("BCCD", "test"), "bc4/images/TEST/NEUTROPHIL/_3_1.jpeg": ("BCCD", "test"),
+        **{f"crops/{p}": ("BCCD", "test") for p in CROPS}}
+    trained = load(kind="merged", parts=labs, leave_out="Raabin")
+    bc4 = {r: role for r, role in roles(trained).items() if r.startswith("bc4/")}
+    assert bc4 == {"bc4/images/TRAIN/EOSINOPHIL/_0_1.jpeg": ("BCCD", "train"),
+                   "bc4/images/TRAIN/NEUTROPHIL/_1_1.jpeg": ("BCCD", "train")}  # its TEST never trains
+    assert {r: role for r, role in roles(trained).items() if r.startswith("raabin/")} == {
+        "raabin/TestA/Basophil/c.jpg": ("Raabin", "test"), "raabin/TestA/Eosinophil/d.jpg": ("Raabin", "test")}
+
+
+def test_leave_out_enters_the_fingerprint(labs, load):
+    two = [labs[0], labs[3]]  # no part with its own split: the same images either way, other roles
+    a, b = (load(kind="merged", parts=two, leave_out=lab) for lab in ("pbc", "BCCD"))
+    assert sorted(a.frame["relpath"]) == sorted(b.frame["relpath"])
+    assert len({a.fingerprint, b.fingerprint, load(kind="merged", parts=two).fingerprint}) == 3
+    assert load(kind="merged", parts=two, leave_out="pbc").fingerprint == a.fingerprint
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"leave_out": "Matek"}, r"dataset\.leave_out: 'Matek' is not a lab of dataset\.parts \(pbc, Raabin, BCCD\)"),
+    ({"leave_out": "BCCD", "part_splits": "keep"}, r"dataset\.leave_out makes the split itself.*remove part_splits"),
+])
+def test_bad_leave_out_is_one_line(labs, load, extra, message):
+    with pytest.raises(DatasetError, match=message):
+        load(kind="merged", parts=labs, **extra)
+
+
+def test_bad_lab_names_the_key():
+    with pytest.raises(RecipeError, match=r"dataset\.parts\[1\]\.lab: expected a short name"):
+        recipe_from_dict({"name": "m", "model": {"family": "baseline"}, "dataset": {
+            "kind": "merged", "parts": [{"kind": "pbc"}, {"kind": "pbc", "lab": "a b"}]}}, "m.yaml")
+
+
+def test_lab_round_trips_and_changes_the_recipe_fingerprint(sets):
+    raw = {"name": "m", "model": {"family": "baseline"}, "dataset": {"kind": "merged", "parts": parts(sets)}}
+    plain = recipe_from_dict(raw, "m.yaml")
+    assert "lab" not in plain.to_dict()["dataset"]["parts"][1]  # unset: recipes without it keep their fingerprint
+    named = recipe_from_dict({**raw, "dataset": {**raw["dataset"], "parts": parts(sets, lab="Raabin")}}, "m.yaml")
+    assert named.to_dict()["dataset"]["parts"][1]["lab"] == "Raabin"
+    assert recipe_from_dict(named.to_dict(), "again").fingerprint() == named.fingerprint() != plain.fingerprint()
