@@ -36,6 +36,9 @@ PATH_KEYWORDS = {("model", "weights"): WEIGHT_KEYWORDS}
 PHYSICAL_KEYS = ("microns_per_pixel", "target_microns_per_pixel", "field_um")
 #: Keys left out of a recipe's plain form while unset, so older recipes keep their fingerprints.
 OPTIONAL_KEYS = (*PHYSICAL_KEYS, "preprocess_reference", "positive_class", "dense")
+#: ``model`` keys left out of a recipe's plain form at these values (their defaults), so
+#: recipes from before the key existed keep their fingerprints.
+INERT_MODEL_DEFAULTS = {"norm": "batch", "norm_groups": 8}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: In path values also ``$NAME`` (no braces); never a shell: nothing else is interpreted.
 _PATH_ENV = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -258,6 +261,9 @@ def _flatten(d: dict) -> dict:
     out = dict(d)
     for section in ("dataset", "model"):
         out[section] = _flat_section(out[section])
+    for key, default in INERT_MODEL_DEFAULTS.items():
+        if out["model"].get(key, default) == default:
+            out["model"].pop(key, None)
     out["evaluate"] = [_flat_evaluate(e) for e in out.get("evaluate", ())]
     if not out.get("predict", {}).get("tta"):  # absent when inert: today's fingerprints stay
         out.pop("predict", None)
