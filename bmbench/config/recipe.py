@@ -178,6 +178,11 @@ class AdaptSpec:
     repeat: int = option(1, ge=1, le=1000, doc="each drawn image enters the training images this "
                          "many times (oversampling: a few target cells otherwise weigh little "
                          "against hundreds of source cells)")
+    transductive: Literal["none", "adabn", "standardize", "coral"] = option(
+        "none", doc="transductive: adapt the trained model to the statistics of this set's unlabelled "
+                    "test images before predicting them (labels never read): adabn (cnn, transfer: "
+                    "BatchNorm statistics re-estimated), standardize or coral (classical, hybrid: "
+                    "features mapped onto the training features' mean and spread, or covariance)")
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,8 @@ class EvaluateSpec(DatasetSpec):
     """One ``evaluate`` entry: a data set like ``dataset``, plus its few-shot ``adapt``."""
 
     adapt: AdaptSpec = option(AdaptSpec(), doc="{n_per_class: k, seed: s}: train also on k "
-                              "labelled images per class of this set, test on the rest")
+                              "labelled images per class of this set, test on the rest; "
+                              "{transductive: mode}: adapt to its unlabelled test images")
 
 
 def _metrics() -> tuple[str, ...]:
@@ -272,10 +278,17 @@ def _flatten(d: dict) -> dict:
 
 def _flat_evaluate(entry: dict) -> dict:
     sec = _flat_section(entry)
-    if not sec["adapt"]["n_per_class"]:  # absent when inert, so k = 0 keeps today's fingerprints
+    adapt = sec["adapt"]  # inert parts absent, so recipes without them keep today's fingerprints
+    if adapt["transductive"] == "none":
+        del adapt["transductive"]
+    if adapt["repeat"] == 1:
+        del adapt["repeat"]
+    if not adapt["n_per_class"]:
+        adapt = {k: v for k, v in adapt.items() if k == "transductive"}
+    if adapt:
+        sec["adapt"] = adapt
+    else:
         del sec["adapt"]
-    elif sec["adapt"]["repeat"] == 1:
-        del sec["adapt"]["repeat"]
     return sec
 
 
@@ -357,6 +370,7 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
                     f"evaluation images are resampled to the run's dataset.{key}; remove this key "
                     "(give this set's own microns_per_pixel instead)")
     _check_pixel_sizes(recipe, ctx)
+    _check_transductive(recipe, ctx)
     _check_split(recipe.split, ctx.child("split"))
     check_seeds(recipe.seed, recipe.repeats, ctx)
     if recipe.tune is not None:
@@ -373,6 +387,32 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
         raise ctx.child("train").child("augment").error(
             f"'none' cannot be combined with other augmentations, got {list(augment)}")
     return dataclasses.replace(recipe, source=source.split(" (with")[0])
+
+
+#: ``evaluate[i].adapt.transductive`` modes: what each does, in one line.
+TRANSDUCTIVE = {"adabn": "re-estimates BatchNorm statistics", "standardize": "standardises handcrafted "
+                "and embedding features", "coral": "aligns the covariance of handcrafted and embedding features"}
+
+
+def _check_transductive(recipe: Recipe, ctx: Context) -> None:
+    """Each transductive mode only for the families that declare it (``Family.transductive``),
+    and AdaBN only for networks that have BatchNorm layers."""
+    family = FAMILIES.get(recipe.model.family)
+    modes = getattr(family, "transductive", ())
+    for i, e in enumerate(recipe.evaluate):
+        mode = e.adapt.transductive
+        if mode == "none":
+            continue
+        where = ctx.child("evaluate").child(i).child("adapt").child("transductive")
+        if mode not in modes:
+            fits = [name for name, entry in FAMILIES.items() if mode in getattr(entry, "transductive", ())]
+            hint = f"family {family.name} supports {', '.join(modes)}" if modes else \
+                f"family {family.name} supports no transductive mode"
+            raise where.error(f"{mode} {TRANSDUCTIVE[mode]} of families {', '.join(fits)}; {hint} (or none)")
+        norm = getattr(recipe.model.options, "norm", "batch")
+        if mode == "adabn" and norm != "batch":
+            raise where.error(f"adabn re-estimates BatchNorm statistics, and model.norm: {norm} has none; "
+                              "use norm: batch, or transductive: none")
 
 
 def _check_split(split: SplitSpec, ctx: Context) -> None:

@@ -130,6 +130,10 @@ class Family:
     tuned_train: ClassVar[tuple[str, ...]] = ()
     #: whether its models honour ``predict.tta`` (test-time augmentation over image views)
     supports_tta: ClassVar[bool] = False
+    #: the ``evaluate[i].adapt.transductive`` modes its models implement in
+    #: ``adapted(paths, ctx, mode)`` (a copy of the model fitted to the statistics of the
+    #: unlabelled images ``paths``; the model itself unchanged)
+    transductive: ClassVar[tuple[str, ...]] = ()
 
     @staticmethod
     def summary(options) -> str:

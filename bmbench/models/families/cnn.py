@@ -97,6 +97,7 @@ class CNN(Family):
     libraries = ("keras",)
     description = "small CNN (conv-norm-ReLU blocks, global pooling, dropout) trained from scratch"
     Options = CNNOptions
+    transductive = ("adabn",)
     tuned_train = ("learning_rate", "batch_size", "augment")
     supports_tta = True
 

@@ -112,6 +112,7 @@ class Transfer(Family):
     libraries = ("keras",)
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
     Options = TransferOptions
+    transductive = ("adabn",)
     tuned_train = ("learning_rate", "batch_size")
     supports_tta = True
 
