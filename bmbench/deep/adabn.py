@@ -19,28 +19,14 @@ from ..data.images import ImageSet
 from .pipeline import Preprocess, inference_batches
 
 
-def batchnorm_layers(model) -> list:
-    """Every BatchNormalization layer of ``model`` and of the models nested in it, in order."""
-    from keras import layers
-
+def layers_of(model, kind) -> list:
+    """Every layer of class ``kind`` in ``model`` and in the models nested in it, in order."""
     found = []
     for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
+        if isinstance(layer, kind):
             found.append(layer)
         elif getattr(layer, "layers", None) is not None:
-            found += batchnorm_layers(layer)
-    return found
-
-
-def _dropout_layers(model) -> list:
-    from keras import layers
-
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, layers.Dropout):
-            found.append(layer)
-        elif getattr(layer, "layers", None) is not None:
-            found += _dropout_layers(layer)
+            found += layers_of(layer, kind)
     return found
 
 
@@ -50,12 +36,14 @@ def adapt_batchnorm(model, images: ImageSet, rows: np.ndarray, batch_size: int,
     the pooled statistics of its inputs over ``images.images[rows]`` (see the module
     documentation); returns the number of layers. ``ValueError`` when it has none or
     ``rows`` is empty."""
-    bns = batchnorm_layers(model)
+    from keras import layers
+
+    bns = layers_of(model, layers.BatchNormalization)
     if not bns:
         raise ValueError(f"{model.name} has no BatchNormalization layers (model.norm other than batch)")
     if not len(rows):
         raise ValueError("no readable image to estimate statistics on")
-    drops = _dropout_layers(model)
+    drops = layers_of(model, layers.Dropout)
     saved = [(layer.momentum, layer.trainable) for layer in bns]
     rates = [layer.rate for layer in drops]
     sums = [[0.0, 0.0] for _ in bns]
