@@ -124,17 +124,18 @@ def _filled(z: np.ndarray) -> np.ndarray:
     return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def adapted_copy(model, x: np.ndarray, mode: str):
+def adapted_copy(model, features, mode: str):
     """A copy of the tabular ``model`` (a dataclass with ``stats``, ``alignment``, ``names``,
     ``source`` and ``cross_fit``) that maps its features with the alignment of ``mode`` fitted
-    on the unlabelled features ``x``; ``model`` itself is unchanged."""
+    on the unlabelled features ``features()`` (called once the training statistics are at
+    hand); ``model`` itself is unchanged."""
     import dataclasses
 
     from ..core.errors import BmbenchError
 
     stats = model.stats if model.stats is not None else FeatureStats.load(model.source, len(model.names))
     try:
-        alignment = fit_alignment(x, stats, mode)
+        alignment = fit_alignment(features(), stats, mode)
     except ValueError as exc:
         raise BmbenchError(f"transductive {mode}: {exc}") from None
     return dataclasses.replace(model, stats=stats, alignment=alignment, cross_fit=None)

@@ -227,3 +227,20 @@ def test_cnn_adabn_evaluation_adapts_a_copy_and_predict_adapts_the_same_way(shif
     assert not np.allclose(loaded.predict_proba(paths), target.to_numpy(), atol=1e-4)
     assert loaded.adapt(manifest.parent) == {"mode": "adabn", "folder": str(manifest.parent), "n_images": 24}
     np.testing.assert_allclose(loaded.predict_proba(paths), target.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_missing_or_damaged_feature_statistics_are_one_line(shifted_lab, tmp_path):
+    from bmbench.cli import main
+
+    a, manifest = shifted_lab
+    run = _run(tmp_path, a, manifest, "none")
+    stats = run / "model" / "feature_stats.npz"
+    args = ["predict", str(run), str(manifest.parent), "--out", str(tmp_path / "p.csv"), "--adapt-on",
+            str(manifest.parent)]
+    stats.write_bytes(stats.read_bytes()[:100])
+    damaged = CliRunner().invoke(main, args)
+    assert damaged.exit_code == 2 and damaged.output.count("\n") == 1 and "feature_stats.npz" in damaged.output
+    stats.unlink()
+    missing = CliRunner().invoke(main, args)
+    assert missing.exit_code == 2 and "saved without the statistics of its training features" in missing.output
+    assert not (tmp_path / "p.csv").exists()

@@ -182,7 +182,7 @@ class ClassicalModel:
     def adapted(self, paths, ctx, mode: str) -> "ClassicalModel":
         """A copy whose features are aligned (``mode`` standardize | coral) from the
         statistics of the unlabelled images ``paths`` onto the training features' ones."""
-        return adapted_copy(self, self.matrix(paths, ctx, "target statistics"), mode)
+        return adapted_copy(self, lambda: self.matrix(paths, ctx, "target statistics"), mode)
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         return predict_proba(self.fitted, self.matrix(paths, ctx, "test"), len(self.classes))

@@ -171,7 +171,7 @@ class HybridModel:
     def adapted(self, paths, ctx, mode: str) -> "HybridModel":
         """As :meth:`ClassicalModel.adapted`, over handcrafted features and embeddings."""
         self._check_weights_file()
-        return adapted_copy(self, self.features(paths, ctx, "target statistics"), mode)
+        return adapted_copy(self, lambda: self.features(paths, ctx, "target statistics"), mode)
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         self._check_weights_file()
