@@ -110,6 +110,26 @@ def test_adabn_sets_batchnorm_statistics_to_the_target_images_and_keeps_the_orig
     assert not np.allclose(adapted.predict_proba(paths, _context(shifted)), on_original)
 
 
+def test_adabn_reaches_the_frozen_batchnorm_layers_of_a_nested_backbone():
+    import keras
+
+    from bmbench.deep.adabn import layers_of
+    from bmbench.models.keras_model import KerasClassifier
+
+    net = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    net.trainable = False
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Dropout(0.3)(keras.layers.GlobalAveragePooling2D()(net(inputs, training=False)))
+    model = KerasClassifier(("a", "b"), keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)), 32,
+                            "MobileNetV2")
+    images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3)).astype(np.uint8)
+    adapted = model.adapted(np.array(list("abcdefghij")), _context(images), "adabn")
+    old, new = (layers_of(m, keras.layers.BatchNormalization) for m in (model.model, adapted.model))
+    assert len(new) == 52 and adapted.details()["transductive"]["batchnorm_layers"] == 52
+    assert all(np.all(o.moving_mean.numpy() == 0) for o in old), "the original keeps its statistics"
+    assert all(not np.allclose(n.moving_mean.numpy(), 0) for n in new[:3]) and not any(n.trainable for n in new)
+
+
 def test_adabn_refuses_a_network_without_batchnorm():
     from bmbench.core.errors import BmbenchError
     from bmbench.models.families.cnn import build_cnn
