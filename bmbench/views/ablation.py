@@ -439,7 +439,8 @@ def evaluation_rows(report: AblationReport, name: str) -> tuple[list[str], list[
     axes, t = report.doc["axes"], report.evaluations[name]
     n_common = int(t["n_common"].iloc[0]) if len(t) else 0
     shrunk = n_common > 0 and t["n_test"].dropna().nunique() > 1  # adapt drew different images
-    transductive = "transductive" in t and bool(t["transductive"].astype(bool).any())
+    transductive = ("transductive" in t and bool(t["transductive"].astype(bool).any())
+                    and not any(a["key"].endswith(".adapt.transductive") for a in axes))  # else an axis says it
     header = ["variant", *_short_axes(axes), *(["transductive"] if transductive else []), "n_train",
               "test images", "runs", *report.metrics,
               *([f"{report.metrics[0]} on the {n_common} common images"] if shrunk else [])]

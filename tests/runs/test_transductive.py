@@ -264,3 +264,26 @@ def test_missing_or_damaged_feature_statistics_are_one_line(shifted_lab, tmp_pat
     missing = CliRunner().invoke(main, args)
     assert missing.exit_code == 2 and "saved without the statistics of its training features" in missing.output
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_ablation_tables_say_which_variants_were_transductive(cross_recipe, tmp_path):
+    from bmbench.cli import main
+    from bmbench.views.ablation import build_report
+
+    results = tmp_path / "results"
+    result = CliRunner().invoke(main, ["ablate", str(cross_recipe()), "--vary",
+                                       "evaluate.0.adapt.transductive=none,standardize", "--set",
+                                       "model.family=classical", "--set", "model.n_estimators=20", "--id", "td",
+                                       "--results-dir", str(results), "-q"])
+    assert result.exit_code == 0, result.output
+    table = build_report(results, "td", n_resamples=20).evaluations["tested on folder"].set_index("variant")
+    assert table["transductive"].to_dict() == {"base": "", "transductive=standardize": "standardize"}
+    summary = (results / "ablations" / "td" / "summary.md").read_text()
+    assert "| variant | transductive | n_train |" in summary, "the axis names the mode, once"
+    assert "| transductive=standardize | standardize |" in summary
+    fixed = CliRunner().invoke(main, ["ablate", str(cross_recipe(", adapt: {transductive: coral}")), "--vary",
+                                      "model.n_estimators=20,30", "--set", "model.family=classical", "--id", "fixed",
+                                      "--results-dir", str(results), "-q"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "| variant | n_estimators | transductive | n_train |" in \
+        (results / "ablations" / "fixed" / "summary.md").read_text(), "a column where no axis says it"
