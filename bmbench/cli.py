@@ -134,6 +134,7 @@ def run(recipe, overrides, repeats, results_dir, quiet, track, tracking_uri, exp
         for e in load_record(folder).info.get("evaluations", []):
             adapted = (f", adapted with {e['adaptation']['n_per_class']}/class (seed {e['adaptation']['seed']})"
                        if e.get("adaptation") else "")
+            adapted += f", transductive {e['transductive']}" if e.get("transductive") else ""
             click.echo(f"  tested on {e['kind']} ({e['n_images']} images{adapted}): macro_f1={e['macro_f1']:.4f}")
         if metrics_out:
             from .views.tracker import copy_metrics
@@ -564,10 +565,16 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
                    "or a feature-contributions CSV and a segmentation overlay (classical, hybrid).")
 @click.option("--method", type=click.Choice(["gradcam", "gradcam++"]), default="gradcam", show_default=True,
               help="Heatmap method with --explain (cnn, transfer).")
+@click.option("--adapt-on", "adapt_on", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Transductive: first adapt the model to the unlabelled images of this folder (labels "
+                   "never read; e.g. the folder you predict); the CSV's last column says so.")
+@click.option("--adapt-mode", type=click.Choice(["adabn", "standardize", "coral"]), default=None,
+              help="Mode of --adapt-on (default: adabn for cnn and transfer, standardize for classical "
+                   "and hybrid).")
 @results_option
 @quiet_option
-def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, explain_dir, method, results_dir,
-            quiet):
+def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, explain_dir, method, adapt_on,
+            adapt_mode, results_dir, quiet):
     """Predict IMAGES (files, folders, or a CSV with a path column) with a stored RUN
     (a run folder, an id prefix, or latest); the CSV goes to --out, or to stdout."""
     import shutil
@@ -582,6 +589,12 @@ def predict(run_ref, images, out, top_k, batch_size, microns_per_pixel, digits, 
         run.set_pixel_size(microns_per_pixel)
     paths = expand_inputs(images)
     to_stdout = out == "-"
+    if adapt_mode is not None and adapt_on is None:
+        raise BmbenchError("--adapt-mode needs --adapt-on FOLDER (the unlabelled images to adapt to)")
+    if adapt_on is not None:
+        a = run.adapt(adapt_on, adapt_mode)
+        click.echo(f"transductive: adapted with {a['mode']} to {a['n_images']} unlabelled images of {adapt_on}",
+                   err=to_stdout)
     with tempfile.TemporaryDirectory(prefix="bmbench-predict-") as tmp:
         target = os.path.join(tmp, "predictions.csv") if to_stdout else out
         try:

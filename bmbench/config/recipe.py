@@ -35,6 +35,9 @@ PATH_KEYWORDS = {("model", "weights"): WEIGHT_KEYWORDS}
 PHYSICAL_KEYS = ("microns_per_pixel", "target_microns_per_pixel", "field_um")
 #: Keys left out of a recipe's plain form while unset, so older recipes keep their fingerprints.
 OPTIONAL_KEYS = (*PHYSICAL_KEYS, "preprocess_reference", "positive_class", "dense")
+#: ``model`` keys left out of a recipe's plain form at these values (their defaults), so
+#: recipes from before the key existed keep their fingerprints.
+INERT_MODEL_DEFAULTS = {"norm": "batch", "norm_groups": 8}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: In path values also ``$NAME`` (no braces); never a shell: nothing else is interpreted.
 _PATH_ENV = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -174,6 +177,11 @@ class AdaptSpec:
     repeat: int = option(1, ge=1, le=1000, doc="each drawn image enters the training images this "
                          "many times (oversampling: a few target cells otherwise weigh little "
                          "against hundreds of source cells)")
+    transductive: Literal["none", "adabn", "standardize", "coral"] = option(
+        "none", doc="transductive: adapt the trained model to the statistics of this set's unlabelled "
+                    "test images before predicting them (labels never read): adabn (cnn, transfer: "
+                    "BatchNorm statistics re-estimated), standardize or coral (classical, hybrid: "
+                    "features mapped onto the training features' mean and spread, or covariance)")
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,8 @@ class EvaluateSpec(DatasetSpec):
     """One ``evaluate`` entry: a data set like ``dataset``, plus its few-shot ``adapt``."""
 
     adapt: AdaptSpec = option(AdaptSpec(), doc="{n_per_class: k, seed: s}: train also on k "
-                              "labelled images per class of this set, test on the rest")
+                              "labelled images per class of this set, test on the rest; "
+                              "{transductive: mode}: adapt to its unlabelled test images")
 
 
 def _metrics() -> tuple[str, ...]:
@@ -257,6 +266,9 @@ def _flatten(d: dict) -> dict:
     out = dict(d)
     for section in ("dataset", "model"):
         out[section] = _flat_section(out[section])
+    for key, default in INERT_MODEL_DEFAULTS.items():
+        if out["model"].get(key, default) == default:
+            out["model"].pop(key, None)
     out["evaluate"] = [_flat_evaluate(e) for e in out.get("evaluate", ())]
     if not out.get("predict", {}).get("tta"):  # absent when inert: today's fingerprints stay
         out.pop("predict", None)
@@ -265,10 +277,17 @@ def _flatten(d: dict) -> dict:
 
 def _flat_evaluate(entry: dict) -> dict:
     sec = _flat_section(entry)
-    if not sec["adapt"]["n_per_class"]:  # absent when inert, so k = 0 keeps today's fingerprints
+    adapt = sec["adapt"]  # inert parts absent, so recipes without them keep today's fingerprints
+    if adapt["transductive"] == "none":
+        del adapt["transductive"]
+    if adapt["repeat"] == 1:
+        del adapt["repeat"]
+    if not adapt["n_per_class"]:
+        adapt = {k: v for k, v in adapt.items() if k == "transductive"}
+    if adapt:
+        sec["adapt"] = adapt
+    else:
         del sec["adapt"]
-    elif sec["adapt"]["repeat"] == 1:
-        del sec["adapt"]["repeat"]
     return sec
 
 
@@ -350,6 +369,7 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
                     f"evaluation images are resampled to the run's dataset.{key}; remove this key "
                     "(give this set's own microns_per_pixel instead)")
     _check_pixel_sizes(recipe, ctx)
+    _check_transductive(recipe, ctx)
     _check_split(recipe.split, ctx.child("split"))
     check_seeds(recipe.seed, recipe.repeats, ctx)
     if recipe.tune is not None:
@@ -366,6 +386,32 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Recipe:
         raise ctx.child("train").child("augment").error(
             f"'none' cannot be combined with other augmentations, got {list(augment)}")
     return dataclasses.replace(recipe, source=source.split(" (with")[0])
+
+
+#: ``evaluate[i].adapt.transductive`` modes: what each does, in one line.
+TRANSDUCTIVE = {"adabn": "re-estimates BatchNorm statistics", "standardize": "standardises handcrafted "
+                "and embedding features", "coral": "aligns the covariance of handcrafted and embedding features"}
+
+
+def _check_transductive(recipe: Recipe, ctx: Context) -> None:
+    """Each transductive mode only for the families that declare it (``Family.transductive``),
+    and AdaBN only for networks that have BatchNorm layers."""
+    family = FAMILIES.get(recipe.model.family)
+    modes = getattr(family, "transductive", ())
+    for i, e in enumerate(recipe.evaluate):
+        mode = e.adapt.transductive
+        if mode == "none":
+            continue
+        where = ctx.child("evaluate").child(i).child("adapt").child("transductive")
+        if mode not in modes:
+            fits = [name for name, entry in FAMILIES.items() if mode in getattr(entry, "transductive", ())]
+            hint = f"family {family.name} supports {', '.join(modes)}" if modes else \
+                f"family {family.name} supports no transductive mode"
+            raise where.error(f"{mode} {TRANSDUCTIVE[mode]} of families {', '.join(fits)}; {hint} (or none)")
+        norm = getattr(recipe.model.options, "norm", "batch")
+        if mode == "adabn" and norm != "batch":
+            raise where.error(f"adabn re-estimates BatchNorm statistics, and model.norm: {norm} has none; "
+                              "use norm: batch, or transductive: none")
 
 
 def _check_split(split: SplitSpec, ctx: Context) -> None:

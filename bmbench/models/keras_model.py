@@ -85,6 +85,32 @@ class KerasClassifier:
         return explain_images(self.full_model(), images.images, images.valid, self._proba_of(images, ctx),
                               preprocess_for(self.backbone), method, ctx.train.batch_size)
 
+    def adapted(self, paths, ctx, mode: str) -> "KerasClassifier":
+        """A copy of this classifier whose BatchNorm statistics are those of the unlabelled
+        images ``paths`` (``mode`` adabn: :mod:`bmbench.deep.adabn`); this one is unchanged.
+        The copy always runs the whole network (cached embeddings are of the unadapted one)."""
+        import keras
+
+        from ..core.errors import BmbenchError
+        from ..deep.adabn import adapt_batchnorm
+        from ..deep.devices import quiet_tensorflow
+
+        if mode != "adabn":
+            raise BmbenchError(f"transductive {mode}: Keras classifiers adapt with adabn only")
+        quiet_tensorflow()
+        images = ctx.load_images(paths, "target statistics", size=self.image_size)
+        source = self.full_model()
+        model = keras.models.clone_model(source)
+        model.set_weights(source.get_weights())
+        try:
+            n = adapt_batchnorm(model, images, np.flatnonzero(images.valid), ctx.train.batch_size,
+                                preprocess_for(self.backbone))
+        except ValueError as exc:
+            raise BmbenchError(f"transductive adabn: {exc}") from None
+        info = {**self.info, "transductive": {"mode": mode, "n_images": int(images.valid.sum()),
+                                              "batchnorm_layers": n}}
+        return KerasClassifier(self.classes, model, self.image_size, self.backbone, info)
+
     def details(self) -> dict:
         if self.model is None:
             n = self.frozen.reference["n_backbone_parameters"] + self.frozen.head.count_params()

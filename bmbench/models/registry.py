@@ -132,6 +132,10 @@ class Family:
     supports_tta: ClassVar[bool] = False
     #: the ``train`` keys its runs read (``bmbench validate`` shows only these); None: all
     train_keys: ClassVar[tuple[str, ...] | None] = None
+    #: the ``evaluate[i].adapt.transductive`` modes its models implement in
+    #: ``adapted(paths, ctx, mode)`` (a copy of the model fitted to the statistics of the
+    #: unlabelled images ``paths``; the model itself unchanged)
+    transductive: ClassVar[tuple[str, ...]] = ()
 
     @staticmethod
     def summary(options) -> str:

@@ -7,6 +7,15 @@ side's ``label_map``; classes present on one side only are reported and excluded
 evaluation set explicitly, never silently. With ``adapt`` (:mod:`bmbench.runs.adaptation`) the
 images drawn into training are left out of the set's test images, and the draw (k, seed) is
 part of its title and split fingerprint, so each k gets its own leaderboard table.
+
+With ``adapt.transductive`` (a mode other than ``none``) every model is first adapted to the
+set's test images, unlabelled (:meth:`bmbench.runs.staged.StagedModel.adapted`: AdaBN for the
+deep families, feature standardisation or CORAL for the tabular ones), and the adapted copy
+predicts them; the run's own test predictions and other evaluations use the model as trained.
+Only the images are read: their labels score the predictions afterwards, as for every
+evaluation. The test images being the same, the split fingerprint is too (the evaluation ranks
+in the same table as inductive runs); its ``run.json`` says ``transductive`` (mode, images) and
+its settings start with ``transductive <mode>``, which the leaderboard shows.
 """
 
 from __future__ import annotations
@@ -66,8 +75,13 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
     ctx = RunContext.for_recipe(recipe, run_dir=folder)
     ctx.images.on_bad_image, ctx.images.max_pixels = spec.on_bad_image, spec.max_pixels
     ctx.images = scaled(ctx.images.with_scale(1.0, None), spec, recipe.dataset)  # this set's own µm/px
-    t0 = time.perf_counter()
     paths = frame["path"].to_numpy()
+    mode = spec.adapt.transductive
+    t0 = time.perf_counter()
+    if mode != "none":  # only the images: y is not an argument
+        models = [m.adapted(paths, ctx, mode) for m in models]
+    adapt_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     proba = np.mean([np.asarray(m.predict_proba(paths, ctx), dtype=np.float64) for m in models], axis=0)
     seconds = time.perf_counter() - t0
     ok = np.isfinite(proba).all(axis=1)
@@ -77,12 +91,25 @@ def _evaluate_one(recipe, models, train_table, split, info, spec, table, folder:
     write_json(folder / "metrics.json", metrics)
     eval_info = _info(info, recipe, train_table, split, table, spec, i, len(frame), seconds,
                       excluded, untested, int((~ok).sum()), ctx.images.skipped, adaptation)
+    if mode != "none":
+        eval_info.update(transductive_facts(mode, models, len(frame), adapt_seconds, table.kind, info))
     write_json(folder / "run.json", eval_info)
     log.info("%s: macro-F1 %.4f on %d images", eval_info["title"], metrics["macro_f1"], metrics["n"])
     return {"folder": str(folder.relative_to(folder.parent.parent)), "kind": table.kind,
             "root": str(table.root), "n_images": int(len(frame)), "macro_f1": metrics["macro_f1"],
             "accuracy": metrics["accuracy"], "excluded_classes": excluded, "untested_classes": untested,
-            **({"adaptation": adaptation.summary()} if adaptation else {})}
+            **({"adaptation": adaptation.summary()} if adaptation else {}),
+            **({"transductive": mode} if mode != "none" else {})}
+
+
+def transductive_facts(mode: str, models: list, n: int, seconds: float, kind: str, info: dict) -> dict:
+    """What an evaluation's ``run.json`` says of its transductive adaptation: ``transductive``
+    (mode, which images, that no label was read, what each model changed) and the settings
+    text starting with ``transductive <mode>`` (so a leaderboard's narrow column shows it)."""
+    changed = [m.model.details().get("transductive") for m in models]
+    return {"settings": ", ".join(x for x in (f"transductive {mode}", info.get("settings", "")) if x),
+            "transductive": {"mode": mode, "images": f"the {n} test images of this {kind} evaluation, unlabelled",
+                             "labels_read": False, "adapt_seconds": round(seconds, 3), "models": changed}}
 
 
 def _info(info, recipe, train_table, split, table, spec, i, n, seconds, excluded, untested,

@@ -46,6 +46,8 @@ class LoadedRun:
     models: list
     skipped: dict = field(default_factory=dict)
     microns_per_pixel: float | None = None  # of the images to predict; None: the training images'
+    #: after :meth:`adapt`: the mode, folder and number of unlabelled images the models adapted to
+    adaptation: dict | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -81,6 +83,22 @@ class LoadedRun:
             out = self.models[0].explain(np.array(paths), ctx, method, labels)
             self.skipped.update(ctx.images.skipped)
         return out
+
+    def adapt(self, folder: str | os.PathLike, mode: str | None = None) -> dict:
+        """Adapt every model (transductive ``mode``, default the family's first: adabn for cnn
+        and transfer, standardize for classical and hybrid) to the unlabelled images found in
+        ``folder``; later predictions use the adapted copies. Returns :attr:`adaptation`."""
+        family = get_family(self.recipe.model.family)
+        modes = getattr(family, "transductive", ())
+        mode = mode or (modes[0] if modes else "adabn")
+        if mode not in modes:
+            raise BmbenchError(f"--adapt-mode {mode}: family {family.name} adapts with "
+                               f"{', '.join(modes) or 'no transductive mode'}")
+        paths = np.array(expand_inputs([str(folder)]))
+        ctx = self._context()
+        self.models = [m.adapted(paths, ctx, mode) for m in self.models]
+        self.adaptation = {"mode": mode, "folder": str(folder), "n_images": len(paths)}
+        return self.adaptation
 
     def read_image(self, path: str) -> np.ndarray | None:
         """``uint8[H, W, 3]``: ``path`` through the run's image stage and its first model's
@@ -235,7 +253,9 @@ def _write_csv(run, paths, out: Path, top_k, batch_size, progress, explain_dir, 
     n_done = 0
     with open_atomic(out, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(_header(run.classes, top_k) + (["top_features"] if tabular else []))
+        adapted = _adaptation_text(run.adaptation)
+        writer.writerow(_header(run.classes, top_k) + (["top_features"] if tabular else [])
+                        + (["transductive"] if adapted else []))
         for start in range(0, len(paths), batch_size):
             batch = paths[start:start + batch_size]
             with silenced():
@@ -247,7 +267,7 @@ def _write_csv(run, paths, out: Path, top_k, batch_size, progress, explain_dir, 
                     extra = explained.top_features if tabular else None
                     # The explained model predicted them already; k-fold runs average their folds.
                     proba = explained.proba if len(run.models) == 1 else run.predict_proba(batch)
-            n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra, digits)
+            n_done += _write_rows(writer, batch, proba, run.classes, top_k, extra, digits, adapted)
             if progress:
                 progress(len(batch))
         wanted = set(paths)
@@ -262,7 +282,15 @@ def _header(classes, k: int) -> list[str]:
     return ["path", "predicted_label", "probability", *tops, *(f"p_{c}" for c in classes)]
 
 
-def _write_rows(writer, paths, proba, classes, k: int, extra: list[str] | None = None, digits: int = 6) -> int:
+def _adaptation_text(adaptation: dict | None) -> str:
+    """The ``transductive`` column of a prediction CSV (empty: no adaptation)."""
+    if not adaptation:
+        return ""
+    return f"{adaptation['mode']} on {adaptation['n_images']} unlabelled images of {adaptation['folder']}"
+
+
+def _write_rows(writer, paths, proba, classes, k: int, extra: list[str] | None = None, digits: int = 6,
+                adapted: str = "") -> int:
     names = np.array(classes)
     text = (lambda v: repr(float(v))) if digits == 0 else (lambda v: f"{float(v):.{digits}g}")
     written = 0
@@ -272,6 +300,6 @@ def _write_rows(writer, paths, proba, classes, k: int, extra: list[str] | None =
         order = np.argsort(-p, kind="stable")[:k]
         tops = [v for j in order[1:] for v in (names[j], text(p[j]))]
         writer.writerow([path, names[order[0]], text(p[order[0]]), *tops, *(text(v) for v in p),
-                         *([extra[i]] if extra is not None else [])])
+                         *([extra[i]] if extra is not None else []), *([adapted] if adapted else [])])
         written += 1
     return written

@@ -24,7 +24,8 @@ MAYBE_NUMBER = (int, float, type(None))
 
 
 _EVALUATION = {"folder": str, "kind": str, "n_images": int, "macro_f1?": MAYBE_NUMBER,
-               "accuracy?": MAYBE_NUMBER, "adaptation?": {"n_per_class": int, "seed": int}}
+               "accuracy?": MAYBE_NUMBER, "adaptation?": {"n_per_class": int, "seed": int},
+               "transductive?": str}
 
 #: ``run.json`` (runs and their cross-data-set evaluations).
 INFO = {
@@ -36,7 +37,7 @@ INFO = {
     "n_folds?": int, "n_train?": int, "n_val?": int, "n_test?": int, "n_unscored_test_images?": int,
     "skipped_images?": dict, "timings?": MapOf(MAYBE_NUMBER), "notes?": dict, "bmbench_version?": str,
     "tags?": {"ablation?": str, "variant?": str, "values?": dict, "repeat?": int},
-    "evaluations?": ListOf(_EVALUATION), "evaluation?": dict,
+    "evaluations?": ListOf(_EVALUATION), "evaluation?": dict, "transductive?": {"mode": str},
 }
 
 #: ``metrics.json``.

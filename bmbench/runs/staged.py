@@ -47,6 +47,16 @@ class StagedModel:
         ctx.images = ctx.images.with_steps(self.steps)
         return explain(paths, ctx, method, labels)
 
+    def adapted(self, paths, ctx, mode: str) -> "StagedModel":
+        """A copy whose model is adapted (transductive ``mode``) to the unlabelled images
+        ``paths``, seen through the same steps; this one is unchanged."""
+        adapt = getattr(self.model, "adapted", None)
+        if adapt is None:
+            raise BmbenchError(f"{type(self.model).__name__} models cannot adapt to unlabelled images "
+                               "(transductive modes exist for the cnn, transfer, classical and hybrid families)")
+        ctx.images = ctx.images.with_steps(self.steps)
+        return StagedModel(adapt(paths, ctx, mode), self.steps)
+
     def details(self) -> dict:
         details = dict(self.model.details())
         if self.steps:

@@ -19,6 +19,8 @@ Runs with cross-data-set evaluations (``evaluate``) get one more table per evalu
 with its number of test images (also ``evaluations.csv``). Varying
 ``evaluate.0.adapt.n_per_class`` this is the few-shot learning curve. Those test sets shrink
 as images are drawn into training (nested for one seed), so they carry no paired tests.
+Where an evaluation adapted its model to the set's unlabelled images
+(``evaluate[i].adapt.transductive``), its row says which mode in the column ``transductive``.
 """
 
 from __future__ import annotations
@@ -351,7 +353,8 @@ def _evaluation_scores(record: RunRecord, summary: dict) -> dict:
         scored = read_scored(Path(record.path) / summary["folder"], classes)
     except BmbenchError:
         scored = None
-    return {**metrics, "n_test": summary.get("n_images"), "classes": classes, "scored": scored}
+    return {**metrics, "n_test": summary.get("n_images"), "classes": classes, "scored": scored,
+            "transductive": summary.get("transductive") or ""}
 
 
 def _on_common_images(found: list[dict], metric: str) -> int:
@@ -371,7 +374,7 @@ def _evaluation_row(v: VariantData, found: list[dict], metrics: tuple[str, ...])
     sizes = sorted({f["n_test"] for f in found if f.get("n_test") is not None})
     row = {"variant": v.label, "base": v.is_base, **v.values, "n_train": _n_train(v.records),
            "n_test": sizes[0] if len(sizes) == 1 else (np.mean(sizes) if sizes else np.nan),
-           "runs": len(found)}
+           "runs": len(found), "transductive": "/".join(sorted({f["transductive"] for f in found} - {""}))}
     for m in metrics:
         values = [float(f[m]) for f in found if f.get(m) is not None]
         row[m] = np.mean(values) if values else np.nan
@@ -436,14 +439,18 @@ def evaluation_rows(report: AblationReport, name: str) -> tuple[list[str], list[
     axes, t = report.doc["axes"], report.evaluations[name]
     n_common = int(t["n_common"].iloc[0]) if len(t) else 0
     shrunk = n_common > 0 and t["n_test"].dropna().nunique() > 1  # adapt drew different images
-    header = ["variant", *_short_axes(axes), "n_train", "test images", "runs", *report.metrics,
+    transductive = ("transductive" in t and bool(t["transductive"].astype(bool).any())
+                    and not any(a["key"].endswith(".adapt.transductive") for a in axes))  # else an axis says it
+    header = ["variant", *_short_axes(axes), *(["transductive"] if transductive else []), "n_train",
+              "test images", "runs", *report.metrics,
               *([f"{report.metrics[0]} on the {n_common} common images"] if shrunk else [])]
     best = {m: (t[m].min() if m in LOWER_IS_BETTER else t[m].max()) for m in report.metrics}
     rows = []
     for _, r in t.iterrows():
         scores = [_num(r[m]) + ("" if np.isnan(r[f"{m}_sd"]) else f" ± {r[f'{m}_sd']:.4f}")
                   + (" ★" if r[m] == best[m] else "") for m in report.metrics]
-        rows.append([_display_label(r), *[format_value(r[a["key"]]) for a in axes], _size(r["n_train"]),
+        rows.append([_display_label(r), *[format_value(r[a["key"]]) for a in axes],
+                     *([r["transductive"] or "–"] if transductive else []), _size(r["n_train"]),
                      _size(r["n_test"]), str(r["runs"]), *scores, *([_num(r["common"])] if shrunk else [])])
     return header, rows
 
@@ -452,7 +459,9 @@ EVALUATION_NOTES = ("tested on <kind>: each variant's model on that evaluation s
                     "repeats). Its test images are the set minus any images drawn into training "
                     "(evaluate[i].adapt), so variants with different n_per_class are scored on "
                     "different (nested) images and are not paired; the last column, where shown, "
-                    "scores every variant on the images all of them tested.")
+                    "scores every variant on the images all of them tested. A 'transductive' "
+                    "column, where shown, names the mode with which a model adapted to the set's "
+                    "unlabelled test images before predicting them (evaluate[i].adapt.transductive).")
 
 
 def _evaluation_heading(report: AblationReport, name: str) -> str:

@@ -270,7 +270,7 @@ def test_shipped_recipes_without_adapt_keep_their_fingerprints():
     ("{n_per_class: 2.5}", "evaluate[0].adapt.n_per_class: expected an integer"),
     ("{n_per_class: true}", "evaluate[0].adapt.n_per_class: expected an integer"),
     ("{n_per_class: 3, seed: -2}", "evaluate[0].adapt.seed: value -2 is out of range"),
-    ("{k: 3}", "evaluate[0].adapt.k: unknown key; valid keys here: n_per_class, repeat, seed"),
+    ("{k: 3}", "evaluate[0].adapt.k: unknown key; valid keys here: n_per_class, repeat, seed, transductive"),
     ("10", "evaluate[0].adapt: expected a mapping"),
 ])
 def test_adapt_errors_name_the_key(tmp_path, adapt, message):

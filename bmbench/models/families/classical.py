@@ -17,6 +17,7 @@ import numpy as np
 from ...core.progress import progress
 from ...config.schema import option
 from ..classifiers import get_classifier
+from ..alignment import Alignment, FeatureStats, adapted_copy
 from ..registry import Family, Subset, register_family
 from ..tabular import (TabularOptions, best_iteration, check_fitted, fit_for_run, held_out_validation,
                        importances_of, loaded, predict_proba, save_fitted)
@@ -118,6 +119,7 @@ class Classical(Family):
     libraries = ()
     description = "handcrafted shape/colour/texture features of the segmented cell + XGBoost"
     Options = ClassicalOptions
+    transductive = ("standardize", "coral")
     uses_image_size = False  # features are computed at native resolution (or feature_size)
 
     @staticmethod
@@ -133,7 +135,7 @@ class Classical(Family):
         x = feature_matrix(train.paths, settings, ctx, "features (train)")
         x_val = feature_matrix(val.paths, settings, ctx, "features (val)") if val is not None else None
         model = ClassicalModel(train.classes, opts, fit_for_run(opts, ctx, x, train, x_val, val),
-                               feature_names(settings))
+                               feature_names(settings), stats=FeatureStats.of(x))
         model.cross_fit = lambda run_ctx: held_out_validation(opts, run_ctx, x, train, x_val, val)
         model.log_top_features()
         return model
@@ -158,6 +160,11 @@ class ClassicalModel:
     #: in the run that fitted it: ``ctx -> float64[n_val, k] | None``, out-of-fold validation
     #: probabilities when the classifier trained on the validation images (never saved)
     cross_fit: object = None
+    #: statistics of the training features (:mod:`bmbench.models.alignment`; read from the
+    #: model folder when first needed)
+    stats: FeatureStats | None = None
+    #: in a transductive copy (:meth:`adapted`): the map of its features onto ``stats``
+    alignment: Alignment | None = None
 
     def validation_proba(self, ctx) -> np.ndarray | None:
         """Held-out probabilities of the run's validation images when this model trained on
@@ -170,7 +177,13 @@ class ClassicalModel:
 
         settings = feature_settings(self.options, ctx)
         x = feature_matrix(paths, settings, ctx, f"features ({label})")
-        return saved_columns(x, self.names, feature_names(settings), self.source)
+        x = saved_columns(x, self.names, feature_names(settings), self.source)
+        return x if self.alignment is None else self.alignment(x)
+
+    def adapted(self, paths, ctx, mode: str) -> "ClassicalModel":
+        """A copy whose features are aligned (``mode`` standardize | coral) from the
+        statistics of the unlabelled images ``paths`` onto the training features' ones."""
+        return adapted_copy(self, lambda: self.matrix(paths, ctx, "target statistics"), mode)
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         return predict_proba(self.fitted, self.matrix(paths, ctx, "test"), len(self.classes))
@@ -198,13 +211,16 @@ class ClassicalModel:
     def details(self) -> dict:
         best = best_iteration(self.fitted)
         return {"n_features": len(self.names), "classifier": self.options.classifier.name,
-                "best_iteration": int(best) if best is not None else None}
+                "best_iteration": int(best) if best is not None else None,
+                **({"transductive": self.alignment.record()} if self.alignment is not None else {})}
 
     def save(self, folder: Path) -> None:
         import pandas as pd
 
         folder.mkdir(parents=True, exist_ok=True)
         save_fitted(self.options.classifier.name, self.fitted, folder)
+        if self.stats is not None:
+            self.stats.save(folder)
         (folder / "classical.json").write_text(json.dumps(
             {"classes": list(self.classes), "feature_names": self.names}, indent=2))
         imp = self.importances()

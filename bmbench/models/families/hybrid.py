@@ -30,6 +30,7 @@ import numpy as np
 from ...core.errors import BmbenchError
 from ...config.schema import option
 from .classical import ClassicalOptions, _feature_families, feature_matrix, feature_settings, saved_columns
+from ..alignment import Alignment, FeatureStats, adapted_copy
 from ..classifiers import get_classifier
 from ..registry import Family, Subset, register_family
 from ..tabular import (best_iteration, check_fitted, fit_for_run, held_out_validation, importances_of,
@@ -65,6 +66,7 @@ class Hybrid(Family):
     libraries = ("keras", "xgboost")
     description = "handcrafted features + frozen-backbone embeddings (cached) + XGBoost or another classifier"
     Options = HybridOptions
+    transductive = ("standardize", "coral")
     supports_tta = True  # over the embeddings; handcrafted features are the same in every view
 
     @staticmethod
@@ -99,6 +101,7 @@ class Hybrid(Family):
         x = model.features(train.paths, ctx, "train", devices)
         x_val = model.features(val.paths, ctx, "val", devices) if val is not None else None
         model.fitted = fit_for_run(opts, ctx, x, train, x_val, val)
+        model.stats = FeatureStats.of(x)
         model.cross_fit = lambda run_ctx: held_out_validation(opts, run_ctx, x, train, x_val, val)
         model.log_shares()
         return model
@@ -118,6 +121,8 @@ class HybridModel:
     seed: int
     source: Path | None = None  # the folder it was loaded from, named in errors
     cross_fit: object = None  # in the fitting run: see ClassicalModel.cross_fit
+    stats: FeatureStats | None = None  # as ClassicalModel.stats
+    alignment: Alignment | None = None  # as ClassicalModel.alignment
 
     def validation_proba(self, ctx) -> np.ndarray | None:
         """Cross-fitted validation probabilities when the classifier trained on them, else None."""
@@ -160,9 +165,15 @@ class HybridModel:
         x = np.hstack(parts).astype(np.float32, copy=False)
         x[~images.valid] = np.nan
         if self.names:  # a fitted model: its own columns, even after features were added
-            return saved_columns(x, self.names, names, self.source)
+            x = saved_columns(x, self.names, names, self.source)
+            return x if self.alignment is None else self.alignment(x)
         self.names = names
         return x
+
+    def adapted(self, paths, ctx, mode: str) -> "HybridModel":
+        """As :meth:`ClassicalModel.adapted`, over handcrafted features and embeddings."""
+        self._check_weights_file()
+        return adapted_copy(self, lambda: self.features(paths, ctx, "target statistics"), mode)
 
     def predict_proba(self, paths, ctx) -> np.ndarray:
         self._check_weights_file()
@@ -230,13 +241,16 @@ class HybridModel:
         return {"n_features": len(self.names), "n_handcrafted": len(self.names) - n_emb,
                 "n_embedding": n_emb, "classifier": self.options.classifier.name,
                 "best_iteration": int(best) if best is not None else None,
-                "importance_share": self.shares()}
+                "importance_share": self.shares(),
+                **({"transductive": self.alignment.record()} if self.alignment is not None else {})}
 
     def save(self, folder: Path) -> None:
         import pandas as pd
 
         folder.mkdir(parents=True, exist_ok=True)
         save_fitted(self.options.classifier.name, self.fitted, folder)
+        if self.stats is not None:
+            self.stats.save(folder)
         (folder / "hybrid.json").write_text(json.dumps(
             {"classes": list(self.classes), "feature_names": self.names, "seed": self.seed,
              "embedding": vars(self.spec)}, indent=2))

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from ...config.schema import option
 from ...config.space import floats, ints
 from ..keras_model import KerasClassifier
+from ..norm import DEFAULT_GROUPS, check_norm_groups
 from ..registry import Family, Subset, register_family
 from ...config.recipe import WEIGHT_KEYWORDS
 
@@ -68,6 +69,18 @@ class TransferOptions:
     fine_tune_epochs: int = option(10, ge=1, le=10_000, doc="stage 2 maximum epochs")
     fine_tune_learning_rate: float = option(1e-5, gt=0.0, le=1.0, doc="stage 2 learning rate",
                                             space=floats(1e-6, 1e-4, log=True))
+    norm: Literal["batch", "group", "layer", "none"] = option(
+        "batch", doc="with weights: none, replace every BatchNorm layer of the backbone by group "
+                     "(GroupNorm), layer (GroupNorm, one group) or none (identity); batch keeps them")
+    norm_groups: int = option(DEFAULT_GROUPS, ge=1, le=256, doc="groups of norm: group (fewer where "
+                              "they do not divide a layer's channels: their greatest common divisor)")
+
+    def __post_init__(self) -> None:
+        check_norm_groups(self.norm, self.norm_groups, self.norm_groups)
+        if self.norm != "batch" and self.weights != "none":
+            raise ValueError(f"norm: {self.norm} replaces the BatchNorm layers that the pretrained "
+                             f"weights ({self.weights}) need; use norm: batch, or weights: none to train "
+                             "from scratch")
 
 
 def weights_label(weights: str, backbone=None) -> str:
@@ -99,6 +112,7 @@ class Transfer(Family):
     libraries = ("keras",)
     description = "keras.applications backbone (ImageNet, local or no weights) + new head, 1-2 stages"
     Options = TransferOptions
+    transductive = ("adabn",)
     tuned_train = ("learning_rate", "batch_size")
     supports_tta = True
 
@@ -115,7 +129,7 @@ class Transfer(Family):
     @staticmethod
     def summary(opts: TransferOptions) -> str:
         if opts.weights == "none":
-            return f"{opts.backbone} from scratch"
+            return f"{opts.backbone} from scratch" + ("" if opts.norm == "batch" else f", {opts.norm} norm")
         stages = f", fine-tune top {opts.fine_tune_layers}" if opts.fine_tune_layers else ", head only"
         return f"{opts.backbone} {weights_label(opts.weights, opts.backbone)}{stages}"
 
@@ -144,8 +158,7 @@ class Transfer(Family):
                 if opts.fine_tune_layers:
                     log.warning("weights: none trains every layer in one stage; fine_tune_layers, "
                                 "fine_tune_epochs and fine_tune_learning_rate are not used")
-                backbone.trainable = True
-                scratch_batchnorm(backbone)
+                backbone = scratch_norm(backbone, opts)
                 model = head.attach(backbone, frozen=False)
                 stages = {"scratch": _train_images(model, data, preprocess, ctx, devices, "scratch")}
             else:
@@ -211,16 +224,26 @@ class _Head:
         return keras.Model(inputs, self.dense(self.dropout(inputs)), name="head")
 
 
-def scratch_batchnorm(backbone) -> None:
-    """Give every BatchNorm layer the momentum for training from scratch (see
-    :data:`bmbench.deep.training.SCRATCH_BN_MOMENTUM`)."""
+def scratch_norm(backbone, opts: TransferOptions):
+    """The backbone to train from scratch, every layer trainable: its BatchNorm layers with
+    the momentum for training from scratch (see
+    :data:`bmbench.deep.training.SCRATCH_BN_MOMENTUM`), or replaced as ``opts.norm`` says."""
     from keras import layers
 
+    from ...core.errors import RecipeError
     from ...deep.training import SCRATCH_BN_MOMENTUM
+    from ..norm import replace_batchnorm
 
+    if opts.norm != "batch":
+        try:
+            backbone = replace_batchnorm(backbone, opts.norm, opts.norm_groups)
+        except ValueError as exc:
+            raise RecipeError(f"model.norm: {exc}") from None
+    backbone.trainable = True
     for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = SCRATCH_BN_MOMENTUM
+    return backbone
 
 
 def unfreeze_top(backbone, n_layers: int) -> int:

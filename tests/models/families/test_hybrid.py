@@ -59,7 +59,7 @@ def test_saved_hybrid_reproduces_predictions(recipe, tmp_path):
 
     run = run_recipe(recipe, tmp_path / "results")
     assert {p.name for p in (run / "model").iterdir()} == {"xgboost.json", "hybrid.json",
-                                                          "feature_importances.csv"}
+                                                          "feature_importances.csv", "feature_stats.npz"}
     r = load_recipe(run / "recipe.yaml")
     ctx = RunContext.for_recipe(r, cache_dir=tmp_path / "fresh-cache")  # backbone rebuilt from the seed
     model = Hybrid.load(run / "model", r, ctx)
