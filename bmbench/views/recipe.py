@@ -26,6 +26,10 @@ def shown_recipe(recipe) -> dict:
             out["model"].pop(f.name, None)
         out["model"]["classifier"] = {"name": opts.classifier.name,
                                       **dataclasses.asdict(opts.classifier_options())}
+    if hasattr(opts, "norm"):  # left out of to_dict at its default (fingerprints), read all the same
+        out["model"]["norm"] = opts.norm
+        if opts.norm == "group":
+            out["model"]["norm_groups"] = opts.norm_groups
     if family.train_keys is not None:
         out["train"] = {k: v for k, v in out["train"].items() if k in family.train_keys}
     if not family.uses_image_size:

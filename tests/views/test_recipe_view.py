@@ -64,3 +64,11 @@ def test_a_description_is_not_inherited_by_a_recipe_of_another_family(tmp_path):
     assert load_recipe(same).description == load_recipe(RECIPES / "small_cnn.yaml").description
     assert load_recipe(own).description == "mine"
     assert load_recipe(other).fingerprint() == "52cbd0f8dd405bf2"  # as before: description is not hashed
+
+
+def test_a_cnn_shows_its_normalisation_though_the_default_is_left_out_of_the_fingerprint():
+    assert _validate(RECIPES / "small_cnn.yaml")["model"]["norm"] == "batch"
+    model = _validate(RECIPES / "small_cnn.yaml", "--set", "model.norm=group")["model"]
+    assert (model["norm"], model["norm_groups"]) == ("group", 8)
+    assert "norm" not in _validate(RECIPES / "xgb_handcrafted.yaml")["model"]
+    assert "norm" not in load_recipe(RECIPES / "small_cnn.yaml").to_dict()["model"]  # fingerprint unchanged
