@@ -16,6 +16,21 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def configure_output(quiet: bool) -> None:
+    """bmbench's log lines (``bmbench: ...``) and progress on stderr; with ``quiet`` only
+    warnings and errors."""
+    import logging
+
+    set_quiet(quiet)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("bmbench: %(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    root = logging.getLogger("bmbench")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
 class _Silent:
     def update(self, n: int) -> None:
         pass
