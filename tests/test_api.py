@@ -157,3 +157,11 @@ def test_a_recipe_name_means_the_file_in_recipes(tmp_path, monkeypatch, recipe_p
     (tmp_path / "recipes" / "tiny.yaml").write_text(recipe_path.read_text())
     assert _recipe_path("tiny") == str(Path("recipes") / "tiny.yaml")
     assert _recipe_path("other") == "other"
+
+
+def test_a_runs_card_draws_its_training_curves_when_it_has_a_history(two_runs):
+    _, a, _ = two_runs
+    (a.path / "history.csv").write_text("fold,stage,epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n"
+                                        "0,train,1,1.2,0.5,1.3,0.4,0.001,2.0\n0,train,2,0.8,0.7,1.0,0.6,0.001,2.0\n")
+    html = a._repr_html_()
+    assert html.count('src="data:image/png;base64,') == 2 and "training and validation curves" in html

@@ -41,6 +41,14 @@ def _img(fig, alt: str, width: int = 460) -> str:
     return f'<img alt="{H.esc(alt)}" width="{width}" src="data:image/png;base64,{data}">'
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def headline(record: RunRecord, note: str = "") -> str:
     """``FOLDER  macro_f1=...  accuracy=...  balanced_accuracy=...  (n_test=N)``."""
     m = record.metrics
@@ -66,12 +74,12 @@ def run_text(record: RunRecord) -> str:
 
 
 class Run:
-    """A stored run: ``.record`` (``.info``, ``.metrics``, ``.path``, ``.id``); renders as its
-    summary card; ``.to_pandas()`` is its per-class table. ``predict``, ``predict_proba``,
-    ``explain``, ``classes`` and ``set_pixel_size`` load its model on first use (as
-    :func:`bmbench.runs.predict.load_run`)."""
+    """A stored run: ``.record`` (``.info``, ``.metrics``, ``.path``, ``.id``, ``.classes``,
+    ``.recipe``); renders as its summary card; ``.to_pandas()`` is its per-class table.
+    ``predict``, ``predict_proba``, ``explain`` and ``set_pixel_size`` load its model on
+    first use (``.model``, as :func:`bmbench.runs.predict.load_run`)."""
 
-    _MODEL_CALLS = ("predict", "predict_proba", "explain", "classes", "set_pixel_size", "read_image")
+    _MODEL_CALLS = ("predict", "predict_proba", "explain", "set_pixel_size", "read_image", "models")
 
     def __init__(self, record: RunRecord, results=None):
         self.record, self._results, self._loaded = record, results, None
@@ -80,6 +88,17 @@ class Run:
     path = property(lambda self: self.record.path)
     info = property(lambda self: self.record.info)
     metrics = property(lambda self: self.record.metrics)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.info["dataset"]["classes"])
+
+    @property
+    def recipe(self):
+        """The run's resolved recipe (its ``recipe.yaml``)."""
+        from ..config.recipe import load_recipe
+
+        return load_recipe(self.path / "recipe.yaml")
 
     def __getattr__(self, name):
         if name in Run._MODEL_CALLS:
@@ -166,7 +185,7 @@ class Leaderboard:
             numeric = {j for j, h in enumerate(header) if h not in ("id", "recipe", "settings", "vs leader")}
             parts.append(f"<p><b>{H.esc(b.title)}</b></p>" + H.table(header, body, numeric, classes)
                          + (f'<p class="note">{H.esc(b.test)}</p>' if b.test else ""))
-        return _box(f"bmbench leaderboard: {self.store}", "".join(parts))
+        return _box(f"bmbench leaderboard: {_shown(self.store)}", "".join(parts))
 
 
 @dataclass
