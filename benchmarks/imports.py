@@ -7,7 +7,8 @@ by a first, untimed run); the table gives the best and the median of ``--repeats
 times of the whole process, the interpreter's own start-up (``python -c pass``) beside them
 for scale, and the import alone (best of ``import bmbench`` minus best of ``pass``). Cases:
 ``import bmbench``; ``import bmbench`` and reaching every notebook API function
-(``bmbench.run``, ...: their modules load, nothing runs); ``import pandas`` and
+(``bmbench.run``, ...: their modules load, nothing runs; not ``bmbench.features``, which is
+also the features subpackage and imports OpenCV and scikit-image); ``import pandas`` and
 ``import tensorflow`` for scale. Target: ``import bmbench`` under 0.5 s, checked in the
 output (PASS / FAIL), with the heavy libraries it must not import listed as found or not.
 """
@@ -33,7 +34,7 @@ CASES = {
     "`python -c pass` (interpreter start-up, for scale)": "pass",
     "`import bmbench`": "import bmbench",
     "`import bmbench` + reach the notebook API (`bmbench.run`, ...)":
-        "import bmbench\nfor f in bmbench._API: getattr(bmbench, f)",
+        "import bmbench\nfor f in bmbench._API: f == 'features' or getattr(bmbench, f)",
     "`import pandas` (for scale)": "import pandas",
     "`import tensorflow` (for scale)": "import tensorflow",
 }

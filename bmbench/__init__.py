@@ -6,6 +6,8 @@ Notebook API (:mod:`bmbench.api`): :func:`run`, :func:`leaderboard`, :func:`load
 """
 
 import os as _os
+import sys as _sys
+import types as _types
 
 # OpenMP threads (XGBoost, scikit-learn) busy-wait by default; on a shared or oversubscribed
 # machine that made an XGBoost fit 6x slower in our measurements. Users can still override.
@@ -23,9 +25,33 @@ __all__ = ["run", "leaderboard", "load_run", "features", "ablate", "compare", "l
 _API = ("run", "leaderboard", "load_run", "features", "ablate", "compare")
 
 
+class _FeaturesPackage(_types.ModuleType):
+    """``bmbench.features`` is both the handcrafted-features package and the notebook call
+    ``bmbench.features(source, ...)`` (:func:`bmbench.api.features`)."""
+
+    def __call__(self, *args, **kwargs):
+        from .api import features
+        return features(*args, **kwargs)
+
+
+class _Package(_types.ModuleType):
+    # Importing bmbench.features.* sets the attribute `features` of this package to the
+    # subpackage, whichever way it is imported: it is made callable there.
+    def __setattr__(self, name, value):
+        if name == "features" and type(value) is _types.ModuleType:
+            value.__class__ = _FeaturesPackage
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name):
     # Imported on first use, so `import bmbench` and `bmbench --version` stay fast: no
     # TensorFlow, pandas, scikit-learn or MLflow until a call needs them.
+    if name == "features":  # the subpackage (OpenCV, scikit-image), callable as the API's features()
+        import importlib
+        return importlib.import_module(".features", __name__)
     if name in _API:
         from . import api
         return getattr(api, name)

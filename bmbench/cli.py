@@ -413,13 +413,12 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
     predicted with bmbench predict."""
     from .runs.ensemble import build_ensemble
     from .runs.store import load_record
+    from .views.notebook import headline
 
     _setup(quiet)
-    folder = build_ensemble(list(runs), method, name, results_dir, rounds)
-    record = load_record(folder)
-    m, e = record.metrics, record.info["ensemble"]
-    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
-               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+    record = load_record(build_ensemble(list(runs), method, name, results_dir, rounds))
+    e = record.info["ensemble"]
+    click.echo(headline(record))
     for member in e["members"]:
         click.echo(f"  {member['weight']:.3f}  {member['id']}  (validation macro_f1={member['validation_macro_f1']:.4f}, "
                    f"test macro_f1={member['test_macro_f1']:.4f})")
@@ -617,10 +616,9 @@ def tune(recipe, overrides, trials, minutes, jobs, backend, scheduler, storage, 
     click.echo("best parameters: " + ", ".join(f"{k}={v}" for k, v in record["best_params"].items()), err=True)
     if no_refit:
         return
-    folder = refit_best(plan, study, store)
-    m = load_record(folder).metrics
-    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
-               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']}; tuned {record['trials']} trials)")
+    from .views.notebook import headline
+
+    click.echo(headline(load_record(refit_best(plan, study, store)), f"; tuned {record['trials']} trials"))
 
 
 @main.command()

@@ -31,8 +31,21 @@ def test_import_bmbench_imports_no_heavy_library():
 
 
 def test_reaching_the_api_functions_imports_no_heavy_library():
-    code = "import bmbench\nfor f in (*bmbench._API, \"BmbenchError\"): getattr(bmbench, f)"
+    # bmbench.features is also the features subpackage (OpenCV, scikit-image): left out
+    code = "import bmbench\nfor f in (*bmbench._API, \"BmbenchError\"): f == 'features' or getattr(bmbench, f)"
     assert _imported_after(code) == []
+
+
+@pytest.mark.parametrize("first", ["import bmbench", "import bmbench.features.extract",
+                                   "from bmbench.features import extract"])
+def test_bmbench_features_is_the_call_and_the_package_however_it_was_imported(first):
+    code = (f"{first}\nimport bmbench\nfrom bmbench.api import features\n"
+            "assert callable(bmbench.features) and bmbench.features.extract.FeatureSettings\n"
+            "import unittest.mock as m\n"
+            "with m.patch('bmbench.api.features', return_value=7): assert bmbench.features('x') == 7\n"
+            "with m.patch('bmbench.features.extract.FEATURE_VERSION', -1):\n"
+            "    assert bmbench.features.extract.FEATURE_VERSION == -1")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""}, check=True)
 
 
 def _cli(*args) -> str:
