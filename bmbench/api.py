@@ -138,7 +138,8 @@ def _feature_table(path: Path, kept: bool):
     from .views.notebook import FeatureTable
 
     frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    dictionary = read_json(path.with_suffix(".features.json"), lambda d: None if isinstance(d, dict) else "not a mapping",
+    dictionary = read_json(path.with_suffix(".features.json"),
+                           lambda d: None if isinstance(d, dict) else "not a mapping",
                            "a damaged data dictionary: export the features again")
     return FeatureTable(frame, dictionary, path if kept else None)
 

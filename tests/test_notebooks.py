@@ -96,8 +96,23 @@ def test_the_committed_quickstart_shows_what_it_prints_today(quickstart):
 @pytest.mark.slow
 def test_the_pbc_notebook_runs_on_the_real_images(shared_datasets, tmp_path):
     nb = execute("your-own-cells", tmp_path, {"BMBENCH_PBC": str(shared_datasets / "pbc")}, timeout=3600)
+    assert "1600 images, 8 classes" in "".join(t for _, t in outputs(nb))
     html = "".join(t for _, t in outputs(nb))
     assert "pbc_cnn" in html and "Verdict" in html and 'class="leader"' in html
+
+
+@pytest.mark.slow
+def test_the_pbc_notebook_runs_on_a_small_tree_in_pbcs_layout(make_tree, tmp_path):
+    """Every cell of the walk-through, where the real images are absent: 12 generated
+    images in each of 4 of PBC's class folders."""
+    classes = ("basophil", "eosinophil", "lymphocyte", "neutrophil")
+    root = make_tree(tmp_path / "pbc", [f"PBC_dataset_normal_DIB/{c}/{c[:2].upper()}_{i}.jpg"
+                                        for c in classes for i in range(12)], size=(48, 48))
+    (tmp_path / "work").mkdir()
+    nb = execute("your-own-cells", tmp_path / "work", {"BMBENCH_PBC": str(root)}, timeout=1800)
+    html = "".join(t for _, t in outputs(nb))
+    assert "pbc_cnn" in html and "Verdict" in html and "48 images, 4 classes" in html
+    assert "kept epoch" in html  # the CNN's log says which epoch it kept
 
 
 if __name__ == "__main__":  # refresh the committed quickstart's outputs
