@@ -152,12 +152,13 @@ def test_mistakes_are_the_one_line_error(call, words, tmp_path, monkeypatch):
     assert caught.value._render_traceback_() == [f"{type(caught.value).__name__}: {caught.value}"]
 
 
-def test_ipython_shows_a_bmbench_error_as_one_line():
+def test_ipython_shows_a_bmbench_error_as_one_line(tmp_path):
     code = ("from IPython.core.interactiveshell import InteractiveShell\n"
             "shell = InteractiveShell.instance()\n"
             "shell.run_cell('import bmbench\\nbmbench.run(\"missing.yaml\")')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "", "HOME": str(ROOT)})
+                         env={"PYTHONPATH": str(ROOT), "PATH": "", "HOME": str(tmp_path),
+                              "IPYTHONDIR": str(tmp_path / "ipython")})
     shown = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert shown == ["RecipeError: missing.yaml: recipe file not found"], out.stdout + out.stderr
 
