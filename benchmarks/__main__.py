@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("features", "caches", "startup", "pipeline", "statistics", "memory", "bigdata", "end_to_end",
-              "encoders", "reference", "tuning", "cross_selection")
+BENCHMARKS = ("features", "caches", "startup", "imports", "pipeline", "statistics", "memory", "bigdata",
+              "end_to_end", "encoders", "reference", "tuning", "cross_selection")
 QUICK = tuple(b for b in BENCHMARKS if b not in ("reference", "bigdata", "tuning", "cross_selection"))
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import click
 
-from . import __version__
-from .core.errors import BmbenchError
-from .core.progress import set_quiet
+from .core.version import __version__
+from .core.errors import BmbenchError, one_line as _one_line
+from .core.progress import configure_output as _setup
 from .core.tf_log import ENV_VAR
 
 
@@ -44,12 +43,6 @@ class _Group(click.Group):
                 formatter.write_dl(rows)
 
 
-def _one_line(text: str) -> str:
-    """``text`` with line breaks and other invisible characters (from a key, a label or a
-    file name in the message) shown as escapes, so an error stays one readable line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _first_sentence(text: str) -> str:
     import re
 
@@ -58,17 +51,6 @@ def _first_sentence(text: str) -> str:
         if not re.search(r"\b(vs|e\.g|i\.e|etc)$", text[:m.start()]):
             return text[:m.start() + 1]
     return text
-
-
-def _setup(quiet: bool) -> None:
-    set_quiet(quiet)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("bmbench: %(message)s"))
-    handler.setLevel(logging.WARNING if quiet else logging.INFO)
-    root = logging.getLogger("bmbench")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 results_option = click.option(
@@ -87,13 +69,6 @@ def main(verbose):
     """Benchmark methods for classifying blood and bone-marrow cell images."""
     if verbose:
         os.environ[ENV_VAR] = "1"
-
-
-def _binary_line(b: dict) -> str:
-    """One line of the ``dataset.positive_class`` scores of a run."""
-    shown = "  ".join(f"{k}={b[k]:.4f}" if b[k] is not None else f"{k}=n/a"
-                      for k in ("sensitivity", "specificity", "precision", "f1", "roc_auc"))
-    return f"{b['positive_class']} vs rest: {shown}  (TP={b['tp']} FP={b['fp']} FN={b['fn']} TN={b['tn']})"
 
 
 def tracking_options(f):
@@ -118,6 +93,7 @@ def tracking_options(f):
 def run(recipe, overrides, repeats, results_dir, quiet, track, tracking_uri, experiment, metrics_out):
     """Train and score RECIPE (a YAML file); store the run under results/runs/."""
     from .runs.runner import run_repeats
+    from .views.notebook import run_text
     from .runs.store import load_record
 
     _setup(quiet)
@@ -126,16 +102,7 @@ def run(recipe, overrides, repeats, results_dir, quiet, track, tracking_uri, exp
 
         recipe, overrides = check_run_outputs(recipe, tuple(overrides), repeats, track, metrics_out), ()
     for folder in run_repeats(recipe, results_dir, tuple(overrides), repeats):
-        m = load_record(folder).metrics
-        click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
-                   f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
-        if m.get("binary"):
-            click.echo("  " + _binary_line(m["binary"]))
-        for e in load_record(folder).info.get("evaluations", []):
-            adapted = (f", adapted with {e['adaptation']['n_per_class']}/class (seed {e['adaptation']['seed']})"
-                       if e.get("adaptation") else "")
-            adapted += f", transductive {e['transductive']}" if e.get("transductive") else ""
-            click.echo(f"  tested on {e['kind']} ({e['n_images']} images{adapted}): macro_f1={e['macro_f1']:.4f}")
+        click.echo(run_text(load_record(folder)))
         if metrics_out:
             from .views.tracker import copy_metrics
 
@@ -201,25 +168,14 @@ def leaderboard(results_dir, metric, dataset, recipe, family, best_per_recipe, f
                 columns, no_index):
     """Rank stored runs; one table per data set and test split, the metric with its 95% CI,
     runs not significantly different from the leader marked n.s."""
-    from .views.leaderboard import build_boards, check_filters, render
-    from .config.locations import results_dir as resolve
-    from .runs.index import StoreIndex
-    from .runs.store import list_runs
-
-    from .views.compare import check_metric
+    from .views.leaderboard import TableView, render, store_boards
 
     _setup(False)
-    check_metric(metric)
-    store = resolve(results_dir).resolve()
-    with StoreIndex(store, enabled=not no_index) as index:
-        records = list_runs(store, index)
-        empty = check_filters(records, store, dataset, recipe, family)
-        if empty is not None and fmt == "table":
-            _emit(empty, out)
-            return
-        boards = build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index, fair=fair)
-    from .views.leaderboard import TableView
-
+    store, boards, empty = store_boards(results_dir, metric, dataset, recipe, family, best_per_recipe, fair,
+                                        not no_index)
+    if empty is not None and fmt == "table":
+        _emit(empty, out)
+        return
     view = TableView(tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
                      wide, per_class, width=None if out is None else 10_000)
     _emit(render(boards, fmt, view, _report_links(store, out)), out)
@@ -244,14 +200,10 @@ def compare(run_a, run_b, metric, resamples, seed, fmt, dataset, results_dir):
     bootstrap CI of the METRIC difference (RUN = a run folder, an id prefix, or latest)."""
     import json
 
-    from .views.compare import compare_runs, format_comparison
-    from .config.locations import results_dir as resolve
-    from .runs.store import load_record, resolve_run
+    from .views.compare import compare_refs, format_comparison
 
     _setup(False)
-    store = resolve(results_dir)
-    a, b = (load_record(resolve_run(store, ref, dataset, "--dataset")) for ref in (run_a, run_b))
-    result = compare_runs(a, b, metric, resamples, seed=seed)
+    result = compare_refs(run_a, run_b, metric, resamples, seed, dataset, results_dir, "--dataset")
     click.echo(json.dumps(result, indent=2) if fmt == "json" else format_comparison(result),
                nl=fmt == "json")
 
@@ -426,30 +378,22 @@ def features(source, out, kind, options, families, segmentation, feature_size, o
              overlays, per_class, backend, scheduler, backbone, weights, image_size, results_dir, quiet):
     """Export handcrafted features (or, with --backbone, backbone embeddings) of every image
     in SOURCE (a recipe or a data folder)."""
-    from pathlib import Path
-
-    from .views.export_features import (export_features, overlay_folders, source_from_folder,
-                                        source_from_recipe, write_overlays)
     from .data.check import key_values
+    from .views.export_features import export_features, feature_source, overlay_folders, write_overlays
 
     _setup(quiet)
     if backbone:
-        from .views.export_embeddings import export_embeddings, job_from_folder, job_from_recipe
+        from .views.export_embeddings import embedding_job, export_embeddings
 
-        if Path(source).suffix.lower() in (".yaml", ".yml"):
-            job = job_from_recipe(source, tuple(overrides), results_dir, backbone, weights, image_size, jobs)
-        else:
-            job = job_from_folder(source, kind, key_values(options, "--option"), backbone, weights, image_size, jobs)
+        job = embedding_job(source, backbone, weights, image_size, kind, key_values(options, "--option"), overrides,
+                            results_dir, jobs)
         path = export_embeddings(job, out)
         click.echo(f"wrote {path} ({len(job.table)} images) and {path.with_suffix('.features.json')}")
         return
     if backend == "local" and scheduler:
         raise BmbenchError("--scheduler is for --backend dask")
-    if Path(source).suffix.lower() in (".yaml", ".yml"):
-        src = source_from_recipe(source, tuple(overrides), results_dir)
-    else:
-        src = source_from_folder(source, kind, key_values(options, "--option"),
-                                 families.split(",") if families else None, segmentation, feature_size)
+    src = feature_source(source, kind, key_values(options, "--option"), families.split(",") if families else None,
+                         segmentation, feature_size, overrides, results_dir)
     if overlays:
         overlay_folders(src, overlays)  # a label that cannot be a folder stops before the export
     if backend == "dask":
@@ -534,13 +478,12 @@ def ensemble(runs, method, name, rounds, results_dir, quiet):
     predicted with bmbench predict."""
     from .runs.ensemble import build_ensemble
     from .runs.store import load_record
+    from .views.notebook import headline
 
     _setup(quiet)
-    folder = build_ensemble(list(runs), method, name, results_dir, rounds)
-    record = load_record(folder)
-    m, e = record.metrics, record.info["ensemble"]
-    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
-               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']})")
+    record = load_record(build_ensemble(list(runs), method, name, results_dir, rounds))
+    e = record.info["ensemble"]
+    click.echo(headline(record))
     for member in e["members"]:
         click.echo(f"  {member['weight']:.3f}  {member['id']}  (validation macro_f1={member['validation_macro_f1']:.4f}, "
                    f"test macro_f1={member['test_macro_f1']:.4f})")
@@ -653,10 +596,8 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
     first, runs already stored are skipped, failed runs are recorded and make the exit code 1;
     tables per metric (mean, 95% CI, paired difference to the base) and plots go to
     results/ablations/ID/."""
-    from .runs.sweep import run_ablation
-    from .views.ablation import build_report, render, write_report
-    from .config.ablation import ablation_from_options, check_metrics, load_ablation
-    from .config.recipe import read_yaml
+    from .views.ablation import build_report, render, run_and_report, write_report
+    from .config.ablation import check_metrics, plan_ablation
     from .config.locations import results_dir as resolve
 
     _setup(quiet)
@@ -673,17 +614,7 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
         return
     if not source:
         raise BmbenchError("give an ablation file, a RECIPE with --vary KEY=V1,V2, or --report ID")
-    from pathlib import Path
-
-    is_ablation = "base" in read_yaml(Path(source))
-    if is_ablation and vary:
-        raise BmbenchError(f"{source}: is an ablation file; put the axes under its 'vary:' "
-                           "(--vary is for a recipe)")
-    if is_ablation:
-        ablation = load_ablation(source, tuple(overrides), mode, repeats, chosen, ablation_id)
-    else:
-        ablation = ablation_from_options(source, vary, tuple(overrides), mode, repeats, chosen,
-                                         ablation_id)
+    ablation = plan_ablation(source, vary, overrides, mode, repeats, chosen, ablation_id)
     click.echo(f"ablation {ablation.id}: {len(ablation.variants)} variant(s) x {ablation.repeats} "
                f"repeat(s) = {ablation.n_runs} run(s), all valid", err=True)
     if dry_run:
@@ -692,31 +623,8 @@ def ablate(source, vary, mode, repeats, metrics, overrides, ablation_id, backend
             click.echo(f"  {v.index:3d}  {v.label}{' (base)' if v.is_base and v.label != 'base' else ''}"
                        f"  [seeds {seeds}; recipe {v.recipes[0].fingerprint()}]")
         return
-    from .runs.backends import make_backend
-    from .runs.store import load_record
-
-    runner = make_backend(backend, jobs, scheduler)
-    click.echo(runner.describe(), err=True)
-    first = ablation.metrics[0]
-
-    def on_result(result, task, done, total):
-        where = f"[{done}/{total}] {task.tags['variant']} (repeat {task.tags['repeat']})"
-        if result.ok:
-            value = load_record(store / "runs" / result.run_id).metrics.get(first)
-            shown = f"{value:.4f}" if isinstance(value, (int, float)) else value
-            click.echo(f"{where}: {first}={shown}  {result.run_id}  ({result.seconds:.1f} s)", err=True)
-        else:
-            click.echo(f"{where}: FAILED: {result.error}", err=True)
-
-    try:
-        outcome = run_ablation(ablation, store, runner, on_result)
-    finally:
-        if hasattr(runner, "close"):
-            runner.close()
-    click.echo(f"{len(outcome.completed)} run(s) done now, {outcome.skipped} already stored, "
-               f"{len(outcome.failed)} failed", err=True)
-    report = build_report(store, ablation.id, ablation.metrics)
-    paths = write_report(report, store)
+    outcome, report, paths = run_and_report(ablation, store, backend, jobs, scheduler,
+                                            lambda line: click.echo(line, err=True))
     _emit(render(report, fmt), out)
     click.echo(f"tables and plots in {paths['summary.md'].parent}", err=True)
     if outcome.failed:
@@ -797,10 +705,9 @@ def tune(recipe, overrides, trials, minutes, jobs, backend, scheduler, storage, 
     click.echo("best parameters: " + ", ".join(f"{k}={v}" for k, v in record["best_params"].items()), err=True)
     if no_refit:
         return
-    folder = refit_best(plan, study, store)
-    m = load_record(folder).metrics
-    click.echo(f"{folder}  macro_f1={m['macro_f1']:.4f}  accuracy={m['accuracy']:.4f}  "
-               f"balanced_accuracy={m['balanced_accuracy']:.4f}  (n_test={m['n']}; tuned {record['trials']} trials)")
+    from .views.notebook import headline
+
+    click.echo(headline(load_record(refit_best(plan, study, store)), f"; tuned {record['trials']} trials"))
 
 
 @main.command()

@@ -67,7 +67,7 @@ def test_every_page_is_in_the_nav():
             for v in node:
                 yield from pages(v)
     listed = set(pages(nav))
-    on_disk = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    on_disk = {p.relative_to(DOCS).as_posix() for pattern in ("*.md", "*.ipynb") for p in DOCS.rglob(pattern)}
     assert on_disk == listed, f"not in mkdocs.yml nav: {on_disk - listed}; missing: {listed - on_disk}"
 
 

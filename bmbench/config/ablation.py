@@ -340,6 +340,22 @@ def _metrics(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def plan_ablation(source: str | Path, vary=(), overrides=(), mode: str | None = None,
+                  repeats: int | None = None, metrics: tuple[str, ...] | None = None,
+                  ablation_id: str | None = None) -> Ablation:
+    """The ablation of ``source``: an ablation file (a mapping with ``base:``), or a recipe
+    whose axes are ``vary`` (``key.path=v1,v2`` texts), every variant validated."""
+    from .recipe import read_yaml
+
+    is_ablation = "base" in read_yaml(Path(source))
+    if is_ablation and vary:
+        raise RecipeError(f"{source}: is an ablation file; put the axes under its 'vary:' "
+                          "(--vary is for a recipe)")
+    if is_ablation:
+        return load_ablation(source, tuple(overrides), mode, repeats, metrics, ablation_id)
+    return ablation_from_options(source, tuple(vary), tuple(overrides), mode, repeats, metrics, ablation_id)
+
+
 def check_metrics(metrics, where: str = "--metric") -> tuple[str, ...] | None:
     """Validated metric names (None when none given)."""
     return _metrics(list(metrics), where) if metrics else None

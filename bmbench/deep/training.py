@@ -64,14 +64,16 @@ def compile_model(model, learning_rate: float, devices, steps_per_execution: int
 
 
 def fit_stage(model, train_data, steps: int, val_data, *, stage: str, epochs: int,
-              patience: int, batch_size: int, ctx) -> StageResult:
+              patience: int, batch_size: int, ctx, later_epochs: int = 0) -> StageResult:
     """Fit a compiled ``model`` for at most ``epochs`` epochs of ``steps`` batches of
     ``train_data`` (``(x, y, sample_weight)`` batches), validating on ``val_data`` (``(x, y)``
-    batches, or None). Restores the best epoch's weights and appends to ``history.csv``."""
+    batches, or None). Restores the best epoch's weights and appends to ``history.csv``.
+    ``later_epochs``: the most epochs of this fold's stages still to come, for the run's ETA."""
     import keras
 
     monitor = "val_loss" if val_data is not None else "loss"
-    epoch_log = _epoch_log(stage, epochs, getattr(ctx, "on_epoch", None))
+    plan = RunPlan(epochs, later_epochs, getattr(ctx, "fold", 0), getattr(ctx, "n_folds", 1))
+    epoch_log = _epoch_log(stage, plan, getattr(ctx, "on_epoch", None))
     stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                             restore_best_weights=True)
     callbacks = [stopper,
@@ -85,13 +87,48 @@ def fit_stage(model, train_data, steps: int, val_data, *, stage: str, epochs: in
     _append_history(ctx, stage, epoch_log.rows)
     losses = [row[monitor] for row in epoch_log.rows]
     best = int(min(range(len(losses)), key=lambda i: (math.isnan(losses[i]), losses[i])))
+    log.info("%s: %s", stage, kept_text(len(losses), epochs, best + 1, monitor))
     timed = epoch_log.rows[1:] or epoch_log.rows  # the first epoch includes tracing
     train_seconds = sum(row["seconds"] for row in timed)
     return StageResult(stage, len(epoch_log.rows), best + 1, float(losses[best]), seconds,
                        len(timed) * steps * batch_size / max(train_seconds, 1e-9))
 
 
-def _epoch_log(stage: str, epochs: int, hook=None):
+def kept_text(ran: int, epochs: int, kept: int, monitor: str) -> str:
+    """``stopped early at epoch 38/40; kept epoch 33 (best val loss)``, or ``ran all 40
+    epochs; kept epoch 40 (best val loss)``."""
+    how = f"stopped early at epoch {ran}/{epochs}" if ran < epochs else f"ran all {epochs} epochs"
+    return f"{how}; kept epoch {kept} (best {monitor.replace('_', ' ')})"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The most epochs a run may still train: ``epochs`` of this stage, ``later_epochs`` of
+    this fold's next stages, in fold ``fold`` (0-based) of ``n_folds``."""
+
+    epochs: int
+    later_epochs: int = 0
+    fold: int = 0
+    n_folds: int = 1
+
+    def eta_text(self, done: int, epoch_seconds: float) -> str:
+        """``at most 1.5 min left in this stage, 6.2 min in the run``: the epochs still allowed
+        (early stopping may end sooner) at ``epoch_seconds`` each."""
+        stage = (self.epochs - done) * epoch_seconds
+        run = stage + (self.later_epochs + (self.n_folds - self.fold - 1) * (self.epochs + self.later_epochs)) \
+            * epoch_seconds
+        if run <= stage:
+            return f"at most {duration_text(stage)} left in the run"
+        return f"at most {duration_text(stage)} left in this stage, {duration_text(run)} in the run"
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _epoch_log(stage: str, plan: RunPlan, hook=None):
     """A Keras callback keeping one history row and logging one line per epoch, then calling
     ``hook(stage, epoch, row)`` (a study's pruning; it may raise to stop training). Built on
     demand so importing this module does not import Keras."""
@@ -113,8 +150,9 @@ def _epoch_log(stage: str, epochs: int, hook=None):
             for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
                 row[key] = float(logs[key]) if key in logs else math.nan
             self.rows.append(row)
-            log.info("%s epoch %d/%d: %s, lr %.2g (%.1f s)", stage, epoch + 1, epochs,
-                     epoch_text(row), self.lr, row["seconds"])
+            timed = [r["seconds"] for r in self.rows[1:]] or [row["seconds"]]  # the first epoch traces
+            log.info("%s epoch %d/%d: %s, lr %.2g (%.1f s; %s)", stage, epoch + 1, plan.epochs,
+                     epoch_text(row), self.lr, row["seconds"], plan.eta_text(epoch + 1, sum(timed) / len(timed)))
             if hook is not None:
                 hook(stage, epoch + 1, row)
 

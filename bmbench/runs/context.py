@@ -27,6 +27,7 @@ class RunContext:
     notes: RunNotes = field(default_factory=RunNotes)
     run_dir: Path | None = None  # the run folder being written (artifacts such as history.csv)
     fold: int = 0  # index of the fold being trained (k-fold runs)
+    n_folds: int = 1  # folds the run trains (for its ETA)
     #: ``on_epoch(stage, epoch, row)`` after every training epoch of a deep family (a study's
     #: pruning: it may raise to stop the trial); None in ordinary runs
     on_epoch: Callable | None = None

@@ -91,6 +91,7 @@ def _run_recipe(recipe: Recipe, store: Path, tags: dict | None, tuning: dict | N
                      len(split.folds[0].test))
             ctx = RunContext.for_recipe(recipe, run_dir=writer.path)
             ctx.notes.duplicates = duplicate_report(table, split)
+            ctx.n_folds = len(split.folds)
             if ctx.notes.duplicates["test_images_with_train_copy"] and recipe.split.on_leak == "error":
                 raise DatasetError(f"{table.root}: {ctx.notes.duplicates['test_images_with_train_copy']} "
                                    "test image(s) have a byte-identical copy among the training images "

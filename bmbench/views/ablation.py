@@ -40,7 +40,7 @@ from ..metrics.repeated import paired_repeat_bootstrap, repeat_mean_ci
 from ..metrics.scores import HEADLINE, LOWER_IS_BETTER, compute_metrics
 from ..core.atomic import write_bytes, write_text
 from ..runs.records import check_metrics
-from ..runs.store import RunRecord, list_runs
+from ..runs.store import RunRecord, list_runs, load_record
 from ..config.ablation import DEFAULT_METRICS, SETTINGS, TRAIN_FRACTION, format_value
 from ..runs.sweep import ablation_folder, read_manifest, task_key
 from .cells import format_p
@@ -726,6 +726,42 @@ def write_report(report: AblationReport, results: Path) -> dict[str, Path]:
     except OSError as exc:
         raise BmbenchError(f"{folder}: cannot write the ablation report ({exc.strerror})") from None
     return paths
+
+
+def run_and_report(ablation, results: Path, backend: str = "local", jobs: int = 1, scheduler: str | None = None,
+                   say=None):
+    """Run what of ``ablation`` is not stored yet on ``backend`` (``say(line)`` tells where
+    and each run's outcome as it finishes), then build and write its report; returns
+    ``(outcome, report, paths)``."""
+    from ..runs.backends import make_backend
+    from ..runs.sweep import run_ablation
+
+    say = say or (lambda line: None)
+    runner = make_backend(backend, jobs, scheduler)
+    say(runner.describe())
+
+    def on_result(result, task, done, total):
+        say(result_line(results, ablation.metrics[0], result, task, done, total))
+
+    try:
+        outcome = run_ablation(ablation, results, runner, on_result)
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+    say(f"{len(outcome.completed)} run(s) done now, {outcome.skipped} already stored, "
+        f"{len(outcome.failed)} failed")
+    report = build_report(results, ablation.id, ablation.metrics)
+    return outcome, report, write_report(report, results)
+
+
+def result_line(results: Path, metric: str, result, task, done: int, total: int) -> str:
+    """``[3/8] variant (repeat 0): macro_f1=0.9123  RUN_ID  (12.3 s)``, or its failure."""
+    where = f"[{done}/{total}] {task.tags['variant']} (repeat {task.tags['repeat']})"
+    if not result.ok:
+        return f"{where}: FAILED: {result.error}"
+    value = load_record(Path(results) / "runs" / result.run_id).metrics.get(metric)
+    shown = f"{value:.4f}" if isinstance(value, (int, float)) else value
+    return f"{where}: {metric}={shown}  {result.run_id}  ({result.seconds:.1f} s)"
 
 
 def render(report: AblationReport, fmt: str) -> str:

@@ -111,6 +111,21 @@ def compare_runs(a: RunRecord, b: RunRecord, metric: str = "macro_f1",
             "lower_is_better": metric in LOWER_IS_BETTER}
 
 
+def compare_refs(run_a: str, run_b: str, metric: str = "macro_f1", n_resamples: int = N_RESAMPLES,
+                 seed: int = SEED, dataset: str | None = None, results_dir=None,
+                 dataset_option: str | None = None) -> dict:
+    """:func:`compare_runs` of two stored runs named as ``bmbench compare`` takes them (a run
+    folder, an id prefix, a recipe name or ``latest``; ``dataset``: chosen among that data
+    set kind's runs) in the store ``results_dir``; ``dataset_option``: the caller's option that
+    sets ``dataset``, named in the hint when a reference is ambiguous."""
+    from ..config.locations import results_dir as resolve
+    from ..runs.store import load_record, resolve_run
+
+    store = resolve(results_dir)
+    a, b = (load_record(resolve_run(store, ref, dataset, dataset_option)) for ref in (run_a, run_b))
+    return compare_runs(a, b, metric, n_resamples, seed=seed)
+
+
 def format_comparison(result: dict) -> str:
     """The terminal text of :func:`compare_runs`."""
     m, boot, mcn = result["metric"], result["bootstrap"], result["mcnemar"]

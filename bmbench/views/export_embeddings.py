@@ -34,6 +34,17 @@ class EmbeddingJob:
     recipe: object
 
 
+def embedding_job(source, backbone: str, weights: str | None = None, image_size: int | None = None,
+                  kind: str = "folder", options=None, overrides=(), results=None, jobs: int = 1) -> EmbeddingJob:
+    """What ``bmbench features SOURCE --backbone NAME`` embeds: a recipe's images (``.yaml``)
+    or a data folder of ``kind``."""
+    from .export_features import is_recipe
+
+    if is_recipe(source):
+        return job_from_recipe(source, tuple(overrides), results, backbone, weights, image_size, jobs)
+    return job_from_folder(source, kind, options or {}, backbone, weights, image_size, jobs)
+
+
 def job_from_recipe(path, overrides, results, backbone: str, weights: str | None,
                     image_size: int | None, jobs: int) -> EmbeddingJob:
     """Images and split of the recipe at ``path``; its input size, and its weights and

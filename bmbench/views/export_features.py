@@ -31,6 +31,19 @@ class ExportSource:
     images: object  # the image stage (bmbench.data.images.ImageSource)
 
 
+def feature_source(source, kind: str = "folder", options=None, families=None, segmentation: str = "otsu",
+                   feature_size: int | None = None, overrides=(), results=None) -> ExportSource:
+    """What ``bmbench features SOURCE`` extracts: a recipe (``.yaml``: its data set, split and
+    feature settings, with ``overrides``) or a data folder of ``kind``."""
+    if is_recipe(source):
+        return source_from_recipe(source, tuple(overrides), results)
+    return source_from_folder(source, kind, options or {}, families, segmentation, feature_size)
+
+
+def is_recipe(source) -> bool:
+    return Path(source).suffix.lower() in (".yaml", ".yml")
+
+
 def source_from_recipe(path, overrides=(), results=None) -> ExportSource:
     from ..data import load_dataset
     from types import SimpleNamespace

@@ -81,6 +81,28 @@ def build_boards(records: list[RunRecord], metric: str = "macro_f1", dataset: st
     return boards
 
 
+def store_boards(results_dir=None, metric: str = "macro_f1", dataset: str | None = None,
+                 recipe: str | None = None, family: str | None = None, best_per_recipe: bool = False,
+                 fair: bool = False, use_index: bool = True) -> tuple[Path, list[Board], str | None]:
+    """The store (``results_dir`` resolved), its :class:`Board` s and, when no stored run
+    matches the filters, the message saying so (else None): what ``bmbench leaderboard``
+    and ``bmbench.leaderboard()`` show."""
+    from ..config.locations import results_dir as resolve
+    from ..runs.index import StoreIndex
+    from ..runs.store import list_runs
+    from .compare import check_metric
+
+    check_metric(metric)
+    store = resolve(results_dir).resolve()
+    with StoreIndex(store, enabled=use_index) as index:
+        records = list_runs(store, index)
+        empty = check_filters(records, store, dataset, recipe, family)
+        if empty is not None:
+            return store, [], empty
+        return store, build_boards(records, metric, dataset, recipe, family, best_per_recipe, index=index,
+                                   fair=fair), None
+
+
 def budget_text(info: dict) -> str:
     """How much search chose the run's settings: ``tuned 40 trials`` or ``default``."""
     t = info.get("tuning")

@@ -107,7 +107,7 @@ def test_manifest_input_and_missing_input(env):
 
 def test_kfold_run_predicts_with_the_mean_of_its_fold_models(env):
     run = bmbench.run_recipe(write_recipe(env, "baseline"), overrides=("split.folds=3",))
-    loaded = bmbench.load_run(run)
+    loaded = bmbench.load_run(run).model  # the loaded models (bmbench.runs.predict.LoadedRun)
     assert len(loaded.models) == 3
     _, paths = stored(run)
     mean = np.mean([m.predict_proba(np.array(paths[:2]), loaded._context()) for m in loaded.models], axis=0)

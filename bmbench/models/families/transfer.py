@@ -165,7 +165,8 @@ class Transfer(Family):
                 backbone.trainable = False
                 model = head.attach(backbone, frozen=True)
                 if opts.augment_head:
-                    stages = {"head": _train_images(model, data, preprocess, ctx, devices, "head")}
+                    stages = {"head": _train_images(model, data, preprocess, ctx, devices, "head",
+                                                    later_epochs=opts.fine_tune_epochs if opts.fine_tune_layers else 0)}
                 else:
                     stages = {"head": _train_head_on_embeddings(head, lambda: backbone, data, ctx, devices,
                                                                 encoder)}
@@ -261,7 +262,7 @@ def unfreeze_top(backbone, n_layers: int) -> int:
 
 
 def _train_images(model, data, preprocess, ctx, devices, stage: str, epochs: int | None = None,
-                  learning_rate: float | None = None) -> dict:
+                  learning_rate: float | None = None, later_epochs: int = 0) -> dict:
     from ...deep.training import compile_model, fit_stage
 
     t = ctx.train
@@ -270,7 +271,7 @@ def _train_images(model, data, preprocess, ctx, devices, stage: str, epochs: int
     data.measure_input(ctx, batches, steps)
     result = fit_stage(model, batches, steps, data.validation(ctx, preprocess), stage=stage,
                        epochs=epochs or t.epochs, patience=t.patience, batch_size=t.batch_size,
-                       ctx=ctx)
+                       ctx=ctx, later_epochs=later_epochs)
     return result.as_dict()
 
 
@@ -383,5 +384,6 @@ def _train_head_on_embeddings(head: _Head, build_backbone, data, ctx, devices, e
         val = embedding_batches(xv[data.val_rows], data.val_labels, None, t.batch_size)
     result = fit_stage(head_model, batches, steps, val,
                        stage="head", epochs=t.epochs, patience=t.patience,
-                       batch_size=t.batch_size, ctx=ctx)
+                       batch_size=t.batch_size, ctx=ctx,
+                       later_epochs=opts.fine_tune_epochs if opts.fine_tune_layers else 0)
     return {**result.as_dict(), "on": "cached embeddings"}

@@ -109,6 +109,22 @@ def write_report(run: str | Path, out: str | Path | None = None, n_mistakes: int
     return out
 
 
+def summary_card(record: RunRecord, image) -> str:
+    """A run's card for a notebook: the summary, the headline metrics with their intervals,
+    the confusion matrix and (when the run wrote a history) the training curves, drawn by
+    ``image(figure, alt)``."""
+    metrics = record.metrics
+    figures = []
+    if metrics.get("confusion_matrix") and metrics.get("classes"):
+        figures.append(image(plots.confusion_matrix_figure(metrics["confusion_matrix"], metrics["classes"]),
+                             "normalised confusion matrix"))
+    history = _history(record.path)
+    if history is not None:
+        figures.append(image(plots.training_curves_figure(history), "training and validation curves"))
+    return (_summary(record, metrics) + _metrics_table(metrics)
+            + f'<div class="figures">{"".join(figures)}</div>')
+
+
 def _scored(record: RunRecord):
     from ..compare import load_scored
     from ...core.errors import StoreError

@@ -149,3 +149,12 @@ def test_dense_is_a_typed_option_absent_from_the_fingerprint_when_unset(recipe):
     assert dense.model.options.dense == (64, 32) and dense.fingerprint() != plain.fingerprint()
     with pytest.raises(RecipeError, match=r"model\.dense\[1\]: value 0 is out of range"):
         load_recipe(recipe, ["model.dense=[64, 0]"])
+
+
+def test_the_log_gives_the_runs_eta_and_the_epoch_it_kept(trained):
+    _, cnn_run = trained
+    log = (cnn_run / "run.log").read_text()
+    stage = json.loads((cnn_run / "run.json").read_text())["model"]["stages"]["train"]
+    assert "train epoch 1/15: " in log and "left in the run)" in log
+    how = "ran all 15 epochs" if stage["epochs"] == 15 else f"stopped early at epoch {stage['epochs']}/15"
+    assert f"train: {how}; kept epoch {stage['best_epoch']} (best val loss)" in log
