@@ -81,13 +81,16 @@ class Setup:
     sets: tuple[str, ...]
     k: int = 0
     seeds: int = 1
+    transductive: str = ""  # evaluate.0.adapt.transductive: the target's unlabelled images adapt the model
 
     @property
     def regime(self) -> str:
-        return f"k = {self.k}" if self.k else "zero-shot"
+        shots = f"k = {self.k}" if self.k else "zero-shot"
+        return f"{shots}, transductive" if self.transductive else shots
 
     def key(self, direction: Direction, seed: int) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "_", f"{self.family} {self.sources} {self.name} k{self.k}".lower())
+        mode = f" {self.transductive}" if self.transductive else ""
+        slug = re.sub(r"[^a-z0-9]+", "_", f"{self.family} {self.sources} {self.name}{mode} k{self.k}".lower())
         return f"{direction.target.lower()}-{slug}-s{seed}"
 
     def argv(self, direction: Direction, seed: int) -> list[str]:
@@ -96,6 +99,8 @@ class Setup:
         sets = (*sets, *self.sets, f"seed={seed}")
         if self.k:
             sets += (f"evaluate.0.adapt.n_per_class={self.k}", f"evaluate.0.adapt.seed={seed}")
+        if self.transductive:
+            sets += (f"evaluate.0.adapt.transductive={self.transductive}",)
         return ["run", recipe, *[a for s in sets for a in ("--set", s)], "-q"]
 
 
@@ -109,6 +114,10 @@ def _setups() -> tuple[Setup, ...]:
     for name, seeds in (("none", 5), ("white_balance + reinhard", 3)):
         rows.append(Setup(name, "classical", "single", CLASSICAL + (f"dataset.preprocess={PREPROCESS[name]}",),
                           k=10, seeds=seeds))
+    # transductive: the target's features aligned on its unlabelled images (labels never read)
+    rows += [Setup(f"{name}, {mode}", "classical", "single", CLASSICAL + (f"dataset.preprocess={PREPROCESS[name]}",),
+                   transductive=mode)
+             for name in ("none", "white_balance") for mode in ("standardize", "coral")]
     rows.append(Setup("white_balance + reinhard, hed/hsv/rescale augmentation", "cnn", "single",
                       CNN + (f"dataset.preprocess={PREPROCESS['white_balance + reinhard']}",), seeds=5))
     return tuple(rows)

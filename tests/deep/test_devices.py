@@ -9,6 +9,8 @@ import pytest
 from bmbench.deep.devices import precision_policy, select_devices
 from bmbench.config.recipe import TrainSpec
 
+pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
+
 
 @pytest.mark.parametrize("setting, kind, caps, policy", [
     ("auto", "CPU", (), "float32"),
@@ -51,8 +53,6 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from bmbench.runs.runner import run_recipe
-
-pytestmark = pytest.mark.deep  # trains or builds TensorFlow models: left out of the quick subset
 run = run_recipe(sys.argv[1], sys.argv[2])
 print("RUN=" + str(run))
 """
