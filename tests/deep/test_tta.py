@@ -56,7 +56,7 @@ def test_a_tta_run_averages_views_and_predict_applies_it(env):
     assert "TTA x8" in info["settings"]
     preds = pd.read_csv(run / "predictions.csv")
     paths = [f"{info['dataset']['root']}/{x}" for x in preds["path"]]
-    loaded = bmbench.load_run(run.name)
+    loaded = bmbench.load_run(run.name).model  # the loaded models (bmbench.runs.predict.LoadedRun)
     expected = preds.filter(like="p_").to_numpy()
     assert np.allclose(loaded.predict_proba(paths), expected, atol=1e-6)
     import dataclasses
