@@ -64,8 +64,8 @@ def two_runs(recipe_path, tmp_path):
 
 def test_run_returns_the_stored_run_the_cli_describes(two_runs, recipe_path):
     store, a, b = two_runs
-    assert repr(a) == _cli("run", str(recipe_path), "-q", "--results-dir", str(store)).strip().replace(
-        _newest(store).name, a.id)
+    new, printed = _cli_run(store, recipe_path)
+    assert repr(a) == printed.replace(new.name, a.id)
     html = a._repr_html_()
     assert "macro_f1" in html and html.count('src="data:image/png;base64,') == 1  # the confusion matrix
     assert f"{a.metrics['macro_f1']:.4f}" in html
@@ -73,16 +73,21 @@ def test_run_returns_the_stored_run_the_cli_describes(two_runs, recipe_path):
     assert list(per_class.index) == a.metrics["classes"] and {"precision", "recall", "f1"} <= set(per_class.columns)
 
 
-def _newest(store: Path) -> Path:
-    return max((store / "runs").iterdir(), key=lambda p: p.name)
+def _cli_run(store: Path, recipe, *args) -> tuple[Path, str]:
+    """The run folder ``bmbench run`` stores and what it prints (the folder found as the one
+    it adds: ids made within one second sort by their random hex, not by time)."""
+    before = set((store / "runs").iterdir())
+    printed = _cli("run", str(recipe), "-q", "--results-dir", str(store), *args).strip()
+    (new,) = set((store / "runs").iterdir()) - before
+    return new, printed
 
 
 def test_overrides_as_keywords_or_a_mapping_are_the_clis_set(two_runs, recipe_path):
     store, _, b = two_runs
     keyword = bmbench.run(recipe_path, results_dir=store, quiet=True, **{"model.pixels": 4})
-    _cli("run", str(recipe_path), "-q", "--results-dir", str(store), "--set", "model.pixels=4")
-    cli_run = json.loads((_newest(store) / "run.json").read_text())
-    cli_scores = json.loads((_newest(store) / "metrics.json").read_text())
+    new, _ = _cli_run(store, recipe_path, "--set", "model.pixels=4")
+    cli_run = json.loads((new / "run.json").read_text())
+    cli_scores = json.loads((new / "metrics.json").read_text())
     assert b.info["recipe_fingerprint"] == keyword.info["recipe_fingerprint"] == cli_run["recipe_fingerprint"]
     assert b.metrics["macro_f1"] == keyword.metrics["macro_f1"] == cli_scores["macro_f1"]
 

@@ -111,15 +111,17 @@ def _remove(tmp: Path) -> None:
 
 def check_writable(target: str | os.PathLike, what: str, folder: bool = False) -> None:
     """Fail now, before any work, where writing ``target`` (a file; with ``folder``, a folder
-    to fill) would fail at the end: create the folder it goes into and a temporary file there
-    (removed at once), as ``run`` opens its run folder first. Raises a one-line
-    :class:`~bmbench.core.errors.BmbenchError` naming the path."""
+    to fill) would fail at the end: create the folder it goes into and a temporary file there,
+    as ``run`` opens its run folder first, then remove both (a command that fails later leaves
+    no empty folder behind). Raises a one-line :class:`~bmbench.core.errors.BmbenchError`
+    naming the path."""
     from .errors import BmbenchError
 
     target = Path(target)
     base = target if folder else target.parent
     if folder and target.exists() and not target.is_dir():
         raise BmbenchError(f"{target}: is a file; give a folder for {what}")
+    created = [p for p in (base, *base.parents) if not p.exists()]  # deepest first
     try:
         base.mkdir(parents=True, exist_ok=True)
         probe = temporary_sibling(base / "write-check")
@@ -128,3 +130,9 @@ def check_writable(target: str | os.PathLike, what: str, folder: bool = False) -
     except OSError as exc:
         raise BmbenchError(f"{exc.filename or target}: cannot write {what} ({exc.strerror or exc}); "
                            "choose another --out") from None
+    finally:
+        for made in created:
+            try:
+                made.rmdir()
+            except OSError:
+                break
